@@ -1,0 +1,168 @@
+"""Mutations: decode IDs, call one use case, map rule violations to `errors`."""
+
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import strawberry
+
+from crm_graphql.api.ids import decode_id_of
+from crm_graphql.api.inputs import (
+    AdvanceSaleStageInput,
+    AdvanceStageInput,
+    AnalyzeLeadInput,
+    CreateLeadInput,
+    LogActivityInput,
+    TransferToSalesInput,
+    UpdateLeadInput,
+)
+from crm_graphql.api.types import LeadInfo, LeadType, SaleType, UserError
+from crm_graphql.domain.errors import RuleViolation
+from crm_graphql.domain.lead import Lead, Sale
+from crm_graphql.services.leads import UNCHANGED, LeadChanges
+
+T = TypeVar("T")
+
+
+async def attempt(action: Callable[[], Awaitable[T]]) -> tuple[T | None, list[UserError]]:
+    """Run a use case; a broken rule becomes `errors`, anything else propagates (masked)."""
+    try:
+        return await action(), []
+    except RuleViolation as violation:
+        return None, [UserError.from_violation(v) for v in violation.violations]
+
+
+def lead_or_none(lead: Lead | None) -> LeadType | None:
+    return LeadType.from_domain(lead) if lead else None
+
+
+def sale_or_none(sale: Sale | None) -> SaleType | None:
+    return SaleType.from_domain(sale) if sale else None
+
+
+@strawberry.type
+class CreateLeadPayload:
+    lead: LeadType | None
+    errors: list[UserError]
+
+
+@strawberry.type
+class UpdateLeadPayload:
+    lead: LeadType | None
+    errors: list[UserError]
+
+
+@strawberry.type
+class LogActivityPayload:
+    lead: LeadType | None
+    errors: list[UserError]
+
+
+@strawberry.type
+class AnalyzeLeadPayload:
+    lead: LeadType | None
+    errors: list[UserError]
+
+
+@strawberry.type
+class AdvanceStagePayload:
+    lead: LeadType | None
+    errors: list[UserError]
+
+
+@strawberry.type
+class TransferToSalesPayload:
+    lead: LeadType | None
+    sale: SaleType | None
+    errors: list[UserError]
+
+
+@strawberry.type
+class AdvanceSaleStagePayload:
+    sale: SaleType | None
+    errors: list[UserError]
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation(description="Create a lead in stage NEW.")
+    async def create_lead(self, info: LeadInfo, input: CreateLeadInput) -> CreateLeadPayload:
+        leads = info.context.services.leads
+        lead, errors = await attempt(lambda: leads.create(input.source, input.business_domain))
+        return CreateLeadPayload(lead=lead_or_none(lead), errors=errors)
+
+    @strawberry.mutation(description="Change a lead's fields; a transferred lead is locked.")
+    async def update_lead(self, info: LeadInfo, input: UpdateLeadInput) -> UpdateLeadPayload:
+        leads = info.context.services.leads
+        business_domain = (
+            UNCHANGED if input.business_domain is strawberry.UNSET else input.business_domain
+        )
+
+        async def action() -> Lead:
+            lead_id = decode_id_of("Lead", input.lead_id, "leadId")
+            return await leads.update(lead_id, LeadChanges(business_domain=business_domain))
+
+        lead, errors = await attempt(action)
+        return UpdateLeadPayload(lead=lead_or_none(lead), errors=errors)
+
+    @strawberry.mutation(description="Record a contact with the client; counts toward the score.")
+    async def log_activity(self, info: LeadInfo, input: LogActivityInput) -> LogActivityPayload:
+        leads = info.context.services.leads
+
+        async def action() -> Lead:
+            lead_id = decode_id_of("Lead", input.lead_id, "leadId")
+            return await leads.log_activity(lead_id, input.kind, input.note)
+
+        lead, errors = await attempt(action)
+        return LogActivityPayload(lead=lead_or_none(lead), errors=errors)
+
+    @strawberry.mutation(description="Ask the scorer for a conversion estimate; it advises only.")
+    async def analyze_lead(self, info: LeadInfo, input: AnalyzeLeadInput) -> AnalyzeLeadPayload:
+        leads = info.context.services.leads
+
+        async def action() -> Lead:
+            return await leads.analyze(decode_id_of("Lead", input.lead_id, "leadId"))
+
+        lead, errors = await attempt(action)
+        return AnalyzeLeadPayload(lead=lead_or_none(lead), errors=errors)
+
+    @strawberry.mutation(description="Move a lead along the funnel (not to TRANSFERRED).")
+    async def advance_stage(self, info: LeadInfo, input: AdvanceStageInput) -> AdvanceStagePayload:
+        leads = info.context.services.leads
+
+        async def action() -> Lead:
+            return await leads.advance_stage(
+                decode_id_of("Lead", input.lead_id, "leadId"), input.to
+            )
+
+        lead, errors = await attempt(action)
+        return AdvanceStagePayload(lead=lead_or_none(lead), errors=errors)
+
+    @strawberry.mutation(description="The human decision: hand a qualified lead to sales.")
+    async def transfer_to_sales(
+        self, info: LeadInfo, input: TransferToSalesInput
+    ) -> TransferToSalesPayload:
+        leads = info.context.services.leads
+
+        async def action() -> tuple[Lead, Sale]:
+            transfer = await leads.transfer_to_sales(decode_id_of("Lead", input.lead_id, "leadId"))
+            return transfer.lead, transfer.sale
+
+        result, errors = await attempt(action)
+        lead, sale = result if result else (None, None)
+        return TransferToSalesPayload(
+            lead=lead_or_none(lead), sale=sale_or_none(sale), errors=errors
+        )
+
+    @strawberry.mutation(description="Move a sale along its pipeline.")
+    async def advance_sale_stage(
+        self, info: LeadInfo, input: AdvanceSaleStageInput
+    ) -> AdvanceSaleStagePayload:
+        sales = info.context.services.sales
+
+        async def action() -> Sale:
+            return await sales.advance_stage(
+                decode_id_of("Sale", input.sale_id, "saleId"), input.to
+            )
+
+        sale, errors = await attempt(action)
+        return AdvanceSaleStagePayload(sale=sale_or_none(sale), errors=errors)

@@ -1,0 +1,99 @@
+import strawberry
+from graphql import GraphQLError
+
+from crm_graphql.api.ids import decode_global_id, decode_id_of
+from crm_graphql.api.inputs import LeadFilter, LeadOrder, SaleFilter
+from crm_graphql.api.types import (
+    LeadConnection,
+    LeadInfo,
+    LeadType,
+    Node,
+    OrderDirection,
+    SaleConnection,
+    SaleType,
+)
+from crm_graphql.domain.errors import RuleViolation
+from crm_graphql.services import queries as q
+from crm_graphql.services.pagination import PageArgs
+
+
+def as_graphql_error(violation: RuleViolation) -> GraphQLError:
+    """A query has no payload for user errors: the rule's code travels in `extensions`."""
+    first = violation.violations[0]
+    return GraphQLError(
+        str(violation),
+        extensions={"code": first.code.value, "field": list(first.field or ())},
+    )
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(description="Fetch any object by its global ID.")
+    async def node(self, info: LeadInfo, id: strawberry.ID) -> Node | None:
+        decoded = decode_global_id(id)
+        if decoded is None:
+            raise GraphQLError(
+                "`id` is not a valid ID.", extensions={"code": "INVALID_INPUT", "field": ["id"]}
+            )
+        type_name, pk = decoded
+        loaders = info.context.loaders
+        if type_name == "Lead":
+            lead = await loaders.lead.load(pk)
+            return LeadType.from_domain(lead) if lead else None
+        if type_name == "Sale":
+            sale = await loaders.sale.load(pk)
+            return SaleType.from_domain(sale) if sale else None
+        return None
+
+    @strawberry.field
+    async def lead(self, info: LeadInfo, id: strawberry.ID) -> LeadType | None:
+        try:
+            pk = decode_id_of("Lead", id, "id")
+        except RuleViolation as violation:
+            raise as_graphql_error(violation) from None
+        lead = await info.context.loaders.lead.load(pk)
+        return LeadType.from_domain(lead) if lead else None
+
+    @strawberry.field(description="Leads, newest first unless `orderBy` says otherwise.")
+    async def leads(
+        self,
+        info: LeadInfo,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+        filter: LeadFilter | None = None,
+        order_by: LeadOrder | None = None,
+    ) -> LeadConnection:
+        f = filter or LeadFilter()
+        order = order_by or LeadOrder()
+        try:
+            page = await info.context.services.queries.leads_page(
+                PageArgs(first=first, after=after, last=last, before=before),
+                q.LeadFilter(
+                    stages=f.stage,
+                    sources=f.source,
+                    min_score=f.min_score,
+                    has_business_domain=f.has_business_domain,
+                ),
+                q.LeadOrder(field=order.field, descending=order.direction is OrderDirection.DESC),
+            )
+        except RuleViolation as violation:
+            raise as_graphql_error(violation) from None
+        return LeadConnection.from_page(page)
+
+    @strawberry.field(description="Sales, newest first.")
+    async def sales(
+        self,
+        info: LeadInfo,
+        first: int | None = None,
+        after: str | None = None,
+        filter: SaleFilter | None = None,
+    ) -> SaleConnection:
+        try:
+            page = await info.context.services.queries.sales_page(
+                PageArgs(first=first, after=after), (filter or SaleFilter()).stage
+            )
+        except RuleViolation as violation:
+            raise as_graphql_error(violation) from None
+        return SaleConnection.from_page(page)

@@ -1,0 +1,233 @@
+"""GraphQL object types. Thin: fields read the domain record or go through a DataLoader."""
+
+from datetime import datetime
+from typing import Annotated
+
+import strawberry
+from strawberry.types import Info
+
+from crm_graphql.api.context import Context
+from crm_graphql.api.ids import encode_global_id
+from crm_graphql.domain import enums
+from crm_graphql.domain.errors import ErrorCode, Violation
+from crm_graphql.domain.lead import Lead, Sale, StageChange
+from crm_graphql.domain.scoring import Score
+from crm_graphql.services.pagination import Page
+from crm_graphql.services.queries import LeadOrderField as DomainLeadOrderField
+
+LeadSource = strawberry.enum(enums.LeadSource)
+LeadStage = strawberry.enum(enums.LeadStage)
+SaleStage = strawberry.enum(enums.SaleStage)
+ScoreRecommendation = strawberry.enum(enums.ScoreRecommendation)
+ActivityKind = strawberry.enum(enums.ActivityKind)
+LeadOrderField = strawberry.enum(DomainLeadOrderField)
+UserErrorCode = strawberry.enum(ErrorCode, name="UserErrorCode")
+
+
+@strawberry.enum
+class OrderDirection(enums.StrEnum):
+    ASC = "ASC"
+    DESC = "DESC"
+
+
+LeadInfo = Info[Context, None]
+
+
+@strawberry.interface(description="An object with a globally unique ID (Relay).")
+class Node:
+    id: strawberry.ID
+
+
+@strawberry.type(description="A business rule the request broke; nothing was changed.")
+class UserError:
+    code: UserErrorCode
+    message: str
+    field: list[str] | None = strawberry.field(
+        description="Path to the input field at fault, when one is."
+    )
+
+    @classmethod
+    def from_violation(cls, violation: Violation) -> "UserError":
+        field = list(violation.field) if violation.field else None
+        return cls(code=violation.code, message=violation.message, field=field)
+
+
+@strawberry.type
+class LeadScore:
+    value: float
+    recommendation: ScoreRecommendation
+    reasons: list[str]
+    scorer: str
+    scored_at: datetime
+    stale: bool = strawberry.field(
+        description="True when the lead's scoring inputs changed since it was scored."
+    )
+
+    @classmethod
+    def from_domain(cls, score: Score, lead: Lead) -> "LeadScore":
+        return cls(
+            value=score.value,
+            recommendation=score.recommendation,
+            reasons=list(score.reasons),
+            scorer=score.scorer,
+            scored_at=score.scored_at,
+            stale=score.is_stale_for(lead.snapshot),
+        )
+
+
+@strawberry.type
+class LeadStageChange:
+    from_: LeadStage | None = strawberry.field(name="from")
+    to: LeadStage
+    at: datetime
+
+    @classmethod
+    def from_domain(cls, change: StageChange[enums.LeadStage]) -> "LeadStageChange":
+        return cls(from_=change.from_stage, to=change.to_stage, at=change.at)
+
+
+@strawberry.type
+class SaleStageChange:
+    from_: SaleStage | None = strawberry.field(name="from")
+    to: SaleStage
+    at: datetime
+
+    @classmethod
+    def from_domain(cls, change: StageChange[enums.SaleStage]) -> "SaleStageChange":
+        return cls(from_=change.from_stage, to=change.to_stage, at=change.at)
+
+
+@strawberry.type(name="Lead")
+class LeadType(Node):
+    record: strawberry.Private[Lead]
+    source: LeadSource
+    stage: LeadStage
+    business_domain: str | None
+    activity_count: int
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_domain(cls, lead: Lead) -> "LeadType":
+        return cls(
+            id=strawberry.ID(encode_global_id("Lead", lead.id)),
+            record=lead,
+            source=lead.source,
+            stage=lead.stage,
+            business_domain=lead.business_domain,
+            activity_count=lead.activity_count,
+            created_at=lead.created_at,
+            updated_at=lead.updated_at,
+        )
+
+    @strawberry.field(description="Null until the lead is analyzed.")
+    def score(self) -> LeadScore | None:
+        score = self.record.score
+        return LeadScore.from_domain(score, self.record) if score else None
+
+    @strawberry.field(description="The Sale, once the lead is transferred.")
+    async def sale(self, info: LeadInfo) -> Annotated["SaleType", strawberry.lazy(__name__)] | None:
+        sale = await info.context.loaders.sale_by_lead.load(self.record.id)
+        return SaleType.from_domain(sale) if sale else None
+
+    @strawberry.field(description="Every stage change, oldest first; creation included.")
+    async def history(self, info: LeadInfo) -> list[LeadStageChange]:
+        changes = await info.context.loaders.lead_history.load(self.record.id)
+        return [LeadStageChange.from_domain(change) for change in changes]
+
+
+@strawberry.type(name="Sale")
+class SaleType(Node):
+    record: strawberry.Private[Sale]
+    stage: SaleStage
+    created_at: datetime
+
+    @classmethod
+    def from_domain(cls, sale: Sale) -> "SaleType":
+        return cls(
+            id=strawberry.ID(encode_global_id("Sale", sale.id)),
+            record=sale,
+            stage=sale.stage,
+            created_at=sale.created_at,
+        )
+
+    @strawberry.field
+    async def lead(self, info: LeadInfo) -> LeadType:
+        lead = await info.context.loaders.lead.load(self.record.lead_id)
+        if lead is None:  # the foreign key makes this impossible
+            raise LookupError(f"sale {self.record.id} has no lead")
+        return LeadType.from_domain(lead)
+
+    @strawberry.field(description="Every stage change, oldest first; creation included.")
+    async def history(self, info: LeadInfo) -> list[SaleStageChange]:
+        changes = await info.context.loaders.sale_history.load(self.record.id)
+        return [SaleStageChange.from_domain(change) for change in changes]
+
+
+@strawberry.type
+class PageInfo:
+    has_next_page: bool
+    has_previous_page: bool
+    start_cursor: str | None
+    end_cursor: str | None
+
+
+@strawberry.type
+class CountedConnection:
+    page_info: PageInfo
+    page: strawberry.Private[Page]
+
+    @strawberry.field(description="How many items match the filter, across all pages.")
+    async def total_count(self) -> int:
+        return await self.page.total_count()
+
+
+def page_info(page: Page) -> PageInfo:
+    return PageInfo(
+        has_next_page=page.has_next_page,
+        has_previous_page=page.has_previous_page,
+        start_cursor=page.edges[0].cursor if page.edges else None,
+        end_cursor=page.edges[-1].cursor if page.edges else None,
+    )
+
+
+@strawberry.type
+class LeadEdge:
+    node: LeadType
+    cursor: str
+
+
+@strawberry.type
+class LeadConnection(CountedConnection):
+    edges: list[LeadEdge]
+
+    @classmethod
+    def from_page(cls, page: Page[Lead]) -> "LeadConnection":
+        return cls(
+            edges=[
+                LeadEdge(node=LeadType.from_domain(e.node), cursor=e.cursor) for e in page.edges
+            ],
+            page_info=page_info(page),
+            page=page,
+        )
+
+
+@strawberry.type
+class SaleEdge:
+    node: SaleType
+    cursor: str
+
+
+@strawberry.type
+class SaleConnection(CountedConnection):
+    edges: list[SaleEdge]
+
+    @classmethod
+    def from_page(cls, page: Page[Sale]) -> "SaleConnection":
+        return cls(
+            edges=[
+                SaleEdge(node=SaleType.from_domain(e.node), cursor=e.cursor) for e in page.edges
+            ],
+            page_info=page_info(page),
+            page=page,
+        )

@@ -1,0 +1,266 @@
+"""SQL for the use cases and loaders, in SQLAlchemy Core. Every function takes the caller's
+connection, so the caller decides the transaction."""
+
+import json
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Row, func, insert, select, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from crm_graphql.db.tables import activities, leads, sales, stage_changes
+from crm_graphql.domain.enums import (
+    ActivityKind,
+    LeadSource,
+    LeadStage,
+    SaleStage,
+    ScoreRecommendation,
+)
+from crm_graphql.domain.lead import Lead, Sale, StageChange
+from crm_graphql.domain.scoring import LeadSnapshot, Score
+
+LEAD_STAGE_CHANNEL = "crm_lead_stage_changes"
+
+
+def score_to_json(score: Score) -> dict[str, Any]:
+    return {
+        "recommendation": score.recommendation.value,
+        "reasons": list(score.reasons),
+        "scorer": score.scorer,
+        "scored_at": score.scored_at.isoformat(),
+        "inputs": {
+            "source": score.inputs.source.value,
+            "business_domain": score.inputs.business_domain,
+            "activity_count": score.inputs.activity_count,
+        },
+    }
+
+
+def score_from_row(value: float | None, data: dict[str, Any] | None) -> Score | None:
+    if value is None or data is None:
+        return None
+    inputs = data["inputs"]
+    return Score(
+        value=value,
+        recommendation=ScoreRecommendation(data["recommendation"]),
+        reasons=tuple(data["reasons"]),
+        scorer=data["scorer"],
+        scored_at=datetime.fromisoformat(data["scored_at"]),
+        inputs=LeadSnapshot(
+            source=LeadSource(inputs["source"]),
+            business_domain=inputs["business_domain"],
+            activity_count=inputs["activity_count"],
+        ),
+    )
+
+
+def lead_from_row(row: Row[Any]) -> Lead:
+    return Lead(
+        id=row.id,
+        source=LeadSource(row.source),
+        stage=LeadStage(row.stage),
+        business_domain=row.business_domain,
+        activity_count=row.activity_count,
+        score=score_from_row(row.score_value, row.score),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def sale_from_row(row: Row[Any]) -> Sale:
+    return Sale(
+        id=row.id,
+        lead_id=row.lead_id,
+        stage=SaleStage(row.stage),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def lead_change_from_row(row: Row[Any]) -> StageChange[LeadStage]:
+    return StageChange(
+        id=row.id,
+        from_stage=LeadStage(row.from_stage) if row.from_stage else None,
+        to_stage=LeadStage(row.to_stage),
+        at=row.at,
+    )
+
+
+def sale_change_from_row(row: Row[Any]) -> StageChange[SaleStage]:
+    return StageChange(
+        id=row.id,
+        from_stage=SaleStage(row.from_stage) if row.from_stage else None,
+        to_stage=SaleStage(row.to_stage),
+        at=row.at,
+    )
+
+
+# --- writes -------------------------------------------------------------------------------
+
+
+async def insert_lead(
+    conn: AsyncConnection, source: LeadSource, business_domain: str | None
+) -> Lead:
+    row = (
+        await conn.execute(
+            insert(leads)
+            .values(source=source.value, stage=LeadStage.NEW.value, business_domain=business_domain)
+            .returning(*leads.c)
+        )
+    ).one()
+    return lead_from_row(row)
+
+
+async def lock_lead(conn: AsyncConnection, lead_id: int) -> Lead | None:
+    row = (
+        await conn.execute(select(*leads.c).where(leads.c.id == lead_id).with_for_update())
+    ).one_or_none()
+    return lead_from_row(row) if row else None
+
+
+async def update_lead(conn: AsyncConnection, lead_id: int, **values: Any) -> Lead:
+    row = (
+        await conn.execute(
+            update(leads)
+            .where(leads.c.id == lead_id)
+            .values(**values, updated_at=func.now())
+            .returning(*leads.c)
+        )
+    ).one()
+    return lead_from_row(row)
+
+
+def score_values(score: Score) -> dict[str, Any]:
+    return {"score_value": score.value, "score": score_to_json(score)}
+
+
+async def increment_activity_count(conn: AsyncConnection, lead_id: int) -> Lead:
+    return await update_lead(conn, lead_id, activity_count=leads.c.activity_count + 1)
+
+
+async def insert_activity(
+    conn: AsyncConnection, lead_id: int, kind: ActivityKind, note: str | None
+) -> None:
+    await conn.execute(insert(activities).values(lead_id=lead_id, kind=kind.value, note=note))
+
+
+async def record_lead_stage_change(
+    conn: AsyncConnection, lead_id: int, from_stage: LeadStage | None, to_stage: LeadStage
+) -> StageChange[LeadStage]:
+    """Write the audit row and queue its notification; both take effect only on commit."""
+    row = (
+        await conn.execute(
+            insert(stage_changes)
+            .values(
+                lead_id=lead_id,
+                from_stage=from_stage.value if from_stage else None,
+                to_stage=to_stage.value,
+            )
+            .returning(*stage_changes.c)
+        )
+    ).one()
+    await conn.execute(
+        text("SELECT pg_notify(:channel, :payload)"),
+        {"channel": LEAD_STAGE_CHANNEL, "payload": json.dumps({"id": row.id, "lead": lead_id})},
+    )
+    return lead_change_from_row(row)
+
+
+async def insert_sale(conn: AsyncConnection, lead_id: int) -> Sale:
+    row = (
+        await conn.execute(
+            insert(sales).values(lead_id=lead_id, stage=SaleStage.NEW.value).returning(*sales.c)
+        )
+    ).one()
+    return sale_from_row(row)
+
+
+async def lock_sale(conn: AsyncConnection, sale_id: int) -> Sale | None:
+    row = (
+        await conn.execute(select(*sales.c).where(sales.c.id == sale_id).with_for_update())
+    ).one_or_none()
+    return sale_from_row(row) if row else None
+
+
+async def update_sale_stage(conn: AsyncConnection, sale_id: int, stage: SaleStage) -> Sale:
+    row = (
+        await conn.execute(
+            update(sales)
+            .where(sales.c.id == sale_id)
+            .values(stage=stage.value, updated_at=func.now())
+            .returning(*sales.c)
+        )
+    ).one()
+    return sale_from_row(row)
+
+
+async def record_sale_stage_change(
+    conn: AsyncConnection, sale_id: int, from_stage: SaleStage | None, to_stage: SaleStage
+) -> None:
+    await conn.execute(
+        insert(stage_changes).values(
+            sale_id=sale_id,
+            from_stage=from_stage.value if from_stage else None,
+            to_stage=to_stage.value,
+        )
+    )
+
+
+# --- batched reads for the DataLoaders ------------------------------------------------------
+
+
+async def leads_by_ids(conn: AsyncConnection, ids: Sequence[int]) -> dict[int, Lead]:
+    rows = await conn.execute(select(*leads.c).where(leads.c.id.in_(ids)))
+    return {row.id: lead_from_row(row) for row in rows}
+
+
+async def sales_by_ids(conn: AsyncConnection, ids: Sequence[int]) -> dict[int, Sale]:
+    rows = await conn.execute(select(*sales.c).where(sales.c.id.in_(ids)))
+    return {row.id: sale_from_row(row) for row in rows}
+
+
+async def sales_by_lead_ids(conn: AsyncConnection, lead_ids: Sequence[int]) -> dict[int, Sale]:
+    rows = await conn.execute(select(*sales.c).where(sales.c.lead_id.in_(lead_ids)))
+    return {row.lead_id: sale_from_row(row) for row in rows}
+
+
+async def lead_history(
+    conn: AsyncConnection, lead_ids: Sequence[int]
+) -> dict[int, list[StageChange[LeadStage]]]:
+    rows = await conn.execute(
+        select(*stage_changes.c)
+        .where(stage_changes.c.lead_id.in_(lead_ids))
+        .order_by(stage_changes.c.lead_id, stage_changes.c.id)
+    )
+    history: dict[int, list[StageChange[LeadStage]]] = {lead_id: [] for lead_id in lead_ids}
+    for row in rows:
+        history[row.lead_id].append(lead_change_from_row(row))
+    return history
+
+
+async def sale_history(
+    conn: AsyncConnection, sale_ids: Sequence[int]
+) -> dict[int, list[StageChange[SaleStage]]]:
+    rows = await conn.execute(
+        select(*stage_changes.c)
+        .where(stage_changes.c.sale_id.in_(sale_ids))
+        .order_by(stage_changes.c.sale_id, stage_changes.c.id)
+    )
+    history: dict[int, list[StageChange[SaleStage]]] = {sale_id: [] for sale_id in sale_ids}
+    for row in rows:
+        history[row.sale_id].append(sale_change_from_row(row))
+    return history
+
+
+# --- pages ----------------------------------------------------------------------------------
+
+
+async def fetch_rows(conn: AsyncConnection, statement: Any) -> list[Row[Any]]:
+    return list(await conn.execute(statement))
+
+
+async def count_rows(
+    conn: AsyncConnection, table: Any, conditions: Iterable[ColumnElement[bool]]
+) -> int:
+    return await conn.scalar(select(func.count()).select_from(table).where(*conditions)) or 0

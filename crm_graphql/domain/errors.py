@@ -1,0 +1,33 @@
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class ErrorCode(StrEnum):
+    NOT_FOUND = "NOT_FOUND"
+    INVALID_INPUT = "INVALID_INPUT"
+    INVALID_TRANSITION = "INVALID_TRANSITION"
+    LEAD_LOCKED = "LEAD_LOCKED"
+    NOT_QUALIFIED = "NOT_QUALIFIED"
+    DOMAIN_REQUIRED = "DOMAIN_REQUIRED"
+    SCORE_REQUIRED = "SCORE_REQUIRED"
+    SCORE_TOO_LOW = "SCORE_TOO_LOW"
+    SCORE_STALE = "SCORE_STALE"
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One broken business rule, reported to the client as a UserError."""
+
+    code: ErrorCode
+    message: str
+    field: tuple[str, ...] | None = None
+
+
+class RuleViolation(Exception):
+    """Raised by a use case when its input breaks one or more rules; nothing was changed."""
+
+    def __init__(self, *violations: Violation) -> None:
+        if not violations:
+            raise ValueError("RuleViolation needs at least one violation")
+        super().__init__("; ".join(v.message for v in violations))
+        self.violations = violations

@@ -1,0 +1,24 @@
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from crm_graphql.scoring import build_scorer
+from crm_graphql.services.leads import LeadService
+from crm_graphql.services.queries import Queries
+from crm_graphql.services.sales import SaleService
+from crm_graphql.settings import Settings
+
+
+@dataclass(frozen=True)
+class Services:
+    leads: LeadService
+    sales: SaleService
+    queries: Queries
+
+    @classmethod
+    def create(cls, engine: AsyncEngine, settings: Settings) -> "Services":
+        return cls(
+            leads=LeadService(engine, build_scorer(settings), settings.transfer_threshold),
+            sales=SaleService(engine),
+            queries=Queries(engine, settings),
+        )

@@ -1,0 +1,144 @@
+"""Relay-style keyset pagination: opaque cursors over (sort key, id), stable under inserts."""
+
+import base64
+import binascii
+import json
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import ColumnElement, Table, select, tuple_
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from crm_graphql.db.repository import count_rows, fetch_rows
+from crm_graphql.domain.errors import ErrorCode, RuleViolation, Violation
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class PageArgs:
+    first: int | None = None
+    after: str | None = None
+    last: int | None = None
+    before: str | None = None
+
+
+@dataclass(frozen=True)
+class SortKey:
+    """A column expression to order by; `kind` says how its values travel in a cursor."""
+
+    name: str
+    expression: ColumnElement[Any]
+    kind: type[datetime] | type[float]
+
+
+@dataclass(frozen=True)
+class Edge(Generic[T]):
+    node: T
+    cursor: str
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    edges: list[Edge[T]]
+    has_next_page: bool
+    has_previous_page: bool
+    total_count: Callable[[], Awaitable[int]]
+
+
+def _invalid(message: str, field: str) -> RuleViolation:
+    return RuleViolation(Violation(ErrorCode.INVALID_INPUT, message, (field,)))
+
+
+def encode_cursor(sort: SortKey, value: Any, row_id: int) -> str:
+    wire = value.isoformat() if isinstance(value, datetime) else value
+    raw = json.dumps([sort.name, wire, row_id], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(sort: SortKey, cursor: str, field: str) -> tuple[Any, int]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        name, wire, row_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        value = datetime.fromisoformat(wire) if sort.kind is datetime else float(wire)
+        if not isinstance(row_id, int) or value is None:
+            raise ValueError(row_id)
+    except (ValueError, TypeError, binascii.Error, UnicodeError, json.JSONDecodeError):
+        raise _invalid(f"`{field}` is not a cursor this API issued.", field) from None
+    if name != sort.name:
+        raise _invalid(f"`{field}` was issued for ordering by {name}, not by {sort.name}.", field)
+    return value, row_id
+
+
+def _page_size(value: int | None, field: str, maximum: int) -> int | None:
+    if value is not None and not 0 <= value <= maximum:
+        raise _invalid(f"`{field}` must be between 0 and {maximum}; got {value}.", field)
+    return value
+
+
+@dataclass(frozen=True)
+class KeysetQuery(Generic[T]):
+    engine: AsyncEngine
+    table: Table
+    sort: SortKey
+    descending: bool
+    conditions: Sequence[ColumnElement[bool]]
+    to_node: Callable[[Any], T]
+    default_page_size: int
+    max_page_size: int
+
+    async def page(self, args: PageArgs) -> Page[T]:
+        first = _page_size(args.first, "first", self.max_page_size)
+        last = _page_size(args.last, "last", self.max_page_size)
+        if first is not None and last is not None:
+            raise _invalid("Pass either `first` or `last`, not both.", "last")
+        backwards = last is not None or (args.before is not None and first is None)
+        limit = last if backwards else first
+        if limit is None:
+            limit = self.default_page_size
+        cursor_field = "before" if backwards else "after"
+        cursor = args.before if backwards else args.after
+        other_cursor = args.after if backwards else args.before
+        if other_cursor is not None:
+            raise _invalid(
+                "Use `after` with `first` and `before` with `last`.",
+                "after" if backwards else "before",
+            )
+
+        # Walking backwards is walking forwards in the opposite order, then reversing.
+        descending = self.descending != backwards
+        id_column = self.table.c.id
+        key = self.sort.expression
+        statement = select(*self.table.c, key.label("sort_key")).where(*self.conditions)
+        if cursor is not None:
+            value, row_id = decode_cursor(self.sort, cursor, cursor_field)
+            position = tuple_(key, id_column)
+            bound = tuple_(value, row_id)
+            statement = statement.where(position < bound if descending else position > bound)
+        if descending:
+            statement = statement.order_by(key.desc(), id_column.desc())
+        else:
+            statement = statement.order_by(key.asc(), id_column.asc())
+        statement = statement.limit(limit + 1)
+
+        async with self.engine.connect() as conn:
+            rows = await fetch_rows(conn, statement)
+        has_more = len(rows) > limit
+        rows = rows[:limit]
+        if backwards:
+            rows.reverse()
+        edges = [
+            Edge(self.to_node(row), encode_cursor(self.sort, row.sort_key, row.id)) for row in rows
+        ]
+        return Page(
+            edges=edges,
+            has_next_page=has_more if not backwards else cursor is not None,
+            has_previous_page=has_more if backwards else cursor is not None,
+            total_count=self.count,
+        )
+
+    async def count(self) -> int:
+        async with self.engine.connect() as conn:
+            return await count_rows(conn, self.table, self.conditions)

@@ -1,0 +1,118 @@
+"""Reads: pages of leads and sales, and the batch functions behind the DataLoaders. Each batch
+takes its own pooled connection, so sibling fields resolved concurrently never share one."""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import ColumnElement, func
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from crm_graphql.db import repository as repo
+from crm_graphql.db.tables import NO_SCORE_SORT_KEY, leads, sales
+from crm_graphql.domain.enums import LeadSource, LeadStage, SaleStage
+from crm_graphql.domain.lead import Lead, Sale, StageChange
+from crm_graphql.services.pagination import KeysetQuery, Page, PageArgs, SortKey
+from crm_graphql.settings import Settings
+
+
+class LeadOrderField(StrEnum):
+    CREATED_AT = "CREATED_AT"
+    UPDATED_AT = "UPDATED_AT"
+    SCORE = "SCORE"
+
+
+LEAD_SORT_KEYS: dict[LeadOrderField, SortKey] = {
+    LeadOrderField.CREATED_AT: SortKey("CREATED_AT", leads.c.created_at, datetime),
+    LeadOrderField.UPDATED_AT: SortKey("UPDATED_AT", leads.c.updated_at, datetime),
+    LeadOrderField.SCORE: SortKey(
+        "SCORE", func.coalesce(leads.c.score_value, NO_SCORE_SORT_KEY), float
+    ),
+}
+SALE_SORT_KEY = SortKey("CREATED_AT", sales.c.created_at, datetime)
+
+
+@dataclass(frozen=True)
+class LeadFilter:
+    stages: Sequence[LeadStage] | None = None
+    sources: Sequence[LeadSource] | None = None
+    min_score: float | None = None
+    has_business_domain: bool | None = None
+
+    def conditions(self) -> list[ColumnElement[bool]]:
+        conditions: list[ColumnElement[bool]] = []
+        if self.stages is not None:
+            conditions.append(leads.c.stage.in_([s.value for s in self.stages]))
+        if self.sources is not None:
+            conditions.append(leads.c.source.in_([s.value for s in self.sources]))
+        if self.min_score is not None:
+            conditions.append(leads.c.score_value >= self.min_score)
+        if self.has_business_domain is not None:
+            present = leads.c.business_domain.is_not(None)
+            conditions.append(present if self.has_business_domain else ~present)
+        return conditions
+
+
+@dataclass(frozen=True)
+class LeadOrder:
+    field: LeadOrderField = LeadOrderField.CREATED_AT
+    descending: bool = True
+
+
+class Queries:
+    def __init__(self, engine: AsyncEngine, settings: Settings) -> None:
+        self.engine = engine
+        self.settings = settings
+
+    async def leads_page(self, args: PageArgs, filter: LeadFilter, order: LeadOrder) -> Page[Lead]:
+        query = KeysetQuery(
+            engine=self.engine,
+            table=leads,
+            sort=LEAD_SORT_KEYS[order.field],
+            descending=order.descending,
+            conditions=filter.conditions(),
+            to_node=repo.lead_from_row,
+            default_page_size=self.settings.default_page_size,
+            max_page_size=self.settings.max_page_size,
+        )
+        return await query.page(args)
+
+    async def sales_page(self, args: PageArgs, stages: Sequence[SaleStage] | None) -> Page[Sale]:
+        conditions = [] if stages is None else [sales.c.stage.in_([s.value for s in stages])]
+        query = KeysetQuery(
+            engine=self.engine,
+            table=sales,
+            sort=SALE_SORT_KEY,
+            descending=True,
+            conditions=conditions,
+            to_node=repo.sale_from_row,
+            default_page_size=self.settings.default_page_size,
+            max_page_size=self.settings.max_page_size,
+        )
+        return await query.page(args)
+
+    async def leads_by_ids(self, ids: Sequence[int]) -> list[Lead | None]:
+        async with self.engine.connect() as conn:
+            found = await repo.leads_by_ids(conn, ids)
+        return [found.get(i) for i in ids]
+
+    async def sales_by_ids(self, ids: Sequence[int]) -> list[Sale | None]:
+        async with self.engine.connect() as conn:
+            found = await repo.sales_by_ids(conn, ids)
+        return [found.get(i) for i in ids]
+
+    async def sales_by_lead_ids(self, lead_ids: Sequence[int]) -> list[Sale | None]:
+        async with self.engine.connect() as conn:
+            found = await repo.sales_by_lead_ids(conn, lead_ids)
+        return [found.get(i) for i in lead_ids]
+
+    async def lead_histories(self, lead_ids: Sequence[int]) -> list[list[StageChange[LeadStage]]]:
+        async with self.engine.connect() as conn:
+            found = await repo.lead_history(conn, lead_ids)
+        return [found[i] for i in lead_ids]
+
+    async def sale_histories(self, sale_ids: Sequence[int]) -> list[list[StageChange[SaleStage]]]:
+        async with self.engine.connect() as conn:
+            found = await repo.sale_history(conn, sale_ids)
+        return [found[i] for i in sale_ids]

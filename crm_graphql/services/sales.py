@@ -1,0 +1,25 @@
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from crm_graphql.db import repository as repo
+from crm_graphql.domain.enums import SaleStage
+from crm_graphql.domain.errors import RuleViolation
+from crm_graphql.domain.lead import Sale
+from crm_graphql.domain.lifecycle import check_sale_transition
+from crm_graphql.services.errors import not_found
+
+
+class SaleService:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def advance_stage(self, sale_id: int, to: SaleStage) -> Sale:
+        async with self.engine.begin() as conn:
+            sale = await repo.lock_sale(conn, sale_id)
+            if sale is None:
+                raise not_found("sale", "saleId")
+            violation = check_sale_transition(sale.stage, to)
+            if violation:
+                raise RuleViolation(violation)
+            updated = await repo.update_sale_stage(conn, sale_id, to)
+            await repo.record_sale_stage_change(conn, sale_id, sale.stage, to)
+            return updated

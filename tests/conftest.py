@@ -1,0 +1,58 @@
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+
+from tests.support.database import plain_dsn, recreate_database, database_for_tests
+from tests.support.graphql import GraphQLClient
+from tests.support.server import ServerProcess
+
+TABLES = "activities, stage_changes, sales, leads"
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    """A freshly created, empty test database (SQLAlchemy URL)."""
+    with database_for_tests() as url:
+        asyncio.run(recreate_database(url))
+        yield url
+
+
+@pytest.fixture(scope="session")
+def server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """`crm-graphql serve` on the test database; it applies the migrations itself."""
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    process = ServerProcess(
+        {"CRM_DATABASE_URL": database_url, "CRM_EXPOSE_SQL_COUNT": "true"}, log
+    ).start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    """A direct connection, to look behind the API."""
+    conn = await asyncpg.connect(plain_dsn(database_url))
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def clean(server: ServerProcess, db: asyncpg.Connection) -> None:
+    await db.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
+
+
+@pytest.fixture
+async def gql(server: ServerProcess, clean: None) -> AsyncIterator[GraphQLClient]:
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        yield GraphQLClient(http)
+
+
+@pytest.fixture
+def server_log(server: ServerProcess) -> Path:
+    return server.log_path
