@@ -31,7 +31,8 @@ class KeepAliveClient:
     async def post(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
         if self.writer is None:
             await self.connect()
-        assert self.reader and self.writer
+        assert self.reader
+        assert self.writer
         body = orjson.dumps({"query": query, "variables": variables or {}})
         self.writer.write(self.head + b"Content-Length: %d\r\n\r\n" % len(body) + body)
         status_line = await self.reader.readline()

@@ -17,7 +17,7 @@ import random
 import statistics
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -118,8 +118,13 @@ async def seed(client: KeepAliveClient, count: int) -> list[str]:
     ids = []
     for i in range(count):
         body = await client.post(
-            CREATE, {"input": {"source": ["PARTNER", "MANUAL", "SCANNER"][i % 3],
-                               "businessDomain": "retail" if i % 4 else None}}
+            CREATE,
+            {
+                "input": {
+                    "source": ["PARTNER", "MANUAL", "SCANNER"][i % 3],
+                    "businessDomain": "retail" if i % 4 else None,
+                }
+            },
         )
         lead_id = body["data"]["createLead"]["lead"]["id"]
         ids.append(lead_id)
@@ -223,8 +228,15 @@ def main() -> None:
             try:
                 headers = bench_headers()
                 result = uvloop.run(
-                    measure(scenario, "127.0.0.1", server.port, headers,
-                            args.clients, args.warmup, args.duration)
+                    measure(
+                        scenario,
+                        "127.0.0.1",
+                        server.port,
+                        headers,
+                        args.clients,
+                        args.warmup,
+                        args.duration,
+                    )
                 )
             finally:
                 server.stop()

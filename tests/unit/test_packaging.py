@@ -70,9 +70,7 @@ def test_compose_and_env_example_only_set_variables_the_settings_read(compose: d
 
 def test_dockerfile_is_multi_stage_pinned_and_unprivileged(dockerfile: list[str]):
     args = {
-        m.group(1): m.group(2)
-        for line in dockerfile
-        if (m := re.match(r"ARG (\w+)=(\S+)", line))
+        m.group(1): m.group(2) for line in dockerfile if (m := re.match(r"ARG (\w+)=(\S+)", line))
     }
     base = args["PYTHON_IMAGE"]
     assert re.fullmatch(r"python:3\.1[1-9]\.\d+-slim(-\w+)?", base), base
