@@ -13,8 +13,14 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,
+)
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import ConnectionInitMessage
+from strawberry.types.unset import UNSET, UnsetType
 
 from crm_graphql.api.context import Context
 from crm_graphql.api.schema import create_schema
@@ -22,6 +28,7 @@ from crm_graphql.db.engine import create_engine
 from crm_graphql.db.statements import ReportStatementCount, install_statement_counter
 from crm_graphql.services.container import Services
 from crm_graphql.settings import Settings, get_settings
+from crm_graphql.tokens import Authentication, InvalidToken, TokenCodec, bearer_token
 
 logger = logging.getLogger(__name__)
 
@@ -32,13 +39,67 @@ def migrations_head() -> str | None:
     return ScriptDirectory.from_config(config).get_current_head()
 
 
+# graphql-transport-ws: the close code for a connection_init without valid credentials.
+WS_UNAUTHORIZED = 4401
+WS_CLOSE_REASON_MAX_BYTES = 123  # the WebSocket protocol's limit
+
+
+class ConnectionUnauthenticated(Exception):
+    """The connection_init payload carried no acceptable token."""
+
+
+class AuthenticatingTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
+    async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
+        # Strawberry closes a rejected connection with 4403; the protocol says 4401 when the
+        # credentials are what is wrong. No connection_ack is sent, so nothing can be subscribed.
+        try:
+            await super().handle_connection_init(message)
+        except ConnectionUnauthenticated as error:
+            reason = f"Unauthorized: {error}".encode()[:WS_CLOSE_REASON_MAX_BYTES]
+            await self.websocket.close(WS_UNAUTHORIZED, reason.decode(errors="ignore"))
+
+
+def connection_init_token(payload: dict[str, Any] | None) -> str:
+    """The token of a connection_init payload: {"Authorization": "Bearer <token>"} as in HTTP
+    headers (what GraphiQL sends), or {"token": "<token>"}."""
+    payload = payload or {}
+    token = payload.get("token")
+    if isinstance(token, str) and token:
+        return token
+    header = payload.get("Authorization", payload.get("authorization"))
+    return bearer_token(header if isinstance(header, str) else None)
+
+
 class CrmGraphQL(GraphQL[Context, None]):
-    def __init__(self, services: Services, **kwargs: Any) -> None:
+    graphql_transport_ws_handler_class = AuthenticatingTransportWSHandler
+
+    def __init__(self, services: Services, tokens: TokenCodec, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.services = services
+        self.tokens = tokens
 
     async def get_context(self, request: Any, response: Any) -> Context:
-        return Context(services=self.services, request=request, response=response)
+        if isinstance(request, WebSocket):
+            # A WebSocket authenticates with its connection_init message (on_ws_connect).
+            authentication: Authentication | InvalidToken = InvalidToken("Not authenticated.")
+        else:
+            authentication = self.authenticate_header(request.headers.get("authorization"))
+        return Context(self.services, authentication, request=request, response=response)
+
+    def authenticate_header(self, header: str | None) -> Authentication | InvalidToken:
+        try:
+            return self.tokens.verify(bearer_token(header))
+        except InvalidToken as error:
+            return error
+
+    async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
+        try:
+            context.authentication = self.tokens.verify(
+                connection_init_token(context.connection_params)
+            )
+        except InvalidToken as error:
+            raise ConnectionUnauthenticated(str(error)) from None
+        return UNSET
 
     def encode_json(self, data: object) -> bytes:
         return orjson.dumps(data)
@@ -46,6 +107,7 @@ class CrmGraphQL(GraphQL[Context, None]):
 
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or get_settings()
+    tokens = TokenCodec.from_settings(settings)
     engine = create_engine(settings)
     services = Services.create(engine, settings)
     extensions = []
@@ -55,6 +117,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     schema = create_schema(extra_extensions=extensions)
     graphql = CrmGraphQL(
         services,
+        tokens,
         schema=schema,
         graphql_ide="graphiql",
         subscription_protocols=[GRAPHQL_TRANSPORT_WS_PROTOCOL],
