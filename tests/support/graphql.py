@@ -94,3 +94,10 @@ mutation($input: AdvanceSaleStageInput!) {
   }
 }"""
 GET_LEAD = f"query($id: ID!) {{ lead(id: $id) {{ {LEAD_FIELDS} }} }}"
+ASSIGN_LEAD = """
+mutation($input: AssignLeadInput!) {
+  assignLead(input: $input) {
+    lead { id owner { id name role } createdBy { id name } }
+    errors { code message field }
+  }
+}"""
