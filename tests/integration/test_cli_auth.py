@@ -3,13 +3,17 @@ embedded setup prints, and the refusal to run on an external database without a 
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+import pytest
 
 from crm_graphql.domain.access import Actor, Role
 from crm_graphql.tokens import TokenCodec
@@ -95,8 +99,19 @@ def test_a_too_short_secret_is_refused_in_one_line(database_url: str):
     ]
 
 
-def test_the_embedded_setup_prints_a_manager_token_signed_with_its_kept_secret(tmp_path: Path):
-    data_dir = tmp_path / "data"
+@pytest.fixture
+def private_folder() -> Iterator[Path]:
+    """A folder outside pytest's: a concurrent pytest session resets /tmp/pytest-of-<user> to
+    0700, which would lock the embedded PostgreSQL's system user out of its data."""
+    folder = Path(tempfile.mkdtemp(prefix="crm-test-dev-"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_the_embedded_setup_prints_a_manager_token_signed_with_its_kept_secret(
+    private_folder: Path, tmp_path: Path
+):
+    data_dir = private_folder / "data"
     server = ServerProcess(environment(CRM_DATA_DIR=str(data_dir)), tmp_path / "serve.log")
     server.start(timeout=120)
     try:
