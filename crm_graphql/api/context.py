@@ -3,7 +3,6 @@ one operation (or one subscription event), so nothing cached outlives what it de
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import cached_property
 from typing import Any
 
 from graphql import GraphQLError
@@ -55,6 +54,7 @@ class Context:
     request: Any = None
     response: Any = None
     connection_params: dict[str, Any] | None = field(default=None, repr=False)
+    _loaders: Loaders | None = field(default=None, init=False, repr=False)
 
     @property
     def actor(self) -> Actor:
@@ -66,7 +66,10 @@ class Context:
             raise unauthenticated("The token has expired.")
         return self.authentication.actor
 
-    @cached_property
+    @property
     def loaders(self) -> Loaders:
-        # Built on first use, so an unauthenticated request cannot load anything.
-        return Loaders.create(self.services, self.actor)
+        # Every use checks the caller, so nothing loads without a valid, unexpired token.
+        actor = self.actor
+        if self._loaders is None:
+            self._loaders = Loaders.create(self.services, actor)
+        return self._loaders
