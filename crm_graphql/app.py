@@ -16,19 +16,20 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
-from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
-    BaseGraphQLTransportWSHandler,
-)
-from strawberry.subscriptions.protocols.graphql_transport_ws.types import ConnectionInitMessage
 from strawberry.types.unset import UNSET, UnsetType
 
+from crm_graphql.api.authentication import (
+    AuthenticatingTransportWSHandler,
+    authenticate_connection,
+    authenticate_header,
+)
 from crm_graphql.api.context import Context
 from crm_graphql.api.schema import create_schema
 from crm_graphql.db.engine import create_engine
 from crm_graphql.db.statements import ReportStatementCount, install_statement_counter
 from crm_graphql.services.container import Services
 from crm_graphql.settings import Settings, get_settings
-from crm_graphql.tokens import Authentication, InvalidToken, TokenCodec, bearer_token
+from crm_graphql.tokens import Authentication, InvalidToken, TokenCodec
 
 logger = logging.getLogger(__name__)
 
@@ -37,37 +38,6 @@ def migrations_head() -> str | None:
     config = Config()
     config.set_main_option("script_location", "crm_graphql:migrations")
     return ScriptDirectory.from_config(config).get_current_head()
-
-
-# graphql-transport-ws: the close code for a connection_init without valid credentials.
-WS_UNAUTHORIZED = 4401
-WS_CLOSE_REASON_MAX_BYTES = 123  # the WebSocket protocol's limit
-
-
-class ConnectionUnauthenticated(Exception):
-    """The connection_init payload carried no acceptable token."""
-
-
-class AuthenticatingTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
-    async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
-        # Strawberry closes a rejected connection with 4403; the protocol says 4401 when the
-        # credentials are what is wrong. No connection_ack is sent, so nothing can be subscribed.
-        try:
-            await super().handle_connection_init(message)
-        except ConnectionUnauthenticated as error:
-            reason = f"Unauthorized: {error}".encode()[:WS_CLOSE_REASON_MAX_BYTES]
-            await self.websocket.close(WS_UNAUTHORIZED, reason.decode(errors="ignore"))
-
-
-def connection_init_token(payload: dict[str, Any] | None) -> str:
-    """The token of a connection_init payload: {"Authorization": "Bearer <token>"} as in HTTP
-    headers (what GraphiQL sends), or {"token": "<token>"}."""
-    payload = payload or {}
-    token = payload.get("token")
-    if isinstance(token, str) and token:
-        return token
-    header = payload.get("Authorization", payload.get("authorization"))
-    return bearer_token(header if isinstance(header, str) else None)
 
 
 class CrmGraphQL(GraphQL[Context, None]):
@@ -83,22 +53,11 @@ class CrmGraphQL(GraphQL[Context, None]):
             # A WebSocket authenticates with its connection_init message (on_ws_connect).
             authentication: Authentication | InvalidToken = InvalidToken("Not authenticated.")
         else:
-            authentication = self.authenticate_header(request.headers.get("authorization"))
+            authentication = authenticate_header(self.tokens, request.headers.get("authorization"))
         return Context(self.services, authentication, request=request, response=response)
 
-    def authenticate_header(self, header: str | None) -> Authentication | InvalidToken:
-        try:
-            return self.tokens.verify(bearer_token(header))
-        except InvalidToken as error:
-            return error
-
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
-        try:
-            context.authentication = self.tokens.verify(
-                connection_init_token(context.connection_params)
-            )
-        except InvalidToken as error:
-            raise ConnectionUnauthenticated(str(error)) from None
+        context.authentication = authenticate_connection(self.tokens, context.connection_params)
         return UNSET
 
     def encode_json(self, data: object) -> bytes:
