@@ -1,5 +1,6 @@
 """Authentication over HTTP, who did what, and what a sales user may see."""
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -167,6 +168,18 @@ async def test_a_new_name_in_the_token_is_stored_with_the_next_change(gql: Graph
     await renamed(ADVANCE_STAGE, {"input": {"leadId": lead_id, "to": "CONTACTED"}})
     lead = (await gql(LEAD_WITH_PEOPLE, {"id": lead_id}))["lead"]
     assert lead["createdBy"]["name"] == "David Smith"
+
+
+async def test_a_new_persons_concurrent_first_changes_all_succeed(
+    gql: GraphQLClient, db: asyncpg.Connection
+):
+    newcomer = gql.as_role("manager", sub="grace", name="Grace")
+    created = await asyncio.gather(
+        *(newcomer(CREATE_LEAD, {"input": {"source": "MANUAL"}}) for _ in range(8))
+    )
+    assert all(c["createLead"]["errors"] == [] for c in created)
+    assert await db.fetchval("SELECT count(*) FROM leads WHERE created_by = 'grace'") == 8
+    assert [tuple(u) for u in await db.fetch("SELECT id, name FROM users")] == [("grace", "Grace")]
 
 
 async def test_reads_do_not_record_users(gql: GraphQLClient, db: asyncpg.Connection):
