@@ -13,15 +13,23 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.types.unset import UNSET, UnsetType
 
+from crm_graphql.api.authentication import (
+    AuthenticatingTransportWSHandler,
+    authenticate_connection,
+    authenticate_header,
+)
 from crm_graphql.api.context import Context
 from crm_graphql.api.schema import create_schema
 from crm_graphql.db.engine import create_engine
 from crm_graphql.db.statements import ReportStatementCount, install_statement_counter
 from crm_graphql.services.container import Services
 from crm_graphql.settings import Settings, get_settings
+from crm_graphql.tokens import Authentication, InvalidToken, TokenCodec
 
 logger = logging.getLogger(__name__)
 
@@ -33,12 +41,24 @@ def migrations_head() -> str | None:
 
 
 class CrmGraphQL(GraphQL[Context, None]):
-    def __init__(self, services: Services, **kwargs: Any) -> None:
+    graphql_transport_ws_handler_class = AuthenticatingTransportWSHandler
+
+    def __init__(self, services: Services, tokens: TokenCodec, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.services = services
+        self.tokens = tokens
 
     async def get_context(self, request: Any, response: Any) -> Context:
-        return Context(services=self.services, request=request, response=response)
+        if isinstance(request, WebSocket):
+            # A WebSocket authenticates with its connection_init message (on_ws_connect).
+            authentication: Authentication | InvalidToken = InvalidToken("Not authenticated.")
+        else:
+            authentication = authenticate_header(self.tokens, request.headers.get("authorization"))
+        return Context(self.services, authentication, request=request, response=response)
+
+    async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
+        context.authentication = authenticate_connection(self.tokens, context.connection_params)
+        return UNSET
 
     def encode_json(self, data: object) -> bytes:
         return orjson.dumps(data)
@@ -46,6 +66,7 @@ class CrmGraphQL(GraphQL[Context, None]):
 
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or get_settings()
+    tokens = TokenCodec.from_settings(settings)
     engine = create_engine(settings)
     services = Services.create(engine, settings)
     extensions = []
@@ -55,6 +76,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     schema = create_schema(extra_extensions=extensions)
     graphql = CrmGraphQL(
         services,
+        tokens,
         schema=schema,
         graphql_ide="graphiql",
         subscription_protocols=[GRAPHQL_TRANSPORT_WS_PROTOCOL],

@@ -1,14 +1,39 @@
-"""`crm-graphql`: serve, migrate, export-schema."""
+"""`crm-graphql`: serve, migrate, export-schema, token."""
 
 import argparse
+import json
 import logging
 import os
 import sys
+from datetime import timedelta
 from pathlib import Path
 
+from pydantic import ValidationError
+
+from crm_graphql.domain.access import Actor, Role
 from crm_graphql.settings import Settings, get_settings
+from crm_graphql.tokens import TokenCodec, development_secret, parse_ttl
 
 logger = logging.getLogger("crm_graphql")
+
+DEVELOPMENT_ACTOR = Actor(user_id="developer", name="Developer", role=Role.MANAGER)
+DEVELOPMENT_TOKEN_TTL = timedelta(hours=24)
+
+
+def resolve_jwt_secret(settings: Settings) -> None:
+    """CRM_JWT_SECRET; with no database configured (development), the one kept in data_dir.
+
+    Put into the environment so the server's worker processes sign and check with the same one.
+    """
+    if settings.jwt_secret is not None:
+        return
+    if settings.database_url is not None:
+        raise SystemExit(
+            "CRM_JWT_SECRET is not set: with an external database the server needs a token "
+            "secret of at least 32 bytes (e.g. `openssl rand -base64 48`)."
+        )
+    os.environ["CRM_JWT_SECRET"] = development_secret(settings.data_dir)
+    get_settings.cache_clear()
 
 
 def resolve_database_url(settings: Settings) -> str:
@@ -47,12 +72,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     settings = get_settings()
+    resolve_jwt_secret(settings)
+    development = settings.database_url is None
     url = resolve_database_url(settings)
     if not args.no_migrate:
         migrate(url)
     host = args.host or settings.host
     port = args.port or settings.port
     print(f"GraphQL API and GraphiQL at http://{host}:{port}/graphql", flush=True)
+    if development:
+        print_development_token(get_settings())
     uvicorn.run(
         "crm_graphql.app:create_app",
         factory=True,
@@ -65,6 +94,30 @@ def cmd_serve(args: argparse.Namespace) -> int:
         access_log=False,
     )
     return 0
+
+
+def print_development_token(settings: Settings) -> None:
+    token = TokenCodec.from_settings(settings).issue(DEVELOPMENT_ACTOR, DEVELOPMENT_TOKEN_TTL)
+    hours = int(DEVELOPMENT_TOKEN_TTL.total_seconds() // 3600)
+    headers = json.dumps({"Authorization": f"Bearer {token}"})
+    print(f"Development token (role manager, valid {hours}h): {token}", flush=True)
+    print(f"In GraphiQL, open the Headers tab and paste: {headers}", flush=True)
+    print("Tokens for other people and roles: crm-graphql token --help", flush=True)
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    resolve_jwt_secret(settings)
+    actor = Actor(user_id=args.sub, name=args.name or args.sub, role=Role(args.role))
+    print(TokenCodec.from_settings(get_settings()).issue(actor, args.ttl))
+    return 0
+
+
+def ttl_argument(text: str) -> timedelta:
+    try:
+        return parse_ttl(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def cmd_export_schema(args: argparse.Namespace) -> int:
@@ -100,13 +153,32 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("path", nargs="?", type=Path, default=Path("schema.graphql"))
     export.add_argument("--check", action="store_true", help="fail if the file is out of date")
     export.set_defaults(handler=cmd_export_schema)
+    token = commands.add_parser(
+        "token",
+        help="print a signed bearer token",
+        description="Print a token signed with CRM_JWT_SECRET (with no database configured: "
+        "the development secret in the data folder).",
+    )
+    token.add_argument("--sub", required=True, help="the person's stable user ID")
+    token.add_argument("--name", help="display name (default: the --sub value)")
+    token.add_argument("--role", required=True, choices=[r.value for r in Role])
+    token.add_argument(
+        "--ttl", type=ttl_argument, default=parse_ttl("8h"), help="lifetime: 30m, 8h, 7d (8h)"
+    )
+    token.set_defaults(handler=cmd_token)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        settings = get_settings()
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+        print(f"Invalid configuration: {problems}", file=sys.stderr)
+        return 2
     logging.basicConfig(
-        level=get_settings().log_level.upper(),
+        level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
     return args.handler(args)

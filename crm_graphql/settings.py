@@ -5,8 +5,10 @@ from functools import lru_cache
 from pathlib import Path
 from urllib.parse import quote
 
-from pydantic import AliasChoices, Field, computed_field
+from pydantic import AliasChoices, Field, SecretStr, computed_field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIN_SECRET_BYTES = 32
 
 
 class Environment(StrEnum):
@@ -40,9 +42,23 @@ class Settings(BaseSettings):
     # Adds extensions.sqlStatements to every response: for tests and benchmarks, not production.
     expose_sql_count: bool = False
 
+    # Tokens: HS256 with this secret (at least 32 bytes). Unset with the embedded database, the
+    # server keeps a generated one in data_dir; with an external database it must be set.
+    jwt_secret: SecretStr | None = None
+    jwt_issuer: str = "crm-graphql"
+    jwt_audience: str = "crm-graphql"
+    jwt_leeway: int = Field(default=30, ge=0, le=300, description="clock skew allowed, seconds")
+
     transfer_threshold: float = Field(default=0.6, ge=0.0, le=1.0)
     max_page_size: int = Field(default=100, ge=1)
     default_page_size: int = Field(default=20, ge=1)
+
+    @field_validator("jwt_secret")
+    @classmethod
+    def secret_long_enough(cls, secret: SecretStr | None) -> SecretStr | None:
+        if secret is not None and len(secret.get_secret_value().encode()) < MIN_SECRET_BYTES:
+            raise ValueError(f"CRM_JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes long")
+        return secret
 
     @computed_field  # type: ignore[prop-decorator]
     @property

@@ -7,10 +7,10 @@ import httpx
 import pytest
 
 from tests.support.database import database_for_tests, plain_dsn, recreate_database
-from tests.support.graphql import GraphQLClient
+from tests.support.graphql import TEST_JWT_SECRET, GraphQLClient, token_for
 from tests.support.server import ServerProcess
 
-TABLES = "activities, stage_changes, sales, leads"
+TABLES = "activities, stage_changes, sales, leads, users"
 
 
 @pytest.fixture(scope="session")
@@ -26,7 +26,12 @@ def server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
     """`crm-graphql serve` on the test database; it applies the migrations itself."""
     log = tmp_path_factory.mktemp("server") / "server.log"
     process = ServerProcess(
-        {"CRM_DATABASE_URL": database_url, "CRM_EXPOSE_SQL_COUNT": "true"}, log
+        {
+            "CRM_DATABASE_URL": database_url,
+            "CRM_EXPOSE_SQL_COUNT": "true",
+            "CRM_JWT_SECRET": TEST_JWT_SECRET,
+        },
+        log,
     ).start()
     yield process
     process.stop()
@@ -49,8 +54,9 @@ async def clean(server: ServerProcess, db: asyncpg.Connection) -> None:
 
 @pytest.fixture
 async def gql(server: ServerProcess, clean: None) -> AsyncIterator[GraphQLClient]:
+    """An authenticated manager (sub test-manager); `gql.as_role("admin")` acts as another."""
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
-        yield GraphQLClient(http)
+        yield GraphQLClient(http, token_for("manager"))
 
 
 @pytest.fixture

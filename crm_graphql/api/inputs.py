@@ -71,3 +71,9 @@ class TransferToSalesInput:
 class AdvanceSaleStageInput:
     sale_id: strawberry.ID
     to: SaleStage
+
+
+@strawberry.input
+class AssignLeadInput:
+    lead_id: strawberry.ID
+    owner_id: strawberry.ID = strawberry.field(description="The new owner's User ID.")

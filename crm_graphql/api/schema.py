@@ -6,17 +6,20 @@ from graphql import GraphQLError
 from strawberry.extensions import MaskErrors, ParserCache, SchemaExtension, ValidationCache
 from strawberry.types import ExecutionContext
 
+from crm_graphql.api.context import FORBIDDEN
 from crm_graphql.api.mutations import Mutation
 from crm_graphql.api.queries import Query
 from crm_graphql.api.types import LeadType, SaleType
+from crm_graphql.domain.access import Forbidden
 
 logger = logging.getLogger("crm_graphql.errors")
 
 
 def is_unexpected(error: GraphQLError) -> bool:
-    """Syntax, validation and deliberate GraphQLErrors are the client's; anything else is ours."""
+    """Syntax, validation, refused access and deliberate GraphQLErrors are the client's;
+    anything else is ours."""
     original = error.original_error
-    return original is not None and not isinstance(original, GraphQLError)
+    return original is not None and not isinstance(original, GraphQLError | Forbidden)
 
 
 class CrmSchema(strawberry.Schema):
@@ -24,7 +27,10 @@ class CrmSchema(strawberry.Schema):
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
         for error in errors:
-            if is_unexpected(error):
+            if isinstance(error.original_error, Forbidden):
+                # Runs before MaskErrors and before the response is written.
+                error.extensions = {"code": FORBIDDEN}
+            elif is_unexpected(error):
                 logger.error(
                     "unexpected error in %s at %s",
                     execution_context.operation_name if execution_context else None,

@@ -3,13 +3,15 @@ connection, so the caller decides the transaction."""
 
 import json
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, func, insert, select, text, update
+from sqlalchemy import ColumnElement, Row, exists, func, insert, literal, or_, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from crm_graphql.db.tables import activities, leads, sales, stage_changes
+from crm_graphql.db.tables import activities, leads, sales, stage_changes, users
+from crm_graphql.domain.access import Actor, Role, User
 from crm_graphql.domain.enums import (
     ActivityKind,
     LeadSource,
@@ -65,6 +67,8 @@ def lead_from_row(row: Row[Any]) -> Lead:
         score=score_from_row(row.score_value, row.score),
         created_at=row.created_at,
         updated_at=row.updated_at,
+        created_by=row.created_by,
+        owner_id=row.owner_id,
     )
 
 
@@ -75,6 +79,7 @@ def sale_from_row(row: Row[Any]) -> Sale:
         stage=SaleStage(row.stage),
         created_at=row.created_at,
         updated_at=row.updated_at,
+        transferred_by=row.transferred_by,
     )
 
 
@@ -84,6 +89,7 @@ def lead_change_from_row(row: Row[Any]) -> StageChange[LeadStage]:
         from_stage=LeadStage(row.from_stage) if row.from_stage else None,
         to_stage=LeadStage(row.to_stage),
         at=row.at,
+        by=row.by,
     )
 
 
@@ -93,19 +99,70 @@ def sale_change_from_row(row: Row[Any]) -> StageChange[SaleStage]:
         from_stage=SaleStage(row.from_stage) if row.from_stage else None,
         to_stage=SaleStage(row.to_stage),
         at=row.at,
+        by=row.by,
     )
+
+
+def user_from_row(row: Row[Any]) -> User:
+    return User(id=row.id, name=row.name, role=Role(row.role))
 
 
 # --- writes -------------------------------------------------------------------------------
 
+# How stale users.last_seen may get: refreshing it on every write would rewrite the row each time.
+LAST_SEEN_RESOLUTION = timedelta(minutes=1)
+
+
+async def record_user(conn: AsyncConnection, actor: Actor) -> None:
+    """Make sure the actor has a users row (attribution columns reference it), in one statement.
+
+    An existing row is refreshed (name, role, last_seen) only when it changed or last_seen is
+    older than LAST_SEEN_RESOLUTION, and SKIP LOCKED leaves it to whoever already refreshes it:
+    a plain upsert would lock the row until commit and make one person's writes queue behind
+    each other.
+    """
+    due = (
+        select(users.c.id)
+        .where(
+            users.c.id == actor.user_id,
+            or_(
+                users.c.name != actor.name,
+                users.c.role != actor.role.value,
+                users.c.last_seen < func.now() - LAST_SEEN_RESOLUTION,
+            ),
+        )
+        .with_for_update(key_share=True, skip_locked=True)
+    )
+    refreshed = (
+        update(users)
+        .where(users.c.id.in_(due.scalar_subquery()))
+        .values(name=actor.name, role=actor.role.value, last_seen=func.now())
+        .returning(users.c.id)
+        .cte("refreshed")
+    )
+    new_row = select(literal(actor.user_id), literal(actor.name), literal(actor.role.value)).where(
+        ~exists(select(refreshed.c.id))
+    )
+    await conn.execute(
+        pg_insert(users)
+        .from_select(["id", "name", "role"], new_row)
+        .on_conflict_do_nothing(index_elements=[users.c.id])
+    )
+
 
 async def insert_lead(
-    conn: AsyncConnection, source: LeadSource, business_domain: str | None
+    conn: AsyncConnection, source: LeadSource, business_domain: str | None, created_by: str
 ) -> Lead:
     row = (
         await conn.execute(
             insert(leads)
-            .values(source=source.value, stage=LeadStage.NEW.value, business_domain=business_domain)
+            .values(
+                source=source.value,
+                stage=LeadStage.NEW.value,
+                business_domain=business_domain,
+                created_by=created_by,
+                owner_id=created_by,
+            )
             .returning(*leads.c)
         )
     ).one()
@@ -146,7 +203,11 @@ async def insert_activity(
 
 
 async def record_lead_stage_change(
-    conn: AsyncConnection, lead_id: int, from_stage: LeadStage | None, to_stage: LeadStage
+    conn: AsyncConnection,
+    lead_id: int,
+    from_stage: LeadStage | None,
+    to_stage: LeadStage,
+    by: str,
 ) -> StageChange[LeadStage]:
     """Write the audit row and queue its notification; both take effect only on commit."""
     row = (
@@ -156,6 +217,7 @@ async def record_lead_stage_change(
                 lead_id=lead_id,
                 from_stage=from_stage.value if from_stage else None,
                 to_stage=to_stage.value,
+                by=by,
             )
             .returning(*stage_changes.c)
         )
@@ -167,10 +229,12 @@ async def record_lead_stage_change(
     return lead_change_from_row(row)
 
 
-async def insert_sale(conn: AsyncConnection, lead_id: int) -> Sale:
+async def insert_sale(conn: AsyncConnection, lead_id: int, transferred_by: str) -> Sale:
     row = (
         await conn.execute(
-            insert(sales).values(lead_id=lead_id, stage=SaleStage.NEW.value).returning(*sales.c)
+            insert(sales)
+            .values(lead_id=lead_id, stage=SaleStage.NEW.value, transferred_by=transferred_by)
+            .returning(*sales.c)
         )
     ).one()
     return sale_from_row(row)
@@ -196,13 +260,18 @@ async def update_sale_stage(conn: AsyncConnection, sale_id: int, stage: SaleStag
 
 
 async def record_sale_stage_change(
-    conn: AsyncConnection, sale_id: int, from_stage: SaleStage | None, to_stage: SaleStage
+    conn: AsyncConnection,
+    sale_id: int,
+    from_stage: SaleStage | None,
+    to_stage: SaleStage,
+    by: str,
 ) -> None:
     await conn.execute(
         insert(stage_changes).values(
             sale_id=sale_id,
             from_stage=from_stage.value if from_stage else None,
             to_stage=to_stage.value,
+            by=by,
         )
     )
 
@@ -223,6 +292,11 @@ async def sales_by_ids(conn: AsyncConnection, ids: Sequence[int]) -> dict[int, S
 async def sales_by_lead_ids(conn: AsyncConnection, lead_ids: Sequence[int]) -> dict[int, Sale]:
     rows = await conn.execute(select(*sales.c).where(sales.c.lead_id.in_(lead_ids)))
     return {row.lead_id: sale_from_row(row) for row in rows}
+
+
+async def users_by_ids(conn: AsyncConnection, ids: Sequence[str]) -> dict[str, User]:
+    rows = await conn.execute(select(*users.c).where(users.c.id.in_(ids)))
+    return {row.id: user_from_row(row) for row in rows}
 
 
 async def lead_history(

@@ -19,6 +19,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
+from crm_graphql.domain.access import Role
 from crm_graphql.domain.enums import ActivityKind, LeadSource, LeadStage, SaleStage
 
 metadata = MetaData(
@@ -38,6 +39,18 @@ def _one_of(column: str, values: type) -> str:
 
 NO_SCORE_SORT_KEY = -1.0  # unscored leads sort below every real score (0 to 1)
 
+# The people the tokens name, recorded on their first write; `id` is the token's `sub`.
+users = Table(
+    "users",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("first_seen", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("last_seen", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    CheckConstraint(_one_of("role", Role), name="role"),
+)
+
 leads = Table(
     "leads",
     metadata,
@@ -51,6 +64,9 @@ leads = Table(
     Column("score", JSONB),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # Null only on rows written before authentication existed.
+    Column("created_by", Text, ForeignKey("users.id")),
+    Column("owner_id", Text, ForeignKey("users.id")),
     CheckConstraint(_one_of("source", LeadSource), name="source"),
     CheckConstraint(_one_of("stage", LeadStage), name="stage"),
     CheckConstraint("activity_count >= 0", name="activity_count"),
@@ -74,6 +90,7 @@ sales = Table(
     Column("stage", String(16), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("transferred_by", Text, ForeignKey("users.id")),
     CheckConstraint(_one_of("stage", SaleStage), name="stage"),
 )
 Index("ix_sales_created_at_id", sales.c.created_at, sales.c.id)
@@ -89,6 +106,7 @@ stage_changes = Table(
     Column("from_stage", String(16)),
     Column("to_stage", String(16), nullable=False),
     Column("at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("by", Text, ForeignKey("users.id")),
     CheckConstraint("(lead_id IS NULL) <> (sale_id IS NULL)", name="one_subject"),
 )
 Index(

@@ -22,6 +22,9 @@ class Lead:
     score: Score | None
     created_at: datetime
     updated_at: datetime
+    # User ids; None only on leads created before authentication existed.
+    created_by: str | None = None
+    owner_id: str | None = None
 
     @property
     def snapshot(self) -> LeadSnapshot:
@@ -39,6 +42,7 @@ class Sale:
     stage: SaleStage
     created_at: datetime
     updated_at: datetime
+    transferred_by: str | None = None
 
 
 StageT = TypeVar("StageT", LeadStage, SaleStage)
@@ -50,6 +54,7 @@ class StageChange(Generic[StageT]):
     from_stage: StageT | None
     to_stage: StageT
     at: datetime
+    by: str | None = None
 
 
 def normalize_business_domain(value: str | None) -> str | None:
