@@ -120,7 +120,11 @@ class Mutation:
         leads = info.context.services.leads
 
         async def action() -> Lead:
-            return await leads.analyze(decode_id_of("Lead", input.lead_id, "leadId"))
+            lead_id = decode_id_of("Lead", input.lead_id, "leadId")
+            # INTEGRATION POINT (issue 4, authentication and roles): naming a scorer is an
+            # admin's right. When input.scorer is set, check it here before the use case, e.g.
+            # `require(info.context.actor, Permission.CHOOSE_SCORER)`. No check exists yet.
+            return await leads.analyze(lead_id, input.scorer)
 
         lead, errors = await attempt(action)
         return AnalyzeLeadPayload(lead=lead_or_none(lead), errors=errors)

@@ -25,7 +25,10 @@ class GraphQLClient:
 
 LEAD_FIELDS = """
   id source stage businessDomain activityCount createdAt updatedAt
-  score { value recommendation reasons scorer scoredAt stale }
+  score {
+    value recommendation reasons scorer scorerVersion scoredAt stale
+    factors { name contribution explanation }
+  }
   sale { id stage }
   history { from to at }
 """
