@@ -142,15 +142,6 @@ class LogisticModel:
             )
         return probability, tuple(factors)
 
-    def to_params(self) -> dict[str, Any]:
-        return {
-            "feature_names": list(self.feature_names),
-            "coefficients": list(self.coefficients),
-            "intercept": self.intercept,
-            "means": list(self.means),
-            "scales": list(self.scales),
-        }
-
     @classmethod
     def from_params(
         cls, version: int, trained_at: datetime, params: Mapping[str, Any]
