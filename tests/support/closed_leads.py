@@ -36,8 +36,8 @@ async def insert_closed_leads(
             count,
             created,
         )
-        at = created + timedelta(hours=rng.expovariate(1 / (3 if converted else 40)))
-        weights = (0.3, 0.2, 0.4, 0.1) if converted else (0.3, 0.45, 0.1, 0.15)
+        at = created + timedelta(hours=rng.expovariate(1 / (6 if converted else 30)))
+        weights = (0.3, 0.25, 0.3, 0.15) if converted else (0.3, 0.4, 0.12, 0.18)
         rows = []
         for _ in range(count):
             rows.append((lead_id, rng.choices(KINDS, weights)[0], "synthetic", at))
