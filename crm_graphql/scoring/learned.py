@@ -43,9 +43,9 @@ class LearnedScorer:
             return as_fallback(self.heuristic.score_now(lead, now), "incompatible_model")
         if model is None:
             return as_fallback(self.heuristic.score_now(lead, now), "no_model")
-        probability, factors = model.explain(lead, evidence)
+        _, factors = model.explain(lead, evidence)
         strongest = sorted(factors[1:], key=lambda factor: abs(factor.contribution), reverse=True)
-        score = explained_score(
+        return explained_score(
             factors,
             tuple(factor.explanation for factor in strongest[:REASONS_SHOWN]),
             threshold=self.heuristic.threshold,
@@ -54,8 +54,6 @@ class LearnedScorer:
             now=now,
             inputs=lead,
         )
-        logger.debug("learned model v%s: probability %.4f", model.version, probability)
-        return score
 
     async def _current_model(self) -> LogisticModel | None:
         """The newest model; read on every call (one small query) so a new training applies
