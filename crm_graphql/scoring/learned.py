@@ -57,11 +57,13 @@ class LearnedScorer:
 
     async def _current_model(self) -> LogisticModel | None:
         """The newest model; read on every call (one small query) so a new training applies
-        without a restart, parsed only when the version changes."""
+        without a restart, parsed only when it changes."""
         async with self.engine.connect() as conn:
             row = await repo.latest_scoring_model(conn, MODEL_KIND)
         if row is None:
             return None
-        if self._model is None or self._model.version != row.version:
+        cached = self._model
+        # trained_at too: a wiped table numbers versions from 1 again.
+        if cached is None or (cached.version, cached.trained_at) != (row.version, row.trained_at):
             self._model = LogisticModel.from_params(row.version, row.trained_at, row.params)
         return self._model

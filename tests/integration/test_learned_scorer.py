@@ -113,8 +113,8 @@ async def test_evaluate_reports_both_scorers_on_the_same_split_and_plots(
     assert plot.read_bytes()[:8] == PNG_SIGNATURE
 
 
-async def test_analyze_with_the_learned_scorer_uses_the_stored_model(
-    trained: str, gql: GraphQLClient
+async def test_analyze_with_the_learned_scorer_uses_the_newest_stored_model(
+    trained: str, gql: GraphQLClient, database_url: str, tmp_path: Path
 ):
     created = await gql(CREATE_LEAD, {"input": {"source": "PARTNER", "businessDomain": "x"}})
     lead_id = created["createLead"]["lead"]["id"]
@@ -134,3 +134,10 @@ async def test_analyze_with_the_learned_scorer_uses_the_stored_model(
     assert learned["reasons"]  # the strongest factors, in words
     assert heuristic["scorer"] == "heuristic"
     assert learned["value"] != heuristic["value"]
+
+    retrained = scorer_command(database_url, "train", "--seed", "8", cwd=tmp_path)
+    assert retrained.returncode == 0, retrained.stdout + retrained.stderr
+    assert (await analyze(gql, lead_id, "LEARNED"))["scorerVersion"] == "2"  # no restart
+
+    logged = await gql(LOG_ACTIVITY, {"input": {"leadId": lead_id, "kind": "EMAIL"}})
+    assert logged["logActivity"]["lead"]["score"]["stale"] is True
