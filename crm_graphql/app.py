@@ -102,6 +102,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         try:
             yield
         finally:
+            await services.close()
             await engine.dispose()
 
     return Starlette(

@@ -1,18 +1,23 @@
-"""`crm-graphql`: serve, migrate, export-schema, token."""
+"""`crm-graphql`: serve, migrate, export-schema, token, scorer train|evaluate."""
 
 import argparse
+import asyncio
 import json
 import logging
 import os
 import sys
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
 from crm_graphql.domain.access import Actor, Role
 from crm_graphql.settings import Settings, get_settings
 from crm_graphql.tokens import TokenCodec, development_secret, parse_ttl
+
+if TYPE_CHECKING:
+    from crm_graphql.scoring.training import Report
 
 logger = logging.getLogger("crm_graphql")
 
@@ -135,6 +140,45 @@ def cmd_export_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_scorer(args: argparse.Namespace) -> int:
+    try:
+        import matplotlib  # noqa: F401
+        import sklearn  # noqa: F401
+    except ImportError:
+        print("`crm-graphql scorer` needs the learn extra: pip install 'crm-graphql[learn]'")
+        return 2
+    from crm_graphql.scoring import training
+
+    settings = get_settings()
+    url = resolve_database_url(settings)
+    migrate(url)
+    try:
+        report = asyncio.run(_run_scorer_command(args, settings, url))
+    except training.TrainingRefused as refusal:
+        print(refusal)
+        return 1
+    print(training.format_report(report))
+    if args.action == "evaluate":
+        training.write_calibration_plot(report, args.plot)
+        print(f"\nCalibration plot: {args.plot}")
+    return 0
+
+
+async def _run_scorer_command(args: argparse.Namespace, settings: Settings, url: str) -> "Report":
+    from crm_graphql.db.engine import create_engine
+    from crm_graphql.domain.scoring import HeuristicScorer
+    from crm_graphql.scoring import training
+
+    engine = create_engine(settings, url)
+    heuristic = HeuristicScorer(threshold=settings.transfer_threshold)
+    try:
+        if args.action == "train":
+            return await training.train(engine, heuristic, args.seed)
+        return await training.evaluate(engine, heuristic)
+    finally:
+        await engine.dispose()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="crm-graphql", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -166,6 +210,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--ttl", type=ttl_argument, default=parse_ttl("8h"), help="lifetime: 30m, 8h, 7d (8h)"
     )
     token.set_defaults(handler=cmd_token)
+
+    scorer = commands.add_parser("scorer", help="train and evaluate the learned scorer")
+    actions = scorer.add_subparsers(dest="action", required=True)
+    train = actions.add_parser(
+        "train", help="fit a model on the closed leads, store it as the newest version"
+    )
+    train.add_argument(
+        "--seed", type=int, default=0, help="seed of the held-out split (default: 0)"
+    )
+    evaluate = actions.add_parser(
+        "evaluate", help="the newest model against the heuristic on its held-out split"
+    )
+    evaluate.add_argument(
+        "--plot", type=Path, default=Path("calibration.png"), help="PNG calibration plot to write"
+    )
+    scorer.set_defaults(handler=cmd_scorer)
     return parser
 
 

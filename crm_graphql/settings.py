@@ -8,12 +8,19 @@ from urllib.parse import quote
 from pydantic import AliasChoices, Field, SecretStr, computed_field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from crm_graphql.domain.scoring import ScorerKind
+
 MIN_SECRET_BYTES = 32
 
 
 class Environment(StrEnum):
     DEVELOPMENT = "development"
     PRODUCTION = "production"
+
+
+class LlmApiStyle(StrEnum):
+    OPENAI = "openai"  # {base}/chat/completions, Authorization: Bearer
+    AZURE = "azure"  # {base}/openai/deployments/{model}/chat/completions, api-key header
 
 
 class Settings(BaseSettings):
@@ -50,6 +57,18 @@ class Settings(BaseSettings):
     jwt_leeway: int = Field(default=30, ge=0, le=300, description="clock skew allowed, seconds")
 
     transfer_threshold: float = Field(default=0.6, ge=0.0, le=1.0)
+
+    # Scoring: which scorer analyzeLead uses when none is asked for (see docs/scoring.md).
+    scorer: ScorerKind = ScorerKind.HEURISTIC
+    # Any OpenAI-compatible chat completions API: OpenAI, Azure OpenAI, Ollama, vLLM, llama.cpp.
+    llm_base_url: str | None = None  # e.g. https://api.openai.com/v1, http://127.0.0.1:11434/v1
+    llm_model: str = "gpt-4o-mini"  # with Azure: the deployment name
+    llm_api_key: SecretStr | None = None
+    llm_api_style: LlmApiStyle = LlmApiStyle.OPENAI
+    llm_azure_api_version: str = "2024-10-21"
+    llm_timeout_s: float = Field(default=10.0, gt=0)
+    llm_max_retries: int = Field(default=2, ge=0, le=5)
+    llm_notes_budget_chars: int = Field(default=4000, ge=0)
     max_page_size: int = Field(default=100, ge=1)
     default_page_size: int = Field(default=20, ge=1)
 

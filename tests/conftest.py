@@ -7,10 +7,10 @@ import httpx
 import pytest
 
 from tests.support.database import database_for_tests, plain_dsn, recreate_database
-from tests.support.graphql import TEST_JWT_SECRET, GraphQLClient, token_for
-from tests.support.server import ServerProcess
+from tests.support.graphql import GraphQLClient, token_for
+from tests.support.server import ServerProcess, api_env
 
-TABLES = "activities, stage_changes, sales, leads, users"
+TABLES = "activities, stage_changes, sales, leads, users, scoring_models"
 
 
 @pytest.fixture(scope="session")
@@ -25,14 +25,7 @@ def database_url() -> Iterator[str]:
 def server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """`crm-graphql serve` on the test database; it applies the migrations itself."""
     log = tmp_path_factory.mktemp("server") / "server.log"
-    process = ServerProcess(
-        {
-            "CRM_DATABASE_URL": database_url,
-            "CRM_EXPOSE_SQL_COUNT": "true",
-            "CRM_JWT_SECRET": TEST_JWT_SECRET,
-        },
-        log,
-    ).start()
+    process = ServerProcess(api_env(database_url), log).start()
     yield process
     process.stop()
 

@@ -132,7 +132,8 @@ class Mutation:
         actor, leads = info.context.actor, info.context.services.leads
 
         async def action() -> Lead:
-            return await leads.analyze(actor, decode_id_of("Lead", input.lead_id, "leadId"))
+            lead_id = decode_id_of("Lead", input.lead_id, "leadId")
+            return await leads.analyze(actor, lead_id, input.scorer)
 
         lead, errors = await attempt(action)
         return AnalyzeLeadPayload(lead=lead_or_none(lead), errors=errors)

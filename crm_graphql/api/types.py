@@ -8,7 +8,7 @@ from strawberry.types import Info
 
 from crm_graphql.api.context import Context
 from crm_graphql.api.ids import encode_global_id
-from crm_graphql.domain import access, enums
+from crm_graphql.domain import access, enums, scoring
 from crm_graphql.domain.errors import ErrorCode, Violation
 from crm_graphql.domain.lead import Lead, Sale, StageChange
 from crm_graphql.domain.scoring import Score
@@ -23,6 +23,9 @@ ActivityKind = strawberry.enum(enums.ActivityKind)
 LeadOrderField = strawberry.enum(DomainLeadOrderField)
 UserErrorCode = strawberry.enum(ErrorCode, name="UserErrorCode")
 Role = strawberry.enum(access.Role, name="Role")
+ScorerKind = strawberry.enum(
+    scoring.ScorerKind, description="A scorer an admin can ask for by name in analyzeLead."
+)
 
 
 @strawberry.enum
@@ -72,12 +75,32 @@ async def load_user(info: LeadInfo, user_id: str | None) -> UserType | None:
     return UserType.from_domain(user) if user else None
 
 
+@strawberry.type(description="One reason a score is what it is.")
+class ScoreFactor:
+    name: str
+    contribution: float = strawberry.field(
+        description="Signed share of the score; a score's contributions add up to its value "
+        "before clamping to [0, 1] and rounding."
+    )
+    explanation: str = strawberry.field(description="One sentence for a manager.")
+
+
 @strawberry.type
 class LeadScore:
     value: float
     recommendation: ScoreRecommendation
-    reasons: list[str]
-    scorer: str
+    reasons: list[str] = strawberry.field(description="Short reasons; see factors for detail.")
+    factors: list[ScoreFactor] = strawberry.field(
+        description="Why the score is what it is. Empty for scores stored before factors existed."
+    )
+    scorer: str = strawberry.field(
+        description='The scorer that produced the score, e.g. "llm", or '
+        '"heuristic (fallback: timeout)" when the chosen scorer could not answer.'
+    )
+    scorer_version: str | None = strawberry.field(
+        description="The version of that scorer (heuristic rules, LLM model, learned model); "
+        "null for scores stored before versions were recorded."
+    )
     scored_at: datetime
     stale: bool = strawberry.field(
         description="True when the lead's scoring inputs changed since it was scored."
@@ -89,7 +112,12 @@ class LeadScore:
             value=score.value,
             recommendation=score.recommendation,
             reasons=list(score.reasons),
+            factors=[
+                ScoreFactor(name=f.name, contribution=f.contribution, explanation=f.explanation)
+                for f in score.factors
+            ],
             scorer=score.scorer,
+            scorer_version=score.scorer_version,
             scored_at=score.scored_at,
             stale=score.is_stale_for(lead.snapshot),
         )

@@ -3,6 +3,7 @@ connection, so the caller decides the transaction."""
 
 import json
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -10,7 +11,7 @@ from sqlalchemy import ColumnElement, Row, exists, func, insert, literal, or_, s
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from crm_graphql.db.tables import activities, leads, sales, stage_changes, users
+from crm_graphql.db.tables import activities, leads, sales, scoring_models, stage_changes, users
 from crm_graphql.domain.access import Actor, Role, User
 from crm_graphql.domain.enums import (
     ActivityKind,
@@ -20,7 +21,13 @@ from crm_graphql.domain.enums import (
     ScoreRecommendation,
 )
 from crm_graphql.domain.lead import Lead, Sale, StageChange
-from crm_graphql.domain.scoring import LeadSnapshot, Score
+from crm_graphql.domain.scoring import (
+    ActivityRecord,
+    LeadEvidence,
+    LeadSnapshot,
+    Score,
+    ScoreFactor,
+)
 
 LEAD_STAGE_CHANNEL = "crm_lead_stage_changes"
 
@@ -29,7 +36,16 @@ def score_to_json(score: Score) -> dict[str, Any]:
     return {
         "recommendation": score.recommendation.value,
         "reasons": list(score.reasons),
+        "factors": [
+            {
+                "name": factor.name,
+                "contribution": factor.contribution,
+                "explanation": factor.explanation,
+            }
+            for factor in score.factors
+        ],
         "scorer": score.scorer,
+        "scorer_version": score.scorer_version,
         "scored_at": score.scored_at.isoformat(),
         "inputs": {
             "source": score.inputs.source.value,
@@ -40,6 +56,8 @@ def score_to_json(score: Score) -> dict[str, Any]:
 
 
 def score_from_row(value: float | None, data: dict[str, Any] | None) -> Score | None:
+    """Scores stored before factors and versions existed load with no factors and no version:
+    nothing is invented after the fact, and their reasons still say why."""
     if value is None or data is None:
         return None
     inputs = data["inputs"]
@@ -54,6 +72,11 @@ def score_from_row(value: float | None, data: dict[str, Any] | None) -> Score | 
             business_domain=inputs["business_domain"],
             activity_count=inputs["activity_count"],
         ),
+        factors=tuple(
+            ScoreFactor(f["name"], f["contribution"], f["explanation"])
+            for f in data.get("factors", ())
+        ),
+        scorer_version=data.get("scorer_version"),
     )
 
 
@@ -325,6 +348,86 @@ async def sale_history(
     for row in rows:
         history[row.sale_id].append(sale_change_from_row(row))
     return history
+
+
+# --- scoring --------------------------------------------------------------------------------
+
+
+async def evidence_by_leads(conn: AsyncConnection, of: Sequence[Lead]) -> dict[int, LeadEvidence]:
+    """Activity mix and first contact of each lead, without notes (one query)."""
+    evidence = {lead.id: LeadEvidence(created_at=lead.created_at) for lead in of}
+    if not of:
+        return evidence
+    rows = await conn.execute(
+        select(
+            activities.c.lead_id, activities.c.kind, func.count(), func.min(activities.c.created_at)
+        )
+        .where(activities.c.lead_id.in_(list(evidence)))
+        .group_by(activities.c.lead_id, activities.c.kind)
+    )
+    mixes: dict[int, dict[ActivityKind, int]] = {}
+    firsts: dict[int, datetime] = {}
+    for lead_id, kind, count, first in rows:
+        mixes.setdefault(lead_id, {})[ActivityKind(kind)] = count
+        firsts[lead_id] = min(first, firsts.get(lead_id, first))
+    return {
+        lead_id: replace(
+            base, first_activity_at=firsts.get(lead_id), activity_mix=mixes.get(lead_id, {})
+        )
+        for lead_id, base in evidence.items()
+    }
+
+
+async def lead_evidence(conn: AsyncConnection, lead: Lead, recent_limit: int) -> LeadEvidence:
+    """The lead's activity mix and first contact, and its `recent_limit` newest activities."""
+    summary = (await evidence_by_leads(conn, [lead]))[lead.id]
+    rows = await conn.execute(
+        select(activities.c.kind, activities.c.note, activities.c.created_at)
+        .where(activities.c.lead_id == lead.id)
+        .order_by(activities.c.id.desc())
+        .limit(recent_limit)
+    )
+    recent = tuple(ActivityRecord(ActivityKind(kind), note, at) for kind, note, at in rows)
+    return replace(summary, recent=recent)
+
+
+async def closed_leads(conn: AsyncConnection) -> list[Lead]:
+    """TRANSFERRED and LOST leads, oldest first: the outcomes a scorer learns from."""
+    rows = await conn.execute(
+        select(*leads.c)
+        .where(leads.c.stage.in_([LeadStage.TRANSFERRED.value, LeadStage.LOST.value]))
+        .order_by(leads.c.id)
+    )
+    return [lead_from_row(row) for row in rows]
+
+
+async def latest_scoring_model(conn: AsyncConnection, kind: str) -> Row[Any] | None:
+    return (
+        await conn.execute(
+            select(*scoring_models.c)
+            .where(scoring_models.c.kind == kind)
+            .order_by(scoring_models.c.version.desc())
+            .limit(1)
+        )
+    ).one_or_none()
+
+
+async def insert_scoring_model(
+    conn: AsyncConnection, kind: str, params: dict[str, Any], metrics: dict[str, Any]
+) -> Row[Any]:
+    """Store a model as the next version of its kind (the unique constraint settles races)."""
+    next_version = (
+        select(func.coalesce(func.max(scoring_models.c.version), 0) + 1)
+        .where(scoring_models.c.kind == kind)
+        .scalar_subquery()
+    )
+    return (
+        await conn.execute(
+            insert(scoring_models)
+            .values(kind=kind, version=next_version, params=params, metrics=metrics)
+            .returning(*scoring_models.c)
+        )
+    ).one()
 
 
 # --- pages ----------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
     func,
     text,
 )
@@ -60,7 +61,8 @@ leads = Table(
     Column("business_domain", String(120)),
     Column("activity_count", Integer, nullable=False, server_default=text("0")),
     Column("score_value", Float),
-    # recommendation, reasons, scorer, scored_at and the inputs it was computed on
+    # recommendation, reasons, factors, scorer and its version, scored_at and the inputs
+    # it was computed on
     Column("score", JSONB),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
@@ -133,3 +135,18 @@ activities = Table(
     CheckConstraint(_one_of("kind", ActivityKind), name="kind"),
 )
 Index("ix_activities_lead_id_id", activities.c.lead_id, activities.c.id)
+
+# Models trained by `crm-graphql scorer train`; the newest version of a kind is the one in use.
+scoring_models = Table(
+    "scoring_models",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("trained_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # coefficients, intercept, feature names, scaler means and scales
+    Column("params", JSONB, nullable=False),
+    # held-out evaluation at training time, the split and the class counts
+    Column("metrics", JSONB, nullable=False),
+    UniqueConstraint("kind", "version"),
+)

@@ -31,6 +31,8 @@ class Permission(StrEnum):
     TRANSFER_LEAD = "transfer_lead"
     ADVANCE_SALE_STAGE = "advance_sale_stage"
     ASSIGN_LEAD = "assign_lead"
+    # Asking for a specific scorer (analyzeLead's `scorer`) instead of the deployment's default.
+    CHOOSE_SCORER = "choose_scorer"
 
 
 _LEAD_WORK = frozenset(

@@ -20,7 +20,8 @@ from crm_graphql.domain.lead import (
     transfer_violations,
 )
 from crm_graphql.domain.lifecycle import check_lead_transition, lead_locked_violation
-from crm_graphql.domain.scoring import LeadScorer
+from crm_graphql.domain.scoring import RECENT_ACTIVITIES, ScorerKind
+from crm_graphql.scoring import Scorers
 from crm_graphql.services.errors import not_found
 
 NOTE_MAX_LENGTH = 10_000
@@ -47,9 +48,9 @@ class Transfer:
 
 
 class LeadService:
-    def __init__(self, engine: AsyncEngine, scorer: LeadScorer, transfer_threshold: float) -> None:
+    def __init__(self, engine: AsyncEngine, scorers: Scorers, transfer_threshold: float) -> None:
         self.engine = engine
-        self.scorer = scorer
+        self.scorers = scorers
         self.transfer_threshold = transfer_threshold
 
     async def create(self, actor: Actor, source: LeadSource, business_domain: str | None) -> Lead:
@@ -84,17 +85,28 @@ class LeadService:
             await repo.insert_activity(conn, lead_id, kind, note)
             return await repo.increment_activity_count(conn, lead_id)
 
-    async def analyze(self, actor: Actor, lead_id: int) -> Lead:
+    async def analyze(
+        self, actor: Actor, lead_id: int, scorer_kind: ScorerKind | None = None
+    ) -> Lead:
+        """Score with the named scorer (an admin's choice), or the default (CRM_SCORER)."""
         require(actor, Permission.ANALYZE_LEAD)
+        if scorer_kind is not None:
+            require(actor, Permission.CHOOSE_SCORER)
+        scorer = self.scorers.get(scorer_kind)
         # Score outside the transaction: a remote scorer must not hold the row lock. The score
         # records the inputs it saw, so a change made meanwhile shows up as a stale score.
         async with self.engine.connect() as conn:
             current = (await repo.leads_by_ids(conn, [lead_id])).get(lead_id)
-        if current is None:
-            raise not_found("lead", "leadId")
-        if current.locked:
-            raise RuleViolation(lead_locked_violation())
-        score = await self.scorer.score(current.snapshot, datetime.now(UTC))
+            if current is None:
+                raise not_found("lead", "leadId")
+            if current.locked:
+                raise RuleViolation(lead_locked_violation())
+            evidence = (
+                await repo.lead_evidence(conn, current, RECENT_ACTIVITIES)
+                if scorer.needs_evidence
+                else None
+            )
+        score = await scorer.score(current.snapshot, datetime.now(UTC), evidence)
         async with self.engine.begin() as conn:
             await self._lock_unlocked(conn, lead_id)
             await repo.record_user(conn, actor)

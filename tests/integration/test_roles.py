@@ -54,6 +54,10 @@ async def analyze_variables(admin: GraphQLClient) -> dict[str, Any]:
     return {"input": {"leadId": await new_lead(admin)}}
 
 
+async def choose_scorer_variables(admin: GraphQLClient) -> dict[str, Any]:
+    return {"input": {"leadId": await new_lead(admin), "scorer": "HEURISTIC"}}
+
+
 async def advance_variables(admin: GraphQLClient) -> dict[str, Any]:
     return {"input": {"leadId": await new_lead(admin), "to": "CONTACTED"}}
 
@@ -79,6 +83,8 @@ OPERATIONS = [
     Operation("updateLead", UPDATE_LEAD, LEAD_WORKERS, update_variables),
     Operation("logActivity", LOG_ACTIVITY, LEAD_WORKERS, activity_variables),
     Operation("analyzeLead", ANALYZE_LEAD, LEAD_WORKERS, analyze_variables),
+    # Naming a scorer instead of the deployment's default is an admin's choice.
+    Operation("analyzeLead", ANALYZE_LEAD, frozenset({"admin"}), choose_scorer_variables),
     Operation("advanceStage", ADVANCE_STAGE, LEAD_WORKERS, advance_variables),
     Operation("transferToSales", TRANSFER, LEAD_WORKERS, transfer_variables),
     Operation(
@@ -92,7 +98,7 @@ ROLES = ("manager", "sales", "admin")
 @pytest.mark.parametrize(
     ("operation", "role"),
     [(op, role) for op in OPERATIONS for role in ROLES],
-    ids=[f"{op.field}-{role}" for op in OPERATIONS for role in ROLES],
+    ids=[f"{op.field}-{op.prepare.__name__}-{role}" for op in OPERATIONS for role in ROLES],
 )
 async def test_operation_by_role(
     gql: GraphQLClient, db: asyncpg.Connection, operation: Operation, role: str

@@ -53,7 +53,10 @@ class GraphQLClient:
 
 LEAD_FIELDS = """
   id source stage businessDomain activityCount createdAt updatedAt
-  score { value recommendation reasons scorer scoredAt stale }
+  score {
+    value recommendation reasons scorer scorerVersion scoredAt stale
+    factors { name contribution explanation }
+  }
   sale { id stage }
   history { from to at }
 """
@@ -101,3 +104,12 @@ mutation($input: AssignLeadInput!) {
     errors { code message field }
   }
 }"""
+
+
+async def analyze_score(client: GraphQLClient, lead_id: str, scorer: str | None = None) -> dict:
+    """The score analyzeLead stores; naming a scorer is an admin's right, so it asks as one."""
+    if scorer is not None:
+        client = client.as_role("admin", sub="test-admin", name="Test Admin")
+    data = await client(ANALYZE_LEAD, {"input": {"leadId": lead_id, "scorer": scorer}})
+    assert data["analyzeLead"]["errors"] == []
+    return data["analyzeLead"]["lead"]["score"]

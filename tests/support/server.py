@@ -57,3 +57,16 @@ class ServerProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+
+def api_env(database_url: str, **settings: str) -> dict[str, str]:
+    """The environment of a test API server: its database, the test token secret, statement
+    counts in responses, and any further CRM_* settings."""
+    from tests.support.graphql import TEST_JWT_SECRET
+
+    return {
+        "CRM_DATABASE_URL": database_url,
+        "CRM_EXPOSE_SQL_COUNT": "true",
+        "CRM_JWT_SECRET": TEST_JWT_SECRET,
+        **settings,
+    }
