@@ -60,7 +60,7 @@ async def test_create_lead_without_a_domain(gql: GraphQLClient):
     assert ok(data["createLead"])["lead"]["businessDomain"] is None
 
 
-@pytest.mark.parametrize("domain", ["", "   ", "x" * 121, "fin\x00tech"])
+@pytest.mark.parametrize("domain", ["", "   ", "x" * 121, "fin\x00tech", "fin\ud800tech"])
 async def test_create_lead_refuses_a_bad_domain(
     gql: GraphQLClient, db: asyncpg.Connection, domain: str
 ):
@@ -137,7 +137,7 @@ async def test_log_activity_counts_and_makes_the_score_stale(
     assert rescored["score"]["value"] == 0.8  # partner 0.3 + domain 0.3 + more than 3: 0.2
 
 
-@pytest.mark.parametrize("note", ["x" * 10_001, "a\x00b"])
+@pytest.mark.parametrize("note", ["x" * 10_001, "a\x00b", "a\udfffb"])
 async def test_log_activity_refuses_a_bad_note(
     gql: GraphQLClient, db: asyncpg.Connection, note: str
 ):

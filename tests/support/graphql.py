@@ -1,3 +1,4 @@
+import json
 from typing import Any
 
 import httpx
@@ -10,8 +11,10 @@ class GraphQLClient:
         self.http = http
 
     async def raw(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+        # json.dumps escapes non-ASCII, so even a lone surrogate reaches the server as sent.
+        body = json.dumps({"query": query, "variables": variables or {}})
         response = await self.http.post(
-            "/graphql", json={"query": query, "variables": variables or {}}
+            "/graphql", content=body, headers={"content-type": "application/json"}
         )
         assert response.status_code == 200, response.text
         return response.json()

@@ -28,6 +28,7 @@ def test_accepted_values_are_trimmed(given: str | None, stored: str | None):
         ("\t\n", "1 to 120"),
         ("x" * 121, "1 to 120"),
         ("fin\x00tech", "NUL"),
+        ("fin\ud800tech", "surrogate"),  # valid in a JSON escape, but has no UTF-8 form
     ],
 )
 def test_refused_values_name_the_field(given: str, words: str):
