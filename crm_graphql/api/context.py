@@ -39,4 +39,8 @@ class Context:
     loaders: Loaders = field(init=False)
 
     def __post_init__(self) -> None:
+        self.renew_loaders()
+
+    def renew_loaders(self) -> None:
+        """Forget what was loaded so far: after a write it may no longer be true."""
         self.loaders = Loaders.create(self.services)

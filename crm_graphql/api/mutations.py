@@ -5,6 +5,7 @@ from typing import TypeVar
 
 import strawberry
 
+from crm_graphql.api.context import Context
 from crm_graphql.api.ids import decode_id_of
 from crm_graphql.api.inputs import (
     AdvanceSaleStageInput,
@@ -23,12 +24,19 @@ from crm_graphql.services.leads import UNCHANGED, LeadChanges
 T = TypeVar("T")
 
 
-async def attempt(action: Callable[[], Awaitable[T]]) -> tuple[T | None, list[UserError]]:
-    """Run a use case; a broken rule becomes `errors`, anything else propagates (masked)."""
+async def attempt(
+    context: Context, action: Callable[[], Awaitable[T]]
+) -> tuple[T | None, list[UserError]]:
+    """Run a use case; a broken rule becomes `errors`, anything else propagates (masked).
+
+    Mutations of one document run one after another: the loaders are renewed after each, so
+    the fields of the next payload never see what was cached before this write."""
     try:
         return await action(), []
     except RuleViolation as violation:
         return None, [UserError.from_violation(v) for v in violation.violations]
+    finally:
+        context.renew_loaders()
 
 
 def lead_or_none(lead: Lead | None) -> LeadType | None:
@@ -87,7 +95,9 @@ class Mutation:
     @strawberry.mutation(description="Create a lead in stage NEW.")
     async def create_lead(self, info: LeadInfo, input: CreateLeadInput) -> CreateLeadPayload:
         leads = info.context.services.leads
-        lead, errors = await attempt(lambda: leads.create(input.source, input.business_domain))
+        lead, errors = await attempt(
+            info.context, lambda: leads.create(input.source, input.business_domain)
+        )
         return CreateLeadPayload(lead=lead_or_none(lead), errors=errors)
 
     @strawberry.mutation(description="Change a lead's fields; a transferred lead is locked.")
@@ -101,7 +111,7 @@ class Mutation:
             lead_id = decode_id_of("Lead", input.lead_id, "leadId")
             return await leads.update(lead_id, LeadChanges(business_domain=business_domain))
 
-        lead, errors = await attempt(action)
+        lead, errors = await attempt(info.context, action)
         return UpdateLeadPayload(lead=lead_or_none(lead), errors=errors)
 
     @strawberry.mutation(description="Record a contact with the client; counts toward the score.")
@@ -112,7 +122,7 @@ class Mutation:
             lead_id = decode_id_of("Lead", input.lead_id, "leadId")
             return await leads.log_activity(lead_id, input.kind, input.note)
 
-        lead, errors = await attempt(action)
+        lead, errors = await attempt(info.context, action)
         return LogActivityPayload(lead=lead_or_none(lead), errors=errors)
 
     @strawberry.mutation(description="Ask the scorer for a conversion estimate; it advises only.")
@@ -122,7 +132,7 @@ class Mutation:
         async def action() -> Lead:
             return await leads.analyze(decode_id_of("Lead", input.lead_id, "leadId"))
 
-        lead, errors = await attempt(action)
+        lead, errors = await attempt(info.context, action)
         return AnalyzeLeadPayload(lead=lead_or_none(lead), errors=errors)
 
     @strawberry.mutation(description="Move a lead along the funnel (not to TRANSFERRED).")
@@ -134,7 +144,7 @@ class Mutation:
                 decode_id_of("Lead", input.lead_id, "leadId"), input.to
             )
 
-        lead, errors = await attempt(action)
+        lead, errors = await attempt(info.context, action)
         return AdvanceStagePayload(lead=lead_or_none(lead), errors=errors)
 
     @strawberry.mutation(description="The human decision: hand a qualified lead to sales.")
@@ -147,7 +157,7 @@ class Mutation:
             transfer = await leads.transfer_to_sales(decode_id_of("Lead", input.lead_id, "leadId"))
             return transfer.lead, transfer.sale
 
-        result, errors = await attempt(action)
+        result, errors = await attempt(info.context, action)
         lead, sale = result if result else (None, None)
         return TransferToSalesPayload(
             lead=lead_or_none(lead), sale=sale_or_none(sale), errors=errors
@@ -164,5 +174,5 @@ class Mutation:
                 decode_id_of("Sale", input.sale_id, "saleId"), input.to
             )
 
-        sale, errors = await attempt(action)
+        sale, errors = await attempt(info.context, action)
         return AdvanceSaleStagePayload(sale=sale_or_none(sale), errors=errors)
