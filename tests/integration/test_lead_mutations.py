@@ -267,3 +267,28 @@ async def test_a_malformed_or_foreign_lead_id_is_a_user_error(
 async def test_the_largest_possible_id_is_simply_not_found(gql: GraphQLClient):
     payload = await run(gql, "analyzeLead", encode_global_id("Lead", 2**63 - 1))
     assert codes(payload) == ["NOT_FOUND"]
+
+
+async def test_each_mutation_of_a_document_sees_the_ones_before_it(gql: GraphQLClient):
+    lead_id = (await create_lead(gql))["id"]
+    data = await gql(
+        """
+        mutation($id: ID!) {
+          a: advanceStage(input: {leadId: $id, to: CONTACTED}) { lead { history { to } } }
+          b: advanceStage(input: {leadId: $id, to: QUALIFIED}) { lead { history { to } } }
+        }""",
+        {"id": lead_id},
+    )
+    assert [h["to"] for h in data["a"]["lead"]["history"]] == ["NEW", "CONTACTED"]
+    assert [h["to"] for h in data["b"]["lead"]["history"]] == ["NEW", "CONTACTED", "QUALIFIED"]
+
+    _, sale_id = await transferred_lead(gql)
+    data = await gql(
+        """
+        mutation($id: ID!) {
+          a: advanceSaleStage(input: {saleId: $id, to: KYC}) { sale { history { to } } }
+          b: advanceSaleStage(input: {saleId: $id, to: AGREEMENT}) { sale { history { to } } }
+        }""",
+        {"id": sale_id},
+    )
+    assert [h["to"] for h in data["b"]["sale"]["history"]] == ["NEW", "KYC", "AGREEMENT"]
