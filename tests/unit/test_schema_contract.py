@@ -12,6 +12,7 @@ from graphql import (
     build_schema,
 )
 
+from crm_graphql import cli
 from crm_graphql.api.schema import schema
 
 SCHEMA_FILE = Path(__file__).resolve().parents[2] / "schema.graphql"
@@ -94,6 +95,17 @@ def test_schema_file_matches_the_code():
         "schema.graphql differs from the schema the code builds; regenerate it with "
         "`.venv/bin/crm-graphql export-schema` and commit the file."
     )
+
+
+def test_export_schema_writes_and_checks_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    target = tmp_path / "schema.graphql"
+    assert cli.main(["export-schema", "--check", str(target)]) == 1
+    assert "crm-graphql export-schema" in capsys.readouterr().out
+    assert cli.main(["export-schema", str(target)]) == 0
+    assert target.read_text() == SCHEMA_FILE.read_text()
+    assert cli.main(["export-schema", "--check", str(target)]) == 0
 
 
 CONTRACT_SCHEMA = build_schema(CONTRACT)
