@@ -5,6 +5,7 @@ import asyncio
 import json
 import logging
 import os
+import signal
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -51,10 +52,20 @@ def resolve_database_url(settings: Settings) -> str:
     from crm_graphql.db.embedded import start_embedded_postgres
 
     url = start_embedded_postgres(settings.data_dir)
+    exit_cleanly_on_sigterm()
     os.environ["CRM_DATABASE_URL"] = url
     get_settings.cache_clear()
     print(f"Embedded PostgreSQL: data in {settings.data_dir.resolve() / 'pgdata'}", flush=True)
     return url
+
+
+def exit_cleanly_on_sigterm() -> None:
+    """Make SIGTERM end the process through SystemExit, so atexit stops the embedded server.
+
+    uvicorn shuts down gracefully on SIGTERM and then raises the signal again; its default
+    action would kill the process before atexit runs and leave PostgreSQL running orphaned.
+    """
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
 
 
 def migrate(url: str) -> None:

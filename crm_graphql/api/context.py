@@ -73,3 +73,7 @@ class Context:
         if self._loaders is None:
             self._loaders = Loaders.create(self.services, actor)
         return self._loaders
+
+    def renew_loaders(self) -> None:
+        """Forget what was loaded so far: after a write it may no longer be true."""
+        self._loaders = None

@@ -8,6 +8,7 @@ from typing import TypeVar
 
 import strawberry
 
+from crm_graphql.api.context import Context
 from crm_graphql.api.ids import decode_id_of
 from crm_graphql.api.inputs import (
     AdvanceSaleStageInput,
@@ -27,12 +28,19 @@ from crm_graphql.services.leads import UNCHANGED, LeadChanges
 T = TypeVar("T")
 
 
-async def attempt(action: Callable[[], Awaitable[T]]) -> tuple[T | None, list[UserError]]:
-    """Run a use case; a broken rule becomes `errors`, anything else propagates (masked)."""
+async def attempt(
+    context: Context, action: Callable[[], Awaitable[T]]
+) -> tuple[T | None, list[UserError]]:
+    """Run a use case; a broken rule becomes `errors`, anything else propagates (masked).
+
+    Mutations of one document run one after another: the loaders are renewed after each, so
+    the fields of the next payload never see what was cached before this write."""
     try:
         return await action(), []
     except RuleViolation as violation:
         return None, [UserError.from_violation(v) for v in violation.violations]
+    finally:
+        context.renew_loaders()
 
 
 def lead_or_none(lead: Lead | None) -> LeadType | None:
@@ -98,7 +106,7 @@ class Mutation:
     async def create_lead(self, info: LeadInfo, input: CreateLeadInput) -> CreateLeadPayload:
         actor, leads = info.context.actor, info.context.services.leads
         lead, errors = await attempt(
-            lambda: leads.create(actor, input.source, input.business_domain)
+            info.context, lambda: leads.create(actor, input.source, input.business_domain)
         )
         return CreateLeadPayload(lead=lead_or_none(lead), errors=errors)
 
@@ -113,7 +121,7 @@ class Mutation:
             lead_id = decode_id_of("Lead", input.lead_id, "leadId")
             return await leads.update(actor, lead_id, LeadChanges(business_domain=business_domain))
 
-        lead, errors = await attempt(action)
+        lead, errors = await attempt(info.context, action)
         return UpdateLeadPayload(lead=lead_or_none(lead), errors=errors)
 
     @strawberry.mutation(description="Record a contact with the client; counts toward the score.")
@@ -124,7 +132,7 @@ class Mutation:
             lead_id = decode_id_of("Lead", input.lead_id, "leadId")
             return await leads.log_activity(actor, lead_id, input.kind, input.note)
 
-        lead, errors = await attempt(action)
+        lead, errors = await attempt(info.context, action)
         return LogActivityPayload(lead=lead_or_none(lead), errors=errors)
 
     @strawberry.mutation(description="Ask the scorer for a conversion estimate; it advises only.")
@@ -135,7 +143,7 @@ class Mutation:
             lead_id = decode_id_of("Lead", input.lead_id, "leadId")
             return await leads.analyze(actor, lead_id, input.scorer)
 
-        lead, errors = await attempt(action)
+        lead, errors = await attempt(info.context, action)
         return AnalyzeLeadPayload(lead=lead_or_none(lead), errors=errors)
 
     @strawberry.mutation(description="Move a lead along the funnel (not to TRANSFERRED).")
@@ -147,7 +155,7 @@ class Mutation:
                 actor, decode_id_of("Lead", input.lead_id, "leadId"), input.to
             )
 
-        lead, errors = await attempt(action)
+        lead, errors = await attempt(info.context, action)
         return AdvanceStagePayload(lead=lead_or_none(lead), errors=errors)
 
     @strawberry.mutation(description="The human decision: hand a qualified lead to sales.")
@@ -162,7 +170,7 @@ class Mutation:
             )
             return transfer.lead, transfer.sale
 
-        result, errors = await attempt(action)
+        result, errors = await attempt(info.context, action)
         lead, sale = result if result else (None, None)
         return TransferToSalesPayload(
             lead=lead_or_none(lead), sale=sale_or_none(sale), errors=errors
@@ -179,7 +187,7 @@ class Mutation:
                 actor, decode_id_of("Sale", input.sale_id, "saleId"), input.to
             )
 
-        sale, errors = await attempt(action)
+        sale, errors = await attempt(info.context, action)
         return AdvanceSaleStagePayload(sale=sale_or_none(sale), errors=errors)
 
     @strawberry.mutation(description="Make another person the lead's owner (admins only).")
@@ -190,5 +198,5 @@ class Mutation:
             lead_id = decode_id_of("Lead", input.lead_id, "leadId")
             return await leads.assign(actor, lead_id, input.owner_id)
 
-        lead, errors = await attempt(action)
+        lead, errors = await attempt(info.context, action)
         return AssignLeadPayload(lead=lead_or_none(lead), errors=errors)

@@ -38,6 +38,7 @@ def _one_of(column: str, values: type) -> str:
     return f"{column} IN ({', '.join(repr(str(v)) for v in values)})"
 
 
+MAX_ID = 2**63 - 1  # the largest BigInteger identity value
 NO_SCORE_SORT_KEY = -1.0  # unscored leads sort below every real score (0 to 1)
 
 # The people the tokens name, recorded on their first write; `id` is the token's `sub`.

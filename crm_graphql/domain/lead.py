@@ -57,17 +57,26 @@ class StageChange(Generic[StageT]):
     by: str | None = None
 
 
+def unstorable_text(value: str) -> str | None:
+    """Why PostgreSQL cannot store this text, or None. NUL is not allowed in `text`, and a lone
+    surrogate (which a JSON escape such as \\ud800 can carry) has no UTF-8 encoding."""
+    if "\x00" in value:
+        return "must not contain NUL characters"
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return "must not contain unpaired surrogate characters"
+    return None
+
+
 def normalize_business_domain(value: str | None) -> str | None:
     """The business domain as stored: trimmed, 1 to 120 characters, or None."""
     if value is None:
         return None
-    if "\x00" in value:
+    problem = unstorable_text(value)
+    if problem:
         raise RuleViolation(
-            Violation(
-                ErrorCode.INVALID_INPUT,
-                "businessDomain must not contain NUL characters.",
-                ("businessDomain",),
-            )
+            Violation(ErrorCode.INVALID_INPUT, f"businessDomain {problem}.", ("businessDomain",))
         )
     trimmed = value.strip()
     if not 1 <= len(trimmed) <= BUSINESS_DOMAIN_MAX_LENGTH:

@@ -18,6 +18,7 @@ from crm_graphql.domain.lead import (
     Sale,
     normalize_business_domain,
     transfer_violations,
+    unstorable_text,
 )
 from crm_graphql.domain.lifecycle import check_lead_transition, lead_locked_violation
 from crm_graphql.domain.scoring import RECENT_ACTIVITIES, ScorerKind
@@ -178,10 +179,9 @@ class LeadService:
 def _validate_note(note: str | None) -> str | None:
     if note is None:
         return None
-    if "\x00" in note:
-        raise RuleViolation(
-            Violation(ErrorCode.INVALID_INPUT, "note must not contain NUL characters.", ("note",))
-        )
+    problem = unstorable_text(note)
+    if problem:
+        raise RuleViolation(Violation(ErrorCode.INVALID_INPUT, f"note {problem}.", ("note",)))
     if len(note) > NOTE_MAX_LENGTH:
         raise RuleViolation(
             Violation(

@@ -1,3 +1,4 @@
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -36,11 +37,15 @@ class GraphQLClient:
         """A client sending this token (None: no Authorization header at all)."""
         return GraphQLClient(self.http, token)
 
+    @property
+    def auth_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
     async def raw(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
-        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-        response = await self.http.post(
-            "/graphql", json={"query": query, "variables": variables or {}}, headers=headers
-        )
+        headers = {"content-type": "application/json", **self.auth_headers}
+        # json.dumps escapes non-ASCII, so even a lone surrogate reaches the server as sent.
+        body = json.dumps({"query": query, "variables": variables or {}})
+        response = await self.http.post("/graphql", content=body, headers=headers)
         assert response.status_code == 200, response.text
         return response.json()
 
