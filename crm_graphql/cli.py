@@ -6,6 +6,7 @@ import os
 import sys
 from pathlib import Path
 
+from crm_graphql.logs import configure_logging, logging_config
 from crm_graphql.settings import Settings, get_settings
 
 logger = logging.getLogger("crm_graphql")
@@ -62,7 +63,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         loop="uvloop",
         http="httptools",
         log_level=settings.log_level,
-        access_log=False,
+        log_config=logging_config(settings.log_level, settings.log_format),
+        access_log=False,  # crm_graphql.access logs each request (web/middleware.py)
+        timeout_graceful_shutdown=settings.shutdown_timeout_s,
     )
     return 0
 
@@ -105,10 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=get_settings().log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_format)
     return args.handler(args)
 
 
