@@ -33,21 +33,12 @@ class RequestLog:
         record = RequestRecord(request_id)
         token = current_record.set(record)
         status = 500
+        logged = False
         started = time.perf_counter()
 
-        async def send_with_id(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                headers = list(message.get("headers", []))
-                headers.append((REQUEST_ID_HEADER.encode(), request_id.encode()))
-                message = {**message, "headers": headers}
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            current_record.reset(token)
+        def log() -> None:
+            nonlocal logged
+            logged = True
             outcome = record.outcome
             if status >= 500:
                 outcome = Outcome.ERROR
@@ -66,6 +57,24 @@ class RequestLog:
                     "duration_ms": round((time.perf_counter() - started) * 1000, 2),
                 },
             )
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = list(message.get("headers", []))
+                headers.append((REQUEST_ID_HEADER.encode(), request_id.encode()))
+                message = {**message, "headers": headers}
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                log()  # before the last byte leaves, so the line exists once the client has it
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            current_record.reset(token)
+            if not logged:
+                log()
 
 
 class BodyTooLarge(Exception):
