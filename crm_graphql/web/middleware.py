@@ -81,6 +81,11 @@ class BodyTooLarge(Exception):
     pass
 
 
+# A refused body is still read (and dropped) up to this size, so the client, which is still
+# sending, gets to read the 413 instead of a reset connection; beyond it the connection closes.
+DRAIN_LIMIT_BYTES = 16 * 1024 * 1024
+
+
 class LimitRequestBody:
     """413 for a request body over `max_bytes`, counted as it streams in (a client may omit
     Content-Length or send chunked), before anything parses it."""
@@ -95,16 +100,18 @@ class LimitRequestBody:
             return
         declared = Headers(scope=scope).get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_bytes:
-            await self.reject(send)
+            await self.reject(send, await self.drain(receive, 0))
             return
         received = 0
+        complete = False
         response_started = False
 
         async def counting_receive() -> Message:
-            nonlocal received
+            nonlocal received, complete
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
+                complete = not message.get("more_body")
                 if received > self.max_bytes:
                     raise BodyTooLarge
             return message
@@ -119,9 +126,23 @@ class LimitRequestBody:
             await self.app(scope, counting_receive, tracking_send)
         except BodyTooLarge:
             if not response_started:
-                await self.reject(send)
+                consumed = complete or await self.drain(receive, received)
+                await self.reject(send, consumed)
 
-    async def reject(self, send: Send) -> None:
+    @staticmethod
+    async def drain(receive: Receive, already: int) -> bool:
+        """Read and drop the rest of the body; False when it was too large to wait for."""
+        total = already
+        while total <= DRAIN_LIMIT_BYTES:
+            message = await receive()
+            if message["type"] != "http.request":
+                return True  # the client is gone
+            total += len(message.get("body", b""))
+            if not message.get("more_body"):
+                return True
+        return False
+
+    async def reject(self, send: Send, body_consumed: bool) -> None:
         record = current_record.get()
         if record:
             record.note_outcome(Outcome.REJECTED)
@@ -129,15 +150,11 @@ class LimitRequestBody:
             f"The request body is larger than {self.max_bytes} bytes (setting max_body_bytes).",
             "PAYLOAD_TOO_LARGE",
         )
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json; charset=utf-8"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
-        )
+        headers = [
+            (b"content-type", b"application/json; charset=utf-8"),
+            (b"content-length", str(len(body)).encode()),
+        ]
+        if not body_consumed:
+            headers.append((b"connection", b"close"))
+        await send({"type": "http.response.start", "status": 413, "headers": headers})
         await send({"type": "http.response.body", "body": body})
