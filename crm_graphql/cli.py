@@ -66,6 +66,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log_config=logging_config(settings.log_level, settings.log_format),
         access_log=False,  # crm_graphql.access logs each request (web/middleware.py)
         timeout_graceful_shutdown=settings.shutdown_timeout_s,
+        ws_max_size=settings.max_body_bytes,  # one WebSocket message: the same bound as a body
     )
     return 0
 
