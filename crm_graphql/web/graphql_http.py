@@ -47,6 +47,15 @@ PREFLIGHT_HEADERS = (
 SIMPLE_CONTENT_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data", "text/plain")
 
 SERVER_FAULT_CODES = (SERVICE_UNAVAILABLE, TIMEOUT)
+HTTP_ERROR_CODES = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
+
+
+class CodedHTTPException(HTTPException):
+    """An HTTP-level refusal whose `extensions.code` is not implied by its status."""
+
+    def __init__(self, status_code: int, code: str, reason: str) -> None:
+        super().__init__(status_code, reason)
+        self.code = code
 
 
 def negotiate_media_type(accept: str | None) -> str:
@@ -151,8 +160,9 @@ class CrmGraphQL(GraphQL[Context, None]):
         media_type = negotiate_media_type(request.headers.get("accept"))
         try:
             if needs_preflight_header(request) and not has_preflight_header(request):
-                raise HTTPException(
+                raise CodedHTTPException(
                     400,
+                    "CSRF_PREVENTED",
                     "This request could have come from another site (a GET or a form "
                     "content type), so it needs one of these headers with any non-empty "
                     f"value: {', '.join(PREFLIGHT_HEADERS)}. Or POST application/json.",
@@ -166,15 +176,13 @@ class CrmGraphQL(GraphQL[Context, None]):
         record = current_record.get()
         if record:
             record.note_outcome(Outcome.REJECTED)
-        if error.status_code == 405:
-            return error_response(
-                405, error.reason, "METHOD_NOT_ALLOWED", media_type, {"Allow": "POST"}
-            )
-        if error.reason.startswith("This request could have come from another site"):
-            return error_response(400, error.reason, "CSRF_PREVENTED", media_type)
-        if error.status_code == 404:
-            return error_response(404, error.reason, "NOT_FOUND", media_type)
-        return error_response(error.status_code, error.reason, "BAD_REQUEST", media_type)
+        code = (
+            error.code
+            if isinstance(error, CodedHTTPException)
+            else HTTP_ERROR_CODES.get(error.status_code, "BAD_REQUEST")
+        )
+        headers = {"Allow": "POST"} if error.status_code == 405 else None
+        return error_response(error.status_code, error.reason, code, media_type, headers)
 
     async def get_context(self, request: Any, response: Any) -> Context:
         return Context(services=self.services, request=request, response=response)
