@@ -9,8 +9,13 @@ import logging.config
 from datetime import UTC, datetime
 from typing import Any
 
-# Attributes every LogRecord has; anything else on a record came from `extra=`.
-STANDARD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+# Attributes every LogRecord has; anything else on a record came from `extra=` (except
+# uvicorn's terminal colouring of its own messages).
+STANDARD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {
+    "message",
+    "asctime",
+    "color_message",
+}
 
 
 def extra_fields(record: logging.LogRecord) -> dict[str, Any]:

@@ -12,6 +12,7 @@
   PREFLIGHT_HEADERS, which no HTML form and no simple cross-site request can set.
 """
 
+import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -147,6 +148,22 @@ def has_preflight_header(request: Request) -> bool:
     return any(request.headers.get(name, "").strip() for name in PREFLIGHT_HEADERS)
 
 
+def check_parameter_types(item: GraphQLRequestData) -> None:
+    """What Strawberry checks for a single operation, for every operation of a batch too."""
+    expected = {
+        "query": (item.query, str),
+        "operationName": (item.operation_name, str),
+        "variables": (item.variables, dict),
+        "extensions": (item.extensions, dict),
+    }
+    for name, (value, kind) in expected.items():
+        if value is not None and not isinstance(value, kind):
+            described = "a string" if kind is str else "an object"
+            raise HTTPException(
+                400, f"The GraphQL operation's `{name}` must be {described} or null."
+            )
+
+
 class CrmGraphQL(GraphQL[Context, None]):
     def __init__(self, services: Services, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -195,6 +212,12 @@ class CrmGraphQL(GraphQL[Context, None]):
     def encode_json(self, data: object) -> bytes:
         return orjson.dumps(data)
 
+    def decode_json(self, data: str | bytes) -> object:
+        try:
+            return json.loads(data)
+        except UnicodeDecodeError as error:  # not a JSONDecodeError: Strawberry would say 500
+            raise json.JSONDecodeError("The body is not valid UTF-8", "", error.start) from None
+
     async def execute_single(self, **kwargs: Any) -> ExecutionResult:
         try:
             return await super().execute_single(**kwargs)
@@ -212,6 +235,8 @@ class CrmGraphQL(GraphQL[Context, None]):
             raise HTTPException(
                 400, "Batching is off (setting batching_enabled): send one operation per request."
             )
+        if not request_data:
+            raise HTTPException(400, "A batch needs at least one operation.")
         if len(request_data) > batching["max_operations"]:
             raise HTTPException(
                 400,
@@ -221,12 +246,14 @@ class CrmGraphQL(GraphQL[Context, None]):
         super()._validate_batch_request(request_data, protocol)
 
     async def parse_http_body(self, request: Any) -> GraphQLRequestData | list[GraphQLRequestData]:
-        data = await super().parse_http_body(request)
+        try:
+            data = await super().parse_http_body(request)
+        except (AttributeError, TypeError):  # Strawberry calls .get() on whatever JSON came
+            raise HTTPException(
+                400, "The request body must be a JSON object (or a list of them, when batching)."
+            ) from None
         for item in data if isinstance(data, list) else [data]:
-            if not isinstance(item.operation_name, str | None):
-                raise HTTPException(
-                    400, "The GraphQL operation's `operationName` must be a string or null."
-                )
+            check_parameter_types(item)
         return data
 
     async def process_result(

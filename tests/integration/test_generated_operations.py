@@ -8,6 +8,7 @@ CRM_FUZZ_OPERATIONS sets how many operations are sent (default 1000, what CI run
 import asyncio
 import base64
 import itertools
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -174,3 +175,36 @@ async def test_generated_operations_never_break_the_server_or_the_invariants(
     after = {row["id"]: row for row in await transferred_leads(db)}
     for before in transferred_before:
         assert after[before["id"]] == before
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(["query", "variables", "operationName", "extensions"]) | st.text(),
+            children,
+            max_size=4,
+        )
+    ),
+    max_leaves=12,
+)
+
+
+def send_arbitrary_bodies(url: str) -> list[str]:
+    problems: list[str] = []
+
+    @settings(max_examples=300, derandomize=True, database=None, deadline=None)
+    @given(body=st.binary(max_size=200) | json_values.map(lambda v: json.dumps(v).encode()))
+    def check(body: bytes) -> None:
+        response = http.post("/graphql", content=body, headers={"content-type": "application/json"})
+        if response.status_code >= 500:
+            problems.append(f"HTTP {response.status_code} for {body!r}")
+
+    with httpx.Client(base_url=url, timeout=30) as http:
+        check()
+    return problems
+
+
+async def test_arbitrary_request_bodies_never_get_a_5xx(server: ServerProcess, gql: GraphQLClient):
+    assert await asyncio.to_thread(send_arbitrary_bodies, server.url) == []

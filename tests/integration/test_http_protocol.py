@@ -181,6 +181,29 @@ async def test_a_body_over_the_limit_is_refused_with_413_whether_or_not_its_leng
     assert streamed.json()["errors"][0]["extensions"]["code"] == "PAYLOAD_TOO_LARGE"
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"5",
+        b'"a string"',
+        b"null",
+        b"[1]",
+        b'{"query": "{ __typename }\xff"}',  # not UTF-8
+        b'{"query": 5}',
+        b'{"query": "{ __typename }", "operationName": ["Q"]}',
+        b'{"query": "{ __typename }", "variables": "x"}',
+    ],
+)
+async def test_a_malformed_body_gets_400_with_a_reason(gql: GraphQLClient, body: bytes):
+    response = await gql.http.post(
+        "/graphql", content=body, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400
+    error = response.json()["errors"][0]
+    assert error["extensions"]["code"] == "BAD_REQUEST"
+    assert error["message"]
+
+
 async def test_batching_is_off_by_default(gql: GraphQLClient):
     response = await post(gql, [{"query": "{ __typename }"}, {"query": "{ __typename }"}])
     assert response.status_code == 400

@@ -67,6 +67,11 @@ async def test_batches_are_limited_when_batching_is_enabled(http: httpx.AsyncCli
     assert two.status_code == 200
     assert [item["data"] for item in two.json()] == [{"__typename": "Query"}] * 2
 
+    for malformed in ([], [1], [{"query": 5}]):
+        refused = await http.post("/graphql", json=malformed)
+        assert refused.status_code == 400, malformed
+        assert refused.json()["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
+
     three = await http.post("/graphql", json=[{"query": "{ __typename }"}] * 3)
     assert three.status_code == 400
     error = three.json()["errors"][0]
