@@ -36,6 +36,7 @@ def _one_of(column: str, values: type) -> str:
     return f"{column} IN ({', '.join(repr(str(v)) for v in values)})"
 
 
+BIGINT_MAX = 2**63 - 1  # the largest id a BigInteger column holds
 NO_SCORE_SORT_KEY = -1.0  # unscored leads sort below every real score (0 to 1)
 
 leads = Table(

@@ -1,6 +1,7 @@
 """Each abuse limit refuses the request before it runs, with an error naming the limit."""
 
 import base64
+import json
 from typing import Any
 
 import pytest
@@ -153,3 +154,30 @@ async def test_wrong_enum_values_are_refused(gql: GraphQLClient, db):
     assert "'partner'" in variable["message"]
     assert "LeadSource" in variable["message"]
     assert await db.fetchval("SELECT count(*) FROM leads") == 0
+
+
+def forged_cursor(*parts: object) -> str:
+    return base64.urlsafe_b64encode(json.dumps(list(parts)).encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    ("order", "cursor"),
+    [
+        ("CREATED_AT", forged_cursor("CREATED_AT", "2026-01-01T00:00:00+00:00", 10**30)),
+        ("CREATED_AT", forged_cursor("CREATED_AT", "2026-01-01T00:00:00+00:00", True)),
+        ("CREATED_AT", forged_cursor("CREATED_AT", "2026-01-01T00:00:00", 1)),  # no time zone
+        ("CREATED_AT", forged_cursor("CREATED_AT", "0001-01-01T00:00:00+14:00", 1)),
+        ("CREATED_AT", forged_cursor("CREATED_AT", "9999-12-31T23:59:59-14:00", 1)),
+        ("SCORE", forged_cursor("SCORE", "nan", 1)),
+        ("SCORE", "\x00"),
+    ],
+)
+async def test_forged_cursors_are_refused(gql: GraphQLClient, order, cursor):
+    body = await gql.raw(
+        "query($a: String, $o: LeadOrderField!) { leads(after: $a, orderBy: {field: $o}) "
+        "{ totalCount } }",
+        {"a": cursor, "o": order},
+    )
+    error = body["errors"][0]
+    assert error["extensions"]["code"] == "INVALID_INPUT"
+    assert error["message"] == "`after` is not a cursor this API issued."
