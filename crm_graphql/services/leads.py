@@ -20,6 +20,7 @@ from crm_graphql.domain.lead import (
 )
 from crm_graphql.domain.lifecycle import check_lead_transition, lead_locked_violation
 from crm_graphql.domain.scoring import LeadScorer
+from crm_graphql.domain.text import unstorable_text
 from crm_graphql.services.errors import not_found
 
 NOTE_MAX_LENGTH = 10_000
@@ -135,10 +136,9 @@ class LeadService:
 def _validate_note(note: str | None) -> str | None:
     if note is None:
         return None
-    if "\x00" in note:
-        raise RuleViolation(
-            Violation(ErrorCode.INVALID_INPUT, "note must not contain NUL characters.", ("note",))
-        )
+    violation = unstorable_text(note, "note")
+    if violation:
+        raise RuleViolation(violation)
     if len(note) > NOTE_MAX_LENGTH:
         raise RuleViolation(
             Violation(

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.graphql import CREATE_LEAD, GraphQLClient
+from tests.support.graphql import CREATE_LEAD, LOG_ACTIVITY, GraphQLClient
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 
@@ -94,6 +94,39 @@ async def test_nul_bytes_are_refused(gql: GraphQLClient, db):
         }
     ]
     assert await db.fetchval("SELECT count(*) FROM leads") == 0
+
+
+async def escaped(gql: GraphQLClient, query: str, variables: dict) -> dict[str, Any]:
+    """Sends the variables with JSON \\u escapes, the one way a lone surrogate can arrive."""
+    response = await gql.http.post(
+        "/graphql",
+        content=json.dumps({"query": query, "variables": variables}),  # ensure_ascii
+        headers={"content-type": "application/json"},
+    )
+    assert response.status_code == 200, response.text
+    return response.json()["data"]
+
+
+async def test_lone_surrogates_are_refused(gql: GraphQLClient, db):
+    created = await escaped(
+        gql, CREATE_LEAD, {"input": {"source": "MANUAL", "businessDomain": "a\ud800"}}
+    )
+    assert created["createLead"]["errors"] == [
+        {
+            "code": "INVALID_INPUT",
+            "message": "businessDomain must be valid Unicode text (it contains a lone surrogate).",
+            "field": ["businessDomain"],
+        }
+    ]
+    lead_id = (await gql(CREATE_LEAD, {"input": {"source": "MANUAL"}}))["createLead"]["lead"]["id"]
+    for note in ("x\udc00", "x\x00"):
+        logged = await escaped(
+            gql, LOG_ACTIVITY, {"input": {"leadId": lead_id, "kind": "NOTE", "note": note}}
+        )
+        assert [e["code"] for e in logged["logActivity"]["errors"]] == ["INVALID_INPUT"]
+        assert logged["logActivity"]["errors"][0]["field"] == ["note"]
+    assert await db.fetchval("SELECT count(*) FROM leads") == 1
+    assert await db.fetchval("SELECT count(*) FROM activities") == 0
 
 
 async def test_long_strings_are_refused_by_the_field_or_the_body_limit(gql: GraphQLClient, db):

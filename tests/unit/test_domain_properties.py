@@ -121,16 +121,28 @@ def test_the_guard_allows_a_transfer_only_when_every_rule_holds(
         assert codes == [ErrorCode.LEAD_LOCKED]
 
 
-@given(st.text(max_size=300))
+# Any code point, lone surrogates (which JSON escapes can carry) and NUL included.
+any_text = st.text(st.characters(exclude_categories=()), max_size=300)
+
+
+def storable(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in value
+
+
+@given(any_text)
 def test_a_business_domain_is_stored_trimmed_and_bounded_or_refused(value):
     trimmed = value.strip()
-    if "\x00" in value or not 1 <= len(trimmed) <= BUSINESS_DOMAIN_MAX_LENGTH:
+    if not storable(value) or not 1 <= len(trimmed) <= BUSINESS_DOMAIN_MAX_LENGTH:
         with pytest.raises(RuleViolation) as refusal:
             normalize_business_domain(value)
         assert [v.code for v in refusal.value.violations] == [ErrorCode.INVALID_INPUT]
+        assert refusal.value.violations[0].field == ("businessDomain",)
     else:
         stored = normalize_business_domain(value)
         assert stored == trimmed
         assert stored is not None
         assert 1 <= len(stored) <= BUSINESS_DOMAIN_MAX_LENGTH
-        assert "\x00" not in stored
