@@ -50,7 +50,6 @@ def fault_code(error: BaseException) -> str | None:
             cause,
             sa_exc.TimeoutError  # no pooled connection came free in time
             | asyncpg.exceptions.ConnectionDoesNotExistError
-            | asyncpg.exceptions.InterfaceError  # "connection is closed"
             | OSError  # refused, reset, unreachable
             | TimeoutError,  # connect timeout
         ):

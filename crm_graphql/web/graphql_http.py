@@ -118,7 +118,9 @@ def error_code(error: GraphQLError) -> str | None:
 
 def request_error_code(error: GraphQLError) -> str:
     if isinstance(error, GraphQLSyntaxError):
-        return "TOKEN_LIMIT_EXCEEDED" if "tokens" in error.message else "GRAPHQL_PARSE_FAILED"
+        # graphql-core's max_tokens: "Document contains more than N tokens. Parsing aborted."
+        over_limit = "tokens. Parsing aborted" in error.message
+        return "TOKEN_LIMIT_EXCEEDED" if over_limit else "GRAPHQL_PARSE_FAILED"
     return "GRAPHQL_VALIDATION_FAILED"
 
 
