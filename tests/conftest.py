@@ -6,7 +6,7 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.support.database import plain_dsn, recreate_database, database_for_tests
+from tests.support.database import database_for_tests, plain_dsn, recreate_database
 from tests.support.graphql import GraphQLClient
 from tests.support.server import ServerProcess
 
