@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from pydantic import ValidationError
 
 from crm_graphql.domain.access import Actor, Role
+from crm_graphql.logs import configure_logging, logging_config
 from crm_graphql.settings import Settings, get_settings
 from crm_graphql.tokens import TokenCodec, development_secret, parse_ttl
 
@@ -107,7 +108,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         loop="uvloop",
         http="httptools",
         log_level=settings.log_level,
-        access_log=False,
+        log_config=logging_config(settings.log_level, settings.log_format),
+        access_log=False,  # crm_graphql.access logs each request (web/middleware.py)
+        timeout_graceful_shutdown=settings.shutdown_timeout_s,
+        ws_max_size=settings.max_body_bytes,  # one WebSocket message: the same bound as a body
     )
     return 0
 
@@ -248,10 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
         print(f"Invalid configuration: {problems}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    configure_logging(settings.log_level, settings.log_format)
     return args.handler(args)
 
 

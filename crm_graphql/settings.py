@@ -3,6 +3,7 @@
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 from urllib.parse import quote
 
 from pydantic import AliasChoices, Field, SecretStr, computed_field, field_validator
@@ -45,6 +46,25 @@ class Settings(BaseSettings):
     port: int = 8000
     workers: int = Field(default=1, ge=1)
     log_level: str = "info"
+    # One line per request: `text` for a terminal, `json` for a log collector.
+    log_format: Literal["text", "json"] = "text"
+    # SIGTERM: open WebSockets are closed (1001) and in-flight requests get this long to finish.
+    shutdown_timeout_s: float = Field(default=30.0, gt=0)
+
+    # Faults: how long to wait for a connection, for one statement, for a free pooled connection.
+    db_connect_timeout_s: float = Field(default=5.0, gt=0)
+    statement_timeout_ms: int = Field(default=5000, ge=1)
+    db_pool_timeout_s: float = Field(default=5.0, gt=0)
+
+    # Abuse limits: each request error names the setting it hit.
+    max_query_depth: int = Field(default=10, ge=1)
+    max_aliases: int = Field(default=15, ge=0)
+    max_query_tokens: int = Field(default=2000, ge=1)
+    # A field costs 1; a page of `first: N` costs N times its selection (see docs/operations.md).
+    max_query_cost: int = Field(default=5000, ge=1)
+    max_body_bytes: int = Field(default=262_144, ge=1024)
+    batching_enabled: bool = False
+    max_batch_operations: int = Field(default=10, ge=1)
 
     # Adds extensions.sqlStatements to every response: for tests and benchmarks, not production.
     expose_sql_count: bool = False
@@ -78,6 +98,11 @@ class Settings(BaseSettings):
         if secret is not None and len(secret.get_secret_value().encode()) < MIN_SECRET_BYTES:
             raise ValueError(f"CRM_JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes long")
         return secret
+
+    @property
+    def production(self) -> bool:
+        """No introspection, no GraphiQL, no "Did you mean ...?" in validation errors."""
+        return self.env is Environment.PRODUCTION
 
     @computed_field  # type: ignore[prop-decorator]
     @property

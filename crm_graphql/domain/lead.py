@@ -8,6 +8,7 @@ from crm_graphql.domain.enums import LeadSource, LeadStage, SaleStage
 from crm_graphql.domain.errors import ErrorCode, RuleViolation, Violation
 from crm_graphql.domain.lifecycle import is_lead_locked, lead_locked_violation
 from crm_graphql.domain.scoring import LeadSnapshot, Score
+from crm_graphql.domain.text import unstorable_text
 
 BUSINESS_DOMAIN_MAX_LENGTH = 120
 
@@ -57,27 +58,13 @@ class StageChange(Generic[StageT]):
     by: str | None = None
 
 
-def unstorable_text(value: str) -> str | None:
-    """Why PostgreSQL cannot store this text, or None. NUL is not allowed in `text`, and a lone
-    surrogate (which a JSON escape such as \\ud800 can carry) has no UTF-8 encoding."""
-    if "\x00" in value:
-        return "must not contain NUL characters"
-    try:
-        value.encode()
-    except UnicodeEncodeError:
-        return "must not contain unpaired surrogate characters"
-    return None
-
-
 def normalize_business_domain(value: str | None) -> str | None:
     """The business domain as stored: trimmed, 1 to 120 characters, or None."""
     if value is None:
         return None
-    problem = unstorable_text(value)
-    if problem:
-        raise RuleViolation(
-            Violation(ErrorCode.INVALID_INPUT, f"businessDomain {problem}.", ("businessDomain",))
-        )
+    violation = unstorable_text(value, "businessDomain")
+    if violation:
+        raise RuleViolation(violation)
     trimmed = value.strip()
     if not 1 <= len(trimmed) <= BUSINESS_DOMAIN_MAX_LENGTH:
         raise RuleViolation(

@@ -18,10 +18,10 @@ from crm_graphql.domain.lead import (
     Sale,
     normalize_business_domain,
     transfer_violations,
-    unstorable_text,
 )
 from crm_graphql.domain.lifecycle import check_lead_transition, lead_locked_violation
 from crm_graphql.domain.scoring import RECENT_ACTIVITIES, ScorerKind
+from crm_graphql.domain.text import unstorable_text
 from crm_graphql.scoring import Scorers
 from crm_graphql.services.errors import not_found
 
@@ -179,9 +179,9 @@ class LeadService:
 def _validate_note(note: str | None) -> str | None:
     if note is None:
         return None
-    problem = unstorable_text(note)
-    if problem:
-        raise RuleViolation(Violation(ErrorCode.INVALID_INPUT, f"note {problem}.", ("note",)))
+    violation = unstorable_text(note, "note")
+    if violation:
+        raise RuleViolation(violation)
     if len(note) > NOTE_MAX_LENGTH:
         raise RuleViolation(
             Violation(

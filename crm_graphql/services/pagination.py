@@ -6,7 +6,7 @@ import json
 import math
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import ColumnElement, Table, select, tuple_
@@ -60,6 +60,19 @@ def encode_cursor(sort: SortKey, value: Any, row_id: int) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+def _cursor_value(sort: SortKey, wire: Any) -> datetime | float:
+    if sort.kind is datetime:
+        value = datetime.fromisoformat(wire)
+        if value.tzinfo is None:
+            raise ValueError(wire)
+        value.astimezone(UTC)  # OverflowError for instants PostgreSQL cannot hold either
+        return value
+    number = float(wire)
+    if not math.isfinite(number):
+        raise ValueError(wire)
+    return number
+
+
 def decode_cursor(sort: SortKey, cursor: str, field: str) -> tuple[Any, int]:
     not_issued = _invalid(f"`{field}` is not a cursor this API issued.", field)
     try:
@@ -71,24 +84,12 @@ def decode_cursor(sort: SortKey, cursor: str, field: str) -> tuple[Any, int]:
         raise _invalid(f"`{field}` was issued for ordering by {name}, not by {sort.name}.", field)
     try:
         value = _cursor_value(sort, wire)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, OverflowError):
         raise not_issued from None
     # bool is an int subclass; an id out of bigint range would fail in the database instead.
     if name != sort.name or type(row_id) is not int or not 0 < row_id <= MAX_ID:
         raise not_issued
     return value, row_id
-
-
-def _cursor_value(sort: SortKey, wire: Any) -> datetime | float:
-    if sort.kind is datetime:
-        value = datetime.fromisoformat(wire)
-        if value.tzinfo is None:  # the columns are timestamptz and cursors carry the offset
-            raise ValueError(wire)
-        return value
-    number = float(wire)
-    if not math.isfinite(number):
-        raise ValueError(wire)
-    return number
 
 
 def _page_size(value: int | None, field: str, maximum: int) -> int | None:
