@@ -77,9 +77,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        await services.changes.start()
         try:
             yield
         finally:
+            await services.changes.stop()
             await engine.dispose()
 
     return Starlette(

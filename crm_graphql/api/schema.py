@@ -8,6 +8,7 @@ from strawberry.types import ExecutionContext
 
 from crm_graphql.api.mutations import Mutation
 from crm_graphql.api.queries import Query
+from crm_graphql.api.subscriptions import Subscription
 from crm_graphql.api.types import LeadType, SaleType
 
 logger = logging.getLogger("crm_graphql.errors")
@@ -37,6 +38,7 @@ def create_schema(extra_extensions: Sequence[type[SchemaExtension]] = ()) -> Crm
     return CrmSchema(
         query=Query,
         mutation=Mutation,
+        subscription=Subscription,
         types=[LeadType, SaleType],
         extensions=[
             ParserCache(maxsize=1024),
