@@ -73,7 +73,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
             return JSONResponse({"status": "unavailable", "database": "unreachable"}, 503)
         if version != head:
             return JSONResponse({"status": "unavailable", "schema": version, "expected": head}, 503)
-        return JSONResponse({"status": "ok", "schema": version})
+        # Informational: without LISTEN, events are late (caught up on reconnect), not lost.
+        feed = {
+            "listening": services.changes.listening,
+            "subscribers": services.changes.subscriber_count,
+        }
+        return JSONResponse({"status": "ok", "schema": version, "changeFeed": feed})
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
