@@ -171,8 +171,11 @@ class ChangeFeed:
                     events = await repo.lead_stage_changes_after(
                         conn, self.position, limit=READ_BATCH_SIZE
                     )
-            except (SQLAlchemyError, OSError) as error:
-                logger.warning("reading lead stage changes failed (%s); retrying", error)
+            except Exception as error:
+                if isinstance(error, SQLAlchemyError | OSError):
+                    logger.warning("reading lead stage changes failed (%s); retrying", error)
+                else:  # a bug must not end live events for good
+                    logger.exception("reading lead stage changes failed; retrying")
                 await asyncio.sleep(retry_delay)
                 retry_delay = min(retry_delay * 2, self.max_reconnect_delay)
                 self._wake.set()
@@ -205,6 +208,8 @@ class ChangeFeed:
                 logger.warning("LISTEN connection lost (%s)", error)
             except asyncpg.InterfaceError as error:
                 logger.warning("LISTEN connection failed (%s)", error)
+            except Exception:  # whatever it was, the way out is a new connection
+                logger.exception("LISTEN connection failed")
             if self._connections > connections_before:
                 delay = FIRST_RECONNECT_DELAY  # it was up: the first retry comes quickly
             # Jitter keeps replicas from reconnecting in lockstep after a server restart.
