@@ -99,6 +99,7 @@ async def wait_for_subscribers(http: httpx.AsyncClient, count: int) -> None:
 
 async def run(url: str, subscribers: int) -> dict[str, Any]:
     receivers = Receivers()
+    load_before = os.getloadavg()[0]
     async with AsyncExitStack() as stack:
         http = await stack.enter_async_context(httpx.AsyncClient(base_url=url, timeout=60))
         readers = []
@@ -137,6 +138,7 @@ async def run(url: str, subscribers: int) -> dict[str, Any]:
             reader.cancel()
     return {
         "subscribers": subscribers,
+        "load_average_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "latency_changes": len(from_response) // subscribers,
         "commit_to_event_at_most": percentiles(from_start),
         "commit_to_event_at_least": percentiles(from_response),
