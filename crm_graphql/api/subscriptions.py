@@ -11,10 +11,11 @@ import strawberry
 from graphql import GraphQLError
 from starlette.websockets import WebSocket
 
-from crm_graphql.api.context import Loaders
-from crm_graphql.api.ids import MAX_PK, decode_id_of
+from crm_graphql.api.ids import decode_id_of
 from crm_graphql.api.queries import as_graphql_error
 from crm_graphql.api.types import LeadInfo, LeadStage, LeadType
+from crm_graphql.db.tables import MAX_ID
+from crm_graphql.domain.access import readable_lead_stages
 from crm_graphql.domain.errors import RuleViolation
 from crm_graphql.domain.lead import LeadStageChanged
 
@@ -38,7 +39,7 @@ def decode_change_cursor(cursor: str) -> int:
     except (ValueError, binascii.Error, UnicodeError):
         text = ""
     raw_id = text.removeprefix(CURSOR_PREFIX)
-    if not text.startswith(CURSOR_PREFIX) or not raw_id.isdigit() or int(raw_id) > MAX_PK:
+    if not text.startswith(CURSOR_PREFIX) or not raw_id.isdigit() or int(raw_id) > MAX_ID:
         raise GraphQLError(
             "`after` is not a cursor of leadStageChanged.",
             extensions={"code": "INVALID_INPUT", "field": ["after"]},
@@ -90,12 +91,16 @@ class Subscription:
         self, info: LeadInfo, lead_id: strawberry.ID | None = None, after: str | None = None
     ) -> AsyncIterator[LeadStageChangedEvent]:
         context = info.context
+        actor = context.actor  # UNAUTHENTICATED without a valid, unexpired token
+        readable_lead_stages(actor)  # FORBIDDEN unless the role may read some leads
         lead_pk = None
         if lead_id is not None:
             try:
                 lead_pk = decode_id_of("Lead", lead_id, "leadId")
             except RuleViolation as violation:
                 raise as_graphql_error(violation) from None
+            # A lead the caller may not read loads as None: it does not exist for them.
+            context.renew_loaders()  # the socket's earlier operations may have cached it
             if await context.loaders.lead.load(lead_pk) is None:
                 raise GraphQLError(
                     "No lead has this ID.", extensions={"code": "NOT_FOUND", "field": ["leadId"]}
@@ -103,14 +108,13 @@ class Subscription:
         position = decode_change_cursor(after) if after is not None else None
         websocket = context.request
         changes = context.services.changes.changes(
-            lead_pk, position, on_overflow=lambda: close_as_too_slow(websocket)
+            actor, lead_pk, position, on_overflow=lambda: close_as_too_slow(websocket)
         )
 
         async def events() -> AsyncIterator[LeadStageChangedEvent]:
             async with contextlib.aclosing(changes):
                 async for change in changes:
-                    # The context lives as long as the socket; loaders must not (stale leads).
-                    context.loaders = Loaders.create(context.services)
+                    context.start_subscription_event()
                     yield LeadStageChangedEvent.from_domain(change)
 
         return events()

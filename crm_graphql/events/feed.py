@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crm_graphql.db import repository as repo
 from crm_graphql.db.repository import LEAD_STAGE_CHANNEL
+from crm_graphql.domain.access import Actor, may_see_lead_stage_change
 from crm_graphql.domain.lead import LeadStageChanged
 from crm_graphql.settings import Settings
 
@@ -43,14 +44,21 @@ class ConnectionLost(Exception):
     """The LISTEN connection closed (server restart, pg_terminate_backend, network)."""
 
 
+def visible_to(actor: Actor, event: LeadStageChanged) -> bool:
+    return may_see_lead_stage_change(actor, event.change.to_stage, event.lead.stage)
+
+
 @dataclass(eq=False)
 class Subscriber:
+    actor: Actor
     lead_id: int | None
     queue: asyncio.Queue[LeadStageChanged]
     on_overflow: Callable[[], None]
 
     def wants(self, event: LeadStageChanged) -> bool:
-        return self.lead_id is None or self.lead_id == event.lead.id
+        # Events the actor may not see never take room in the queue.
+        wanted_lead = self.lead_id is None or self.lead_id == event.lead.id
+        return wanted_lead and visible_to(self.actor, event)
 
 
 @dataclass(eq=False)
@@ -98,9 +106,14 @@ class ChangeFeed:
         return len(self._subscribers)
 
     async def changes(
-        self, lead_id: int | None, after: int | None, on_overflow: Callable[[], None]
+        self,
+        actor: Actor,
+        lead_id: int | None,
+        after: int | None,
+        on_overflow: Callable[[], None],
     ) -> AsyncGenerator[LeadStageChanged, None]:
-        """Changes to one lead (or all), after the change `after` when given, else from now.
+        """Changes to one lead (or all), after the change `after` when given, else from now,
+        leaving out those the actor may not see (`may_see_lead_stage_change`).
 
         History is replayed from the audit table up to the feed's position, page by page at
         the consumer's pace; the subscriber joins the live fan-out in the same step that finds
@@ -117,9 +130,10 @@ class ChangeFeed:
                     conn, position, until=head, lead_id=lead_id, limit=REPLAY_PAGE_SIZE
                 )
             for event in page:
-                yield event
+                if visible_to(actor, event):
+                    yield event
             position = page[-1].change.id if len(page) == REPLAY_PAGE_SIZE else head
-        subscriber = Subscriber(lead_id, asyncio.Queue(self.queue_size), on_overflow)
+        subscriber = Subscriber(actor, lead_id, asyncio.Queue(self.queue_size), on_overflow)
         self._subscribers.add(subscriber)
         if position is None:
             position = self.position or 0

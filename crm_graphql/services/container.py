@@ -3,7 +3,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crm_graphql.events.feed import ChangeFeed
-from crm_graphql.scoring import build_scorer
+from crm_graphql.scoring import Scorers, build_scorers
 from crm_graphql.services.leads import LeadService
 from crm_graphql.services.queries import Queries
 from crm_graphql.services.sales import SaleService
@@ -16,12 +16,18 @@ class Services:
     sales: SaleService
     queries: Queries
     changes: ChangeFeed
+    scorers: Scorers
 
     @classmethod
     def create(cls, engine: AsyncEngine, settings: Settings) -> "Services":
+        scorers = build_scorers(settings, engine)
         return cls(
-            leads=LeadService(engine, build_scorer(settings), settings.transfer_threshold),
+            leads=LeadService(engine, scorers, settings.transfer_threshold),
             sales=SaleService(engine),
             queries=Queries(engine, settings),
             changes=ChangeFeed.create(engine, settings),
+            scorers=scorers,
         )
+
+    async def close(self) -> None:
+        await self.scorers.close()

@@ -1,8 +1,12 @@
 """leadStageChanged over WebSocket, against two real server processes (replicas A and B)
-sharing one PostgreSQL database."""
+sharing one PostgreSQL database. Sockets authenticate as a manager unless a test says
+otherwise; changes go through replica B as a manager (`test-manager`)."""
 
 import asyncio
+import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -14,6 +18,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from crm_graphql.api.ids import encode_global_id
 from crm_graphql.api.subscriptions import encode_change_cursor
 from crm_graphql.db import repository as repo
+from crm_graphql.domain.access import Actor, Role
 from crm_graphql.domain.enums import LeadSource, LeadStage
 from tests.conftest import TABLES
 from tests.support.database import plain_dsn, with_database
@@ -21,18 +26,24 @@ from tests.support.graphql import (
     ADVANCE_STAGE,
     ANALYZE_LEAD,
     CREATE_LEAD,
+    TEST_TOKENS,
     TRANSFER,
     GraphQLClient,
+    token_for,
 )
-from tests.support.server import ServerProcess
+from tests.support.server import ServerProcess, api_env
 from tests.support.subscriptions import (
     LEAD_STAGE_CHANGED,
     TIMEOUT,
     GraphQLWebSocket,
+    connection_init,
     graphql_websocket,
+    open_websocket,
 )
 
 QUEUE_SIZE = 8  # small, so a client that stops reading is cut off after little traffic
+FAT_EVENT_ALIASES = 1000
+MANAGER = {"id": "test-manager"}  # who makes the changes through replica B
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +51,13 @@ def replicas(
     database_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[ServerProcess, ServerProcess]]:
     logs = tmp_path_factory.mktemp("replicas")
-    env = {"CRM_DATABASE_URL": database_url, "CRM_SUBSCRIBER_QUEUE_SIZE": str(QUEUE_SIZE)}
+    env = api_env(
+        database_url,
+        CRM_SUBSCRIBER_QUEUE_SIZE=str(QUEUE_SIZE),
+        # FAT_EVENT's thousand aliases, beyond the abuse limits' defaults.
+        CRM_MAX_ALIASES=str(FAT_EVENT_ALIASES),
+        CRM_MAX_QUERY_TOKENS=str(10 * FAT_EVENT_ALIASES),
+    )
     replica_a = ServerProcess(env, logs / "a.log").start()
     try:
         replica_b = ServerProcess(env, logs / "b.log").start()
@@ -68,7 +85,7 @@ async def through_b(
     # Ids keep counting, as in production: the running feeds' positions stay valid.
     await db.execute(f"TRUNCATE {TABLES} CASCADE")
     async with httpx.AsyncClient(base_url=replicas[1].url, timeout=TIMEOUT) as http:
-        yield GraphQLClient(http)
+        yield GraphQLClient(http, token_for("manager"))
 
 
 async def feed_state(replica: ServerProcess) -> dict[str, Any]:
@@ -129,7 +146,7 @@ async def test_a_subscriber_on_replica_a_receives_changes_made_through_replica_b
         lead = await create_lead(through_b, domain="fintech")
         created = await ws.next_change()
         assert moves([created]) == [(lead, None, "NEW")]
-        assert created["lead"]["history"] == [{"from": None, "to": "NEW"}]
+        assert created["lead"]["history"] == [{"from": None, "to": "NEW", "by": MANAGER}]
 
         assert (await through_b(ANALYZE_LEAD, {"input": {"leadId": lead}}))["analyzeLead"][
             "errors"
@@ -139,8 +156,8 @@ async def test_a_subscriber_on_replica_a_receives_changes_made_through_replica_b
         # Fresh data per event: the socket's first event must not leave a cached lead behind.
         assert contacted["lead"]["stage"] == "CONTACTED"
         assert contacted["lead"]["history"] == [
-            {"from": None, "to": "NEW"},
-            {"from": "NEW", "to": "CONTACTED"},
+            {"from": None, "to": "NEW", "by": MANAGER},
+            {"from": "NEW", "to": "CONTACTED", "by": MANAGER},
         ]
         assert await advance(through_b, lead, "QUALIFIED") == []
         transfer = (await through_b(TRANSFER, {"input": {"leadId": lead}}))["transferToSales"]
@@ -226,7 +243,9 @@ async def test_changes_made_while_the_listen_connection_is_down_arrive_in_order_
 
 
 FAT_EVENT = (
-    "subscription { leadStageChanged { " + " ".join(f"c{n}: cursor" for n in range(1000)) + " } }"
+    "subscription { leadStageChanged { "
+    + " ".join(f"c{n}: cursor" for n in range(FAT_EVENT_ALIASES))
+    + " } }"
 )
 
 
@@ -336,8 +355,12 @@ async def test_a_change_committed_after_a_later_one_began_is_not_skipped(
         try:
             async with engine.connect() as slow_writer:
                 transaction = await slow_writer.begin()
-                lead = await repo.insert_lead(slow_writer, LeadSource.MANUAL, None)
-                await repo.record_lead_stage_change(slow_writer, lead.id, None, LeadStage.NEW)
+                writer = Actor("test-writer", "Test Writer", Role.MANAGER)
+                await repo.record_user(slow_writer, writer)
+                lead = await repo.insert_lead(slow_writer, LeadSource.MANUAL, None, writer.user_id)
+                await repo.record_lead_stage_change(
+                    slow_writer, lead.id, None, LeadStage.NEW, writer.user_id
+                )
                 later = asyncio.create_task(create_lead(through_b))
 
                 async def later_writer_waits_or_is_done() -> bool:
@@ -355,3 +378,109 @@ async def test_a_change_committed_after_a_later_one_began_is_not_skipped(
             (encode_global_id("Lead", lead.id), None, "NEW"),
             (other, None, "NEW"),
         ]
+
+
+async def transfer(gql: GraphQLClient, lead_id: str) -> None:
+    """Take a NEW lead with a business domain through CONTACTED and QUALIFIED to TRANSFERRED
+    (analyzing it on the way: a transfer needs a fresh, high enough score)."""
+    analyzed = await gql(ANALYZE_LEAD, {"input": {"leadId": lead_id}})
+    assert analyzed["analyzeLead"]["errors"] == []
+    assert await advance(gql, lead_id, "CONTACTED") == []
+    assert await advance(gql, lead_id, "QUALIFIED") == []
+    assert (await gql(TRANSFER, {"input": {"leadId": lead_id}}))["transferToSales"]["errors"] == []
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        None,
+        "not-a-token",
+        TEST_TOKENS.issue(Actor("gone", "Gone", Role.ADMIN), timedelta(hours=-1)),
+    ],
+    ids=["no token", "malformed", "expired"],
+)
+async def test_a_subscriber_without_a_valid_token_gets_nothing(
+    replica_a: ServerProcess, through_b: GraphQLClient, token: str | None
+):
+    async with open_websocket(replica_a.url) as ws:
+        await ws.send(connection_init(token))
+        # Sent without waiting for an ack, as a careless client might.
+        await ws.subscribe(LEAD_STAGE_CHANGED)
+        await create_lead(through_b)
+        code, reason, received = await ws.closed()
+    assert code == 4401
+    assert (reason or "").startswith("Unauthorized")
+    assert received == 0  # no connection_ack, no event
+    assert (await feed_state(replica_a))["subscribers"] == 0
+
+
+async def test_a_sales_subscriber_receives_transfers_and_nothing_of_the_funnel_before(
+    replica_a: ServerProcess, through_b: GraphQLClient
+):
+    async with (
+        graphql_websocket(replica_a.url, token=token_for("sales")) as sales,
+        graphql_websocket(replica_a.url) as manager,
+    ):
+        await subscribe(sales, replica_a)
+        await subscribe(manager, replica_a, subscribers=2)
+        first = await create_lead(through_b, domain="fintech")
+        await transfer(through_b, first)
+        lost = await create_lead(through_b)
+        assert await advance(through_b, lost, "LOST") == []
+        second = await create_lead(through_b, domain="fintech")
+        await transfer(through_b, second)
+
+        assert len(await manager.changes(10)) == 10
+        # Every change of `lost` and the funnel of `second` came between these two.
+        transfers = await sales.changes(2)
+        assert moves(transfers) == [
+            (first, "QUALIFIED", "TRANSFERRED"),
+            (second, "QUALIFIED", "TRANSFERRED"),
+        ]
+        # The lead is readable to sales, with its whole history (as `lead(id:)` shows it).
+        assert transfers[0]["lead"]["stage"] == "TRANSFERRED"
+        assert [change["to"] for change in transfers[0]["lead"]["history"]] == [
+            "NEW",
+            "CONTACTED",
+            "QUALIFIED",
+            "TRANSFERRED",
+        ]
+
+    # A replay leaves out the same events: the funnel of `first` would come first.
+    async with graphql_websocket(replica_a.url, token=token_for("sales")) as sales:
+        await sales.subscribe(LEAD_STAGE_CHANGED, {"after": encode_change_cursor(0)})
+        assert moves(await sales.changes(2)) == moves(transfers)
+
+
+async def test_a_sales_subscriber_cannot_watch_a_lead_before_its_transfer(
+    replica_a: ServerProcess, through_b: GraphQLClient
+):
+    lead = await create_lead(through_b)
+    async with graphql_websocket(replica_a.url, token=token_for("sales")) as sales:
+        operation_id = await sales.subscribe(LEAD_STAGE_CHANGED, {"leadId": lead})
+        message = await sales.receive()
+    assert message["id"] == operation_id
+    assert message["type"] == "error"
+    # As for an ID never issued: its existence does not leak.
+    assert [error["extensions"] for error in message["payload"]] == [
+        {"code": "NOT_FOUND", "field": ["leadId"]}
+    ]
+
+
+async def test_sigterm_closes_an_active_subscription_with_1001_and_stops_the_feed(
+    database_url: str, db: asyncpg.Connection, tmp_path: Path
+):
+    server = ServerProcess(api_env(database_url), tmp_path / "server.log").start()
+    try:
+        async with graphql_websocket(server.url) as ws:
+            await subscribe(ws, server)
+            assert server.process is not None
+            server.process.send_signal(signal.SIGTERM)
+            code, reason, received = await ws.closed()
+        assert (code, reason, received) == (1001, "shutting down", 0)
+        # uvicorn re-raises the signal once its graceful shutdown is done.
+        assert server.process.wait(timeout=TIMEOUT) in (0, -signal.SIGTERM)
+        # The lifespan shutdown (which stops the feed and its LISTEN connection) ran to its end.
+        assert "Application shutdown complete" in server.log()
+    finally:
+        server.stop()

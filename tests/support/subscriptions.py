@@ -12,13 +12,15 @@ from urllib.parse import urlsplit
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from tests.support.graphql import token_for
+
 SUBPROTOCOL = "graphql-transport-ws"
 TIMEOUT = 30.0  # generous: the machine is shared; nothing here measures time
 
 LEAD_STAGE_CHANGED = """
 subscription($leadId: ID, $after: String) {
   leadStageChanged(leadId: $leadId, after: $after) {
-    lead { id stage history { from to } }
+    lead { id stage history { from to by { id } } }
     from to at cursor
   }
 }"""
@@ -94,12 +96,18 @@ def small_receive_buffer_socket(http_url: str, size: int) -> socket.socket:
     return sock
 
 
+def connection_init(token: str | None) -> dict[str, Any]:
+    """The first message, carrying the token as an HTTP header would (None: no token)."""
+    payload = {"Authorization": f"Bearer {token}"} if token is not None else {}
+    return {"type": "connection_init", "payload": payload}
+
+
 @asynccontextmanager
-async def graphql_websocket(
+async def open_websocket(
     http_url: str, *, slow_reader: bool = False
 ) -> AsyncIterator[GraphQLWebSocket]:
-    """A connection past connection_init/connection_ack. A slow reader buffers as little as
-    possible (no compression, one queued message, a small TCP window)."""
+    """A connection before connection_init. A slow reader buffers as little as possible (no
+    compression, one queued message, a small TCP window)."""
     options: dict[str, Any] = {}
     if slow_reader:
         options = {
@@ -109,7 +117,16 @@ async def graphql_websocket(
         }
     uri = http_url.replace("http://", "ws://", 1) + "/graphql"
     async with connect(uri, subprotocols=[SUBPROTOCOL], open_timeout=TIMEOUT, **options) as ws:
-        client = GraphQLWebSocket(ws)
-        await client.send({"type": "connection_init", "payload": {}})
+        yield GraphQLWebSocket(ws)
+
+
+@asynccontextmanager
+async def graphql_websocket(
+    http_url: str, *, token: str | None = None, slow_reader: bool = False
+) -> AsyncIterator[GraphQLWebSocket]:
+    """A connection past connection_init/connection_ack, authenticated with `token` (by
+    default a manager's)."""
+    async with open_websocket(http_url, slow_reader=slow_reader) as client:
+        await client.send(connection_init(token or token_for("manager")))
         assert (await client.receive())["type"] == "connection_ack"
         yield client
