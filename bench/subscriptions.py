@@ -31,7 +31,8 @@ from typing import Any
 
 import httpx
 
-from tests.support.server import ServerProcess
+from tests.support.graphql import token_for
+from tests.support.server import ServerProcess, api_env
 from tests.support.subscriptions import GraphQLWebSocket, graphql_websocket
 
 LATENCY_CHANGES = {1: 200, 500: 40}  # per subscriber count; others use 40
@@ -101,7 +102,11 @@ async def run(url: str, subscribers: int) -> dict[str, Any]:
     receivers = Receivers()
     load_before = os.getloadavg()[0]
     async with AsyncExitStack() as stack:
-        http = await stack.enter_async_context(httpx.AsyncClient(base_url=url, timeout=60))
+        # Changes are made, and sockets subscribe (graphql_websocket's default), as a manager.
+        headers = {"Authorization": f"Bearer {token_for('manager')}"}
+        http = await stack.enter_async_context(
+            httpx.AsyncClient(base_url=url, timeout=60, headers=headers)
+        )
         readers = []
         for _ in range(subscribers):
             ws = await stack.enter_async_context(graphql_websocket(url))
@@ -167,7 +172,9 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="crm-bench-") as scratch:
         url = database_url(Path(scratch))
-        server = ServerProcess({"CRM_DATABASE_URL": url}, Path(scratch) / "server.log").start()
+        # The test token secret; no statement counting, which production does not do either.
+        env = api_env(url, CRM_EXPOSE_SQL_COUNT="false")
+        server = ServerProcess(env, Path(scratch) / "server.log").start()
         try:
             runs = [asyncio.run(run(server.url, n)) for n in args.subscribers]
         finally:
