@@ -2,6 +2,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from crm_graphql.events.feed import ChangeFeed
 from crm_graphql.scoring import Scorers, build_scorers
 from crm_graphql.services.leads import LeadService
 from crm_graphql.services.queries import Queries
@@ -14,6 +15,7 @@ class Services:
     leads: LeadService
     sales: SaleService
     queries: Queries
+    changes: ChangeFeed
     scorers: Scorers
 
     @classmethod
@@ -23,6 +25,7 @@ class Services:
             leads=LeadService(engine, scorers, settings.transfer_threshold),
             sales=SaleService(engine),
             queries=Queries(engine, settings),
+            changes=ChangeFeed.create(engine, settings),
             scorers=scorers,
         )
 
