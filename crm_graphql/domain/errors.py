@@ -12,6 +12,7 @@ class ErrorCode(StrEnum):
     SCORE_REQUIRED = "SCORE_REQUIRED"
     SCORE_TOO_LOW = "SCORE_TOO_LOW"
     SCORE_STALE = "SCORE_STALE"
+    DUPLICATE = "DUPLICATE"
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,8 @@ class Violation:
     code: ErrorCode
     message: str
     field: tuple[str, ...] | None = None
+    # For DUPLICATE: the open lead this input duplicates, so a client can go to it.
+    duplicate_of: int | None = None
 
 
 class RuleViolation(Exception):

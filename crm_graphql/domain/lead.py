@@ -4,6 +4,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Generic, TypeVar
 
+from crm_graphql.domain.contact import ContactDetails
 from crm_graphql.domain.enums import LeadSource, LeadStage, SaleStage
 from crm_graphql.domain.errors import ErrorCode, RuleViolation, Violation
 from crm_graphql.domain.lifecycle import is_lead_locked, lead_locked_violation
@@ -22,6 +23,10 @@ class Lead:
     score: Score | None
     created_at: datetime
     updated_at: datetime
+    contact: ContactDetails = ContactDetails()
+    duplicate_of: int | None = None  # created with allowDuplicate next to this open lead
+    merged_into: int | None = None
+    lost_reason: str | None = None
 
     @property
     def snapshot(self) -> LeadSnapshot:
@@ -50,6 +55,9 @@ class StageChange(Generic[StageT]):
     from_stage: StageT | None
     to_stage: StageT
     at: datetime
+    note: str | None = None
+    # Set on a change that happened on another lead and came here when that lead was merged.
+    merged_from: int | None = None
 
 
 def normalize_business_domain(value: str | None) -> str | None:
