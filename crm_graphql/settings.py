@@ -5,7 +5,8 @@ from functools import lru_cache
 from pathlib import Path
 from urllib.parse import quote
 
-from pydantic import AliasChoices, Field, computed_field
+import phonenumbers
+from pydantic import AliasChoices, Field, computed_field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -43,6 +44,20 @@ class Settings(BaseSettings):
     transfer_threshold: float = Field(default=0.6, ge=0.0, le=1.0)
     max_page_size: int = Field(default=100, ge=1)
     default_page_size: int = Field(default=20, ge=1)
+
+    # Region (ISO 3166 code such as DE or US) assumed for phone numbers given without +country.
+    # Unset: every number must carry its +country code, since guessing would store wrong numbers.
+    default_phone_region: str | None = None
+
+    @field_validator("default_phone_region")
+    @classmethod
+    def _known_region(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        region = value.strip().upper()
+        if region not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(f"{value!r} is not a region code phonenumbers knows (e.g. DE, US)")
+        return region
 
     @computed_field  # type: ignore[prop-decorator]
     @property

@@ -17,6 +17,7 @@ class Loaders:
     sale: DataLoader[int, Sale | None]
     sale_by_lead: DataLoader[int, Sale | None]
     lead_history: DataLoader[int, list[StageChange[LeadStage]]]
+    lead_history_with_merged: DataLoader[int, list[StageChange[LeadStage]]]
     sale_history: DataLoader[int, list[StageChange[SaleStage]]]
 
     @classmethod
@@ -27,6 +28,7 @@ class Loaders:
             sale=DataLoader(queries.sales_by_ids),
             sale_by_lead=DataLoader(queries.sales_by_lead_ids),
             lead_history=DataLoader(queries.lead_histories),
+            lead_history_with_merged=DataLoader(queries.lead_histories_with_merged),
             sale_history=DataLoader(queries.sale_histories),
         )
 

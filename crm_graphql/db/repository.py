@@ -3,13 +3,24 @@ connection, so the caller decides the transaction."""
 
 import json
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, func, insert, select, text, update
+from sqlalchemy import ColumnElement, Row, func, insert, or_, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from crm_graphql.db.tables import activities, leads, sales, stage_changes
+from crm_graphql.db.tables import (
+    DUPLICATE_KEY_COLUMNS,
+    GUARDED_OPEN_LEAD,
+    STAGE_CHANGE_ORIGIN,
+    activities,
+    leads,
+    sales,
+    stage_changes,
+)
+from crm_graphql.domain.contact import ContactDetails, Website
 from crm_graphql.domain.enums import (
     ActivityKind,
     LeadSource,
@@ -17,7 +28,7 @@ from crm_graphql.domain.enums import (
     SaleStage,
     ScoreRecommendation,
 )
-from crm_graphql.domain.lead import Lead, Sale, StageChange
+from crm_graphql.domain.lead import Lead, LeadFields, Sale, StageChange
 from crm_graphql.domain.scoring import LeadSnapshot, Score
 
 LEAD_STAGE_CHANNEL = "crm_lead_stage_changes"
@@ -65,7 +76,38 @@ def lead_from_row(row: Row[Any]) -> Lead:
         score=score_from_row(row.score_value, row.score),
         created_at=row.created_at,
         updated_at=row.updated_at,
+        contact=ContactDetails(
+            contact_name=row.contact_name,
+            company_name=row.company_name,
+            email=row.email,
+            phone=row.phone,
+            website=Website(row.website, row.website_domain) if row.website else None,
+        ),
+        duplicate_of=row.duplicate_of,
+        merged_into=row.merged_into,
+        lost_reason=row.lost_reason,
     )
+
+
+def contact_values(contact: ContactDetails) -> dict[str, Any]:
+    website = contact.website
+    return {
+        "contact_name": contact.contact_name,
+        "company_name": contact.company_name,
+        "email": contact.email,
+        "phone": contact.phone,
+        "website": website.url if website else None,
+        "website_domain": website.domain if website else None,
+    }
+
+
+def new_lead_values(source: LeadSource, fields: LeadFields) -> dict[str, Any]:
+    return {
+        "source": source.value,
+        "stage": LeadStage.NEW.value,
+        "business_domain": fields.business_domain,
+        **contact_values(fields.contact),
+    }
 
 
 def sale_from_row(row: Row[Any]) -> Sale:
@@ -84,6 +126,8 @@ def lead_change_from_row(row: Row[Any]) -> StageChange[LeadStage]:
         from_stage=LeadStage(row.from_stage) if row.from_stage else None,
         to_stage=LeadStage(row.to_stage),
         at=row.at,
+        note=row.note,
+        merged_from=row.merged_from_lead_id,
     )
 
 
@@ -100,16 +144,58 @@ def sale_change_from_row(row: Row[Any]) -> StageChange[SaleStage]:
 
 
 async def insert_lead(
-    conn: AsyncConnection, source: LeadSource, business_domain: str | None
-) -> Lead:
+    conn: AsyncConnection, source: LeadSource, fields: LeadFields, duplicate_of: int | None = None
+) -> Lead | None:
+    """The new lead, or None when it would duplicate an open lead the guard covers (the unique
+    indexes decide, so concurrent inserts of the same email leave exactly one lead)."""
     row = (
         await conn.execute(
-            insert(leads)
-            .values(source=source.value, stage=LeadStage.NEW.value, business_domain=business_domain)
+            pg_insert(leads)
+            .values(**new_lead_values(source, fields), duplicate_of=duplicate_of)
+            .on_conflict_do_nothing()
             .returning(*leads.c)
         )
-    ).one()
-    return lead_from_row(row)
+    ).one_or_none()
+    return lead_from_row(row) if row else None
+
+
+@dataclass(frozen=True)
+class Duplicate:
+    lead_id: int
+    field: str  # the input field whose value matched: email, phone or website
+
+
+def _guarded_open_leads_matching(keys: dict[str, str]) -> ColumnElement[bool]:
+    return or_(*(DUPLICATE_KEY_COLUMNS[field] == value for field, value in keys.items()))
+
+
+async def find_duplicate(
+    conn: AsyncConnection, keys: dict[str, str], exclude_id: int | None = None
+) -> Duplicate | None:
+    """The oldest open lead under the duplicate guard that shares one of `keys`."""
+    if not keys:
+        return None
+    statement = (
+        select(leads.c.id, *DUPLICATE_KEY_COLUMNS.values())
+        .where(GUARDED_OPEN_LEAD, _guarded_open_leads_matching(keys))
+        .order_by(leads.c.id)
+        .limit(1)
+    )
+    if exclude_id is not None:
+        statement = statement.where(leads.c.id != exclude_id)
+    row = (await conn.execute(statement)).one_or_none()
+    if row is None:
+        return None
+    field = next(f for f, value in keys.items() if row._mapping[DUPLICATE_KEY_COLUMNS[f]] == value)
+    return Duplicate(row.id, field)
+
+
+async def lock_leads(conn: AsyncConnection, lead_ids: Sequence[int]) -> dict[int, Lead]:
+    """Lock in id order, so two transactions locking the same leads cannot deadlock."""
+    rows = await conn.execute(
+        select(*leads.c).where(leads.c.id.in_(lead_ids)).order_by(leads.c.id).with_for_update()
+    )
+    return {row.id: lead_from_row(row) for row in rows}
 
 
 async def lock_lead(conn: AsyncConnection, lead_id: int) -> Lead | None:
@@ -145,8 +231,42 @@ async def insert_activity(
     await conn.execute(insert(activities).values(lead_id=lead_id, kind=kind.value, note=note))
 
 
+async def move_activities(conn: AsyncConnection, from_lead_id: int, to_lead_id: int) -> None:
+    await conn.execute(
+        update(activities).where(activities.c.lead_id == from_lead_id).values(lead_id=to_lead_id)
+    )
+
+
+async def move_lead_history(conn: AsyncConnection, from_lead_id: int, to_lead_id: int) -> None:
+    """Move a merged lead's audit rows to the kept lead, marked with the lead they happened on
+    (rows it had itself received from earlier merges keep their original mark)."""
+    await conn.execute(
+        update(stage_changes)
+        .where(stage_changes.c.lead_id == from_lead_id)
+        .values(
+            lead_id=to_lead_id,
+            merged_from_lead_id=func.coalesce(stage_changes.c.merged_from_lead_id, from_lead_id),
+        )
+    )
+
+
+async def record_lead_merge(
+    conn: AsyncConnection, lead_id: int, stage: LeadStage, note: str
+) -> None:
+    """A history entry on the kept lead; not a stage change, so nothing is published."""
+    await conn.execute(
+        insert(stage_changes).values(
+            lead_id=lead_id, from_stage=stage.value, to_stage=stage.value, note=note
+        )
+    )
+
+
 async def record_lead_stage_change(
-    conn: AsyncConnection, lead_id: int, from_stage: LeadStage | None, to_stage: LeadStage
+    conn: AsyncConnection,
+    lead_id: int,
+    from_stage: LeadStage | None,
+    to_stage: LeadStage,
+    note: str | None = None,
 ) -> StageChange[LeadStage]:
     """Write the audit row and queue its notification; both take effect only on commit."""
     row = (
@@ -156,6 +276,7 @@ async def record_lead_stage_change(
                 lead_id=lead_id,
                 from_stage=from_stage.value if from_stage else None,
                 to_stage=to_stage.value,
+                note=note,
             )
             .returning(*stage_changes.c)
         )
@@ -228,14 +349,36 @@ async def sales_by_lead_ids(conn: AsyncConnection, lead_ids: Sequence[int]) -> d
 async def lead_history(
     conn: AsyncConnection, lead_ids: Sequence[int]
 ) -> dict[int, list[StageChange[LeadStage]]]:
+    """Each lead's own changes, in order: a linear chain, wherever a merge has moved them."""
     rows = await conn.execute(
-        select(*stage_changes.c)
-        .where(stage_changes.c.lead_id.in_(lead_ids))
-        .order_by(stage_changes.c.lead_id, stage_changes.c.id)
+        select(*stage_changes.c, STAGE_CHANGE_ORIGIN.label("origin"))
+        .where(stage_changes.c.lead_id.is_not(None), STAGE_CHANGE_ORIGIN.in_(lead_ids))
+        .order_by(STAGE_CHANGE_ORIGIN, stage_changes.c.id)
     )
     history: dict[int, list[StageChange[LeadStage]]] = {lead_id: [] for lead_id in lead_ids}
     for row in rows:
-        history[row.lead_id].append(lead_change_from_row(row))
+        history[row.origin].append(lead_change_from_row(row))
+    return history
+
+
+async def lead_history_with_merged(
+    conn: AsyncConnection, lead_ids: Sequence[int]
+) -> dict[int, list[StageChange[LeadStage]]]:
+    """Each lead's own changes and those of the leads merged into it, by time."""
+    rows = await conn.execute(
+        select(*stage_changes.c, STAGE_CHANGE_ORIGIN.label("origin"))
+        .where(
+            stage_changes.c.lead_id.is_not(None),
+            or_(STAGE_CHANGE_ORIGIN.in_(lead_ids), stage_changes.c.lead_id.in_(lead_ids)),
+        )
+        .order_by(stage_changes.c.at, stage_changes.c.id)
+    )
+    history: dict[int, list[StageChange[LeadStage]]] = {lead_id: [] for lead_id in lead_ids}
+    for row in rows:
+        change = lead_change_from_row(row)
+        for lead_id in {row.origin, row.lead_id}:
+            if lead_id in history:
+                history[lead_id].append(change)
     return history
 
 

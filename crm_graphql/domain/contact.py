@@ -13,7 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
-from crm_graphql.domain.errors import ErrorCode, RuleViolation, Violation
+from crm_graphql.domain.errors import invalid_input, run_checks
 
 NAME_MAX_LENGTH = 200
 EMAIL_MAX_LENGTH = 254  # RFC 5321 path limit
@@ -24,13 +24,9 @@ WEBSITE_MAX_LENGTH = 2048
 _HOST = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,62}$")
 
 
-def invalid(field: str, message: str) -> RuleViolation:
-    return RuleViolation(Violation(ErrorCode.INVALID_INPUT, message, (field,)))
-
-
 def _refuse_nul(field: str, value: str) -> None:
     if "\x00" in value:
-        raise invalid(field, f"{field} must not contain NUL characters.")
+        raise invalid_input(field, f"{field} must not contain NUL characters.")
 
 
 def normalize_name(field: str, value: str | None) -> str | None:
@@ -40,7 +36,7 @@ def normalize_name(field: str, value: str | None) -> str | None:
     _refuse_nul(field, value)
     trimmed = value.strip()
     if not 1 <= len(trimmed) <= NAME_MAX_LENGTH:
-        raise invalid(
+        raise invalid_input(
             field, f"{field} must be 1 to {NAME_MAX_LENGTH} characters after trimming, or null."
         )
     return trimmed
@@ -53,11 +49,11 @@ def normalize_email(value: str | None) -> str | None:
     _refuse_nul("email", value)
     trimmed = value.strip()
     if len(trimmed) > EMAIL_MAX_LENGTH:
-        raise invalid("email", f"email must be at most {EMAIL_MAX_LENGTH} characters.")
+        raise invalid_input("email", f"email must be at most {EMAIL_MAX_LENGTH} characters.")
     try:
         checked = validate_email(trimmed, check_deliverability=False)
     except EmailNotValidError as error:
-        raise invalid("email", f"email is not a valid address: {error}") from None
+        raise invalid_input("email", f"email is not a valid address: {error}") from None
     return checked.normalized.lower()
 
 
@@ -67,14 +63,14 @@ def normalize_phone(value: str | None, default_region: str | None) -> str | None
         return None
     _refuse_nul("phone", value)
     if len(value) > PHONE_INPUT_MAX_LENGTH:
-        raise invalid("phone", f"phone must be at most {PHONE_INPUT_MAX_LENGTH} characters.")
+        raise invalid_input("phone", f"phone must be at most {PHONE_INPUT_MAX_LENGTH} characters.")
     try:
         number = phonenumbers.parse(value, default_region)
     except phonenumbers.NumberParseException:
         hint = "" if default_region else " with its +country code"
-        raise invalid("phone", f"phone is not a phone number; give it{hint}.") from None
+        raise invalid_input("phone", f"phone is not a phone number; give it{hint}.") from None
     if not phonenumbers.is_valid_number(number):
-        raise invalid("phone", "phone is not a valid number for its country.")
+        raise invalid_input("phone", "phone is not a valid number for its country.")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
@@ -90,23 +86,27 @@ def normalize_website(value: str | None) -> Website | None:
     _refuse_nul("website", value)
     trimmed = value.strip()
     if not 1 <= len(trimmed) <= WEBSITE_MAX_LENGTH:
-        raise invalid("website", f"website must be 1 to {WEBSITE_MAX_LENGTH} characters, or null.")
+        raise invalid_input(
+            "website", f"website must be 1 to {WEBSITE_MAX_LENGTH} characters, or null."
+        )
     if "://" not in trimmed:
         trimmed = "https://" + trimmed
     try:
         parts = urlsplit(trimmed)
         port = parts.port
     except ValueError:
-        raise invalid("website", "website is not a valid URL.") from None
+        raise invalid_input("website", "website is not a valid URL.") from None
     host = (parts.hostname or "").rstrip(".")
     if parts.scheme.lower() not in ("http", "https") or parts.username or parts.password:
-        raise invalid("website", "website must be an http or https address without credentials.")
+        raise invalid_input(
+            "website", "website must be an http or https address without credentials."
+        )
     try:
         host = host.encode("idna").decode("ascii").lower()
     except UnicodeError:
-        raise invalid("website", "website has an invalid host name.") from None
+        raise invalid_input("website", "website has an invalid host name.") from None
     if not _HOST.match(host):
-        raise invalid("website", "website must name a host such as example.com.")
+        raise invalid_input("website", "website must name a host such as example.com.")
     netloc = host if port is None else f"{host}:{port}"
     url = urlunsplit((parts.scheme.lower(), netloc, parts.path, parts.query, ""))
     domain = host.removeprefix("www.")
@@ -151,16 +151,7 @@ def validate_contact(raw: ContactInput, default_phone_region: str | None) -> Con
         "phone": lambda: normalize_phone(raw.phone, default_phone_region),
         "website": lambda: normalize_website(raw.website),
     }
-    values: dict[str, object] = {}
-    violations: list[Violation] = []
-    for name, check in checks.items():
-        try:
-            values[name] = check()
-        except RuleViolation as violation:
-            violations.extend(violation.violations)
-    if violations:
-        raise RuleViolation(*violations)
-    return ContactDetails(**values)  # type: ignore[arg-type]
+    return ContactDetails(**run_checks(checks))  # type: ignore[arg-type]
 
 
 def import_key(business_domain: str | None, contact: ContactDetails) -> str:

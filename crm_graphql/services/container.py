@@ -18,7 +18,12 @@ class Services:
     @classmethod
     def create(cls, engine: AsyncEngine, settings: Settings) -> "Services":
         return cls(
-            leads=LeadService(engine, build_scorer(settings), settings.transfer_threshold),
+            leads=LeadService(
+                engine,
+                build_scorer(settings),
+                settings.transfer_threshold,
+                default_phone_region=settings.default_phone_region,
+            ),
             sales=SaleService(engine),
             queries=Queries(engine, settings),
         )
