@@ -1,4 +1,4 @@
-"""`crm-graphql`: serve, migrate, export-schema."""
+"""`crm-graphql`: serve, migrate, export-schema, import."""
 
 import argparse
 import logging
@@ -6,6 +6,7 @@ import os
 import sys
 from pathlib import Path
 
+from crm_graphql.domain.enums import LeadSource
 from crm_graphql.settings import Settings, get_settings
 
 logger = logging.getLogger("crm_graphql")
@@ -82,6 +83,27 @@ def cmd_export_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    from crm_graphql.importer import run_import
+
+    if args.owner:
+        # INTEGRATION(issue 4): store the owner once leads.owner_id exists.
+        print("--owner needs user accounts, which this build does not have yet.", file=sys.stderr)
+        return 2
+    settings = get_settings()
+    url = resolve_database_url(settings)
+    migrate(url)
+    return run_import(
+        url,
+        args.path,
+        source=args.source,
+        dry_run=args.dry_run,
+        rejected_file=args.rejected,
+        batch_size=args.batch_size,
+        phone_region=settings.default_phone_region,
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="crm-graphql", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -100,6 +122,22 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("path", nargs="?", type=Path, default=Path("schema.graphql"))
     export.add_argument("--check", action="store_true", help="fail if the file is out of date")
     export.set_defaults(handler=cmd_export_schema)
+
+    importing = commands.add_parser("import", help="import leads from a CSV file with a header")
+    importing.add_argument("path", type=Path, help="CSV file; its first row names the columns")
+    importing.add_argument("--dry-run", action="store_true", help="validate and report only")
+    importing.add_argument(
+        "--source",
+        type=lambda value: LeadSource(value.upper()),
+        default=LeadSource.SCANNER,
+        help="source of rows without a source column (default: SCANNER)",
+    )
+    importing.add_argument("--owner", metavar="SUB", help="owner of the new leads (needs users)")
+    importing.add_argument(
+        "--rejected", type=Path, help="where to write rejected rows (default: NAME.rejected.csv)"
+    )
+    importing.add_argument("--batch-size", type=int, default=1_000, help="rows per transaction")
+    importing.set_defaults(handler=cmd_import)
     return parser
 
 

@@ -165,29 +165,17 @@ class Duplicate:
     field: str  # the input field whose value matched: email, phone or website
 
 
-def _guarded_open_leads_matching(keys: dict[str, str]) -> ColumnElement[bool]:
-    return or_(*(DUPLICATE_KEY_COLUMNS[field] == value for field, value in keys.items()))
-
-
 async def find_duplicate(
     conn: AsyncConnection, keys: dict[str, str], exclude_id: int | None = None
 ) -> Duplicate | None:
-    """The oldest open lead under the duplicate guard that shares one of `keys`."""
-    if not keys:
-        return None
-    statement = (
-        select(leads.c.id, *DUPLICATE_KEY_COLUMNS.values())
-        .where(GUARDED_OPEN_LEAD, _guarded_open_leads_matching(keys))
-        .order_by(leads.c.id)
-        .limit(1)
+    """The open lead under the duplicate guard that holds one of `keys`, if any."""
+    found = await open_leads_by_duplicate_keys(
+        conn, {field: [value] for field, value in keys.items()}, exclude_id
     )
-    if exclude_id is not None:
-        statement = statement.where(leads.c.id != exclude_id)
-    row = (await conn.execute(statement)).one_or_none()
-    if row is None:
-        return None
-    field = next(f for f, value in keys.items() if row._mapping[DUPLICATE_KEY_COLUMNS[f]] == value)
-    return Duplicate(row.id, field)
+    for field, value in keys.items():
+        if (field, value) in found:
+            return Duplicate(found[(field, value)], field)
+    return None
 
 
 async def lock_leads(conn: AsyncConnection, lead_ids: Sequence[int]) -> dict[int, Lead]:
@@ -281,11 +269,72 @@ async def record_lead_stage_change(
             .returning(*stage_changes.c)
         )
     ).one()
+    await _notify_lead_stage_changes(conn, {"id": row.id, "lead": lead_id})
+    return lead_change_from_row(row)
+
+
+async def _notify_lead_stage_changes(conn: AsyncConnection, payload: dict[str, Any]) -> None:
     await conn.execute(
         text("SELECT pg_notify(:channel, :payload)"),
-        {"channel": LEAD_STAGE_CHANNEL, "payload": json.dumps({"id": row.id, "lead": lead_id})},
+        {"channel": LEAD_STAGE_CHANNEL, "payload": json.dumps(payload)},
     )
-    return lead_change_from_row(row)
+
+
+# --- bulk import ----------------------------------------------------------------------------
+
+
+async def insert_imported_leads(
+    conn: AsyncConnection, rows: Sequence[dict[str, Any]]
+) -> dict[str, int]:
+    """Insert leads with their import keys in one statement; rows already imported or held by
+    the duplicate guard are skipped. Returns import key -> new lead id."""
+    created = await conn.execute(
+        pg_insert(leads)
+        .values(list(rows))
+        .on_conflict_do_nothing()
+        .returning(leads.c.id, leads.c.import_key)
+    )
+    return {row.import_key: row.id for row in created}
+
+
+async def record_lead_creations(conn: AsyncConnection, lead_ids: Sequence[int]) -> None:
+    """The (none -> NEW) audit rows of many new leads, and one notification for all of them:
+    it carries the highest audit id, so a listener reading by id picks up the whole batch."""
+    audit_ids = await conn.scalars(
+        insert(stage_changes)
+        .values([{"lead_id": i, "to_stage": LeadStage.NEW.value} for i in lead_ids])
+        .returning(stage_changes.c.id)
+    )
+    await _notify_lead_stage_changes(conn, {"id": max(audit_ids), "leads": len(lead_ids)})
+
+
+async def leads_by_import_keys(conn: AsyncConnection, keys: Sequence[str]) -> dict[str, int]:
+    rows = await conn.execute(
+        select(leads.c.id, leads.c.import_key).where(leads.c.import_key.in_(keys))
+    )
+    return {row.import_key: row.id for row in rows}
+
+
+async def open_leads_by_duplicate_keys(
+    conn: AsyncConnection, keys: dict[str, Sequence[str]], exclude_id: int | None = None
+) -> dict[tuple[str, str], int]:
+    """(field, value) -> the open lead under the duplicate guard that holds the value (the
+    guard's unique indexes allow one at most)."""
+    conditions = [DUPLICATE_KEY_COLUMNS[f].in_(values) for f, values in keys.items() if values]
+    if not conditions:
+        return {}
+    statement = select(leads.c.id, *DUPLICATE_KEY_COLUMNS.values()).where(
+        GUARDED_OPEN_LEAD, or_(*conditions)
+    )
+    if exclude_id is not None:
+        statement = statement.where(leads.c.id != exclude_id)
+    found: dict[tuple[str, str], int] = {}
+    for row in await conn.execute(statement):
+        for field, column in DUPLICATE_KEY_COLUMNS.items():
+            value = row._mapping[column]
+            if value is not None:
+                found[(field, value)] = row.id
+    return found
 
 
 async def insert_sale(conn: AsyncConnection, lead_id: int) -> Sale:
