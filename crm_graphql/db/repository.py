@@ -283,29 +283,49 @@ async def _notify_lead_stage_changes(conn: AsyncConnection, payload: dict[str, A
 # --- bulk import ----------------------------------------------------------------------------
 
 
+# One statement per batch whose text never changes: the rows travel as one array per column.
+# (A multi-row VALUES clause made by SQLAlchemy costs more to compile than the insert itself.)
+IMPORTED_LEAD_COLUMNS = (
+    "source",
+    "stage",
+    "business_domain",
+    "contact_name",
+    "company_name",
+    "email",
+    "phone",
+    "website",
+    "website_domain",
+    "import_key",
+)
+_INSERT_IMPORTED_LEADS = text(
+    f"INSERT INTO leads ({', '.join(IMPORTED_LEAD_COLUMNS)}) "
+    f"SELECT * FROM unnest({', '.join(f'CAST(:{c} AS text[])' for c in IMPORTED_LEAD_COLUMNS)}) "
+    "ON CONFLICT DO NOTHING RETURNING id, import_key"
+)
+_RECORD_CREATIONS = text(
+    "WITH audit AS (INSERT INTO stage_changes (lead_id, to_stage) "
+    "SELECT unnest(CAST(:lead_ids AS bigint[])), :stage RETURNING id) "
+    "SELECT max(id) FROM audit"
+)
+
+
 async def insert_imported_leads(
     conn: AsyncConnection, rows: Sequence[dict[str, Any]]
 ) -> dict[str, int]:
     """Insert leads with their import keys in one statement; rows already imported or held by
     the duplicate guard are skipped. Returns import key -> new lead id."""
-    created = await conn.execute(
-        pg_insert(leads)
-        .values(list(rows))
-        .on_conflict_do_nothing()
-        .returning(leads.c.id, leads.c.import_key)
-    )
+    columns = {name: [row[name] for row in rows] for name in IMPORTED_LEAD_COLUMNS}
+    created = await conn.execute(_INSERT_IMPORTED_LEADS, columns)
     return {row.import_key: row.id for row in created}
 
 
 async def record_lead_creations(conn: AsyncConnection, lead_ids: Sequence[int]) -> None:
     """The (none -> NEW) audit rows of many new leads, and one notification for all of them:
     it carries the highest audit id, so a listener reading by id picks up the whole batch."""
-    audit_ids = await conn.scalars(
-        insert(stage_changes)
-        .values([{"lead_id": i, "to_stage": LeadStage.NEW.value} for i in lead_ids])
-        .returning(stage_changes.c.id)
+    last_audit_id = await conn.scalar(
+        _RECORD_CREATIONS, {"lead_ids": list(lead_ids), "stage": LeadStage.NEW.value}
     )
-    await _notify_lead_stage_changes(conn, {"id": max(audit_ids), "leads": len(lead_ids)})
+    await _notify_lead_stage_changes(conn, {"id": last_audit_id, "leads": len(lead_ids)})
 
 
 async def leads_by_import_keys(conn: AsyncConnection, keys: Sequence[str]) -> dict[str, int]:
