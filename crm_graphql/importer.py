@@ -103,6 +103,14 @@ class ImportReport:
         return sum(r.reason.startswith("duplicate") for r in self.rejected)
 
 
+@dataclass
+class Chunk:
+    rows: int = 0
+    valid: list["ValidRow"] = field(default_factory=list)
+    invalid: list[Rejection] = field(default_factory=list)
+    repeats: int = 0  # rows identical to an earlier row of the file
+
+
 @dataclass(frozen=True)
 class ValidRow:
     line: int
@@ -178,12 +186,21 @@ class Importer:
             raise ImportFileError("The file is empty; it needs a header row.")
         layout = Layout.from_header(header)
         report = ImportReport(unknown_columns=layout.unknown)
+        chunks = self._chunks(reader, layout)
         async with self.engine.connect() as conn:
             # A dry run is the real run in one transaction that is rolled back at the end, so
             # it reports exactly what the import would do, duplicates across batches included.
             outer = await conn.begin() if self.dry_run else None
-            for batch in self._batches(reader, layout, report):
-                await self._import_batch(conn, batch, report)
+            # Validation is CPU work in this process and the insert is work in PostgreSQL: the
+            # next chunk is validated in a thread while the current one is written.
+            upcoming = asyncio.create_task(asyncio.to_thread(next, chunks, None))
+            while (chunk := await upcoming) is not None:
+                upcoming = asyncio.create_task(asyncio.to_thread(next, chunks, None))
+                report.rows += chunk.rows
+                report.already_imported += chunk.repeats
+                report.rejected.extend(chunk.invalid)
+                if chunk.valid:
+                    await self._import_batch(conn, chunk.valid, report)
                 if self.progress:
                     self.progress(report.rows)
             if outer is not None:
@@ -191,31 +208,31 @@ class Importer:
         report.seconds = time.perf_counter() - started
         return report
 
-    def _batches(
-        self, reader: Iterator[list[str]], layout: Layout, report: ImportReport
-    ) -> Iterator[list[ValidRow]]:
-        batch: list[ValidRow] = []
+    def _chunks(self, reader: Iterator[list[str]], layout: Layout) -> Iterator["Chunk"]:
+        """The file, validated, in chunks of up to batch_size valid rows. Runs in a worker
+        thread: it touches nothing but its own state."""
+        chunk = Chunk()
         seen: set[str] = set()
         for row in reader:
             if not any(cell.strip() for cell in row):
                 continue  # blank lines are not rows
-            report.rows += 1
+            chunk.rows += 1
             line = reader.line_num  # type: ignore[attr-defined]
             try:
                 values = parse_row(layout, row, self.source, self.phone_region)
             except RuleViolation as violation:
-                report.rejected.append(Rejection(line, row, _reason(violation)))
+                chunk.invalid.append(Rejection(line, row, _reason(violation)))
                 continue
             if values["import_key"] in seen:
-                report.already_imported += 1
+                chunk.repeats += 1
                 continue
             seen.add(values["import_key"])
-            batch.append(ValidRow(line, row, values))
-            if len(batch) >= self.batch_size:
-                yield batch
-                batch = []
-        if batch:
-            yield batch
+            chunk.valid.append(ValidRow(line, row, values))
+            if len(chunk.valid) >= self.batch_size:
+                yield chunk
+                chunk = Chunk()
+        if chunk.rows:
+            yield chunk
 
     async def _import_batch(
         self, conn: AsyncConnection, batch: list[ValidRow], report: ImportReport
@@ -232,23 +249,22 @@ class Importer:
                 report.created += len(created)
                 return
             imported_before = await repo.leads_by_import_keys(conn, [r.import_key for r in skipped])
+            duplicates = [r for r in skipped if r.import_key not in imported_before]
             held = await repo.open_leads_by_duplicate_keys(
                 conn,
                 {
-                    "email": [r.values["email"] for r in skipped if r.values["email"]],
-                    "phone": [r.values["phone"] for r in skipped if r.values["phone"]],
+                    "email": [r.values["email"] for r in duplicates if r.values["email"]],
+                    "phone": [r.values["phone"] for r in duplicates if r.values["phone"]],
                     "website": [
-                        r.values["website_domain"] for r in skipped if r.values["website_domain"]
+                        r.values["website_domain"] for r in duplicates if r.values["website_domain"]
                     ],
                 },
             )
         report.created += len(created)
-        for row in skipped:
-            if row.import_key in imported_before:
-                report.already_imported += 1
-            else:
-                reason = self._duplicate_reason(row, held)
-                report.rejected.append(Rejection(row.line, row.row, reason))
+        report.already_imported += len(skipped) - len(duplicates)
+        report.rejected.extend(
+            Rejection(row.line, row.row, self._duplicate_reason(row, held)) for row in duplicates
+        )
 
     def _duplicate_reason(self, row: ValidRow, held: dict[tuple[str, str], int]) -> str:
         keys = {
