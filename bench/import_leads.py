@@ -52,8 +52,10 @@ def timed_import(path: Path, url: str) -> tuple[float, str]:
         env=env,
         capture_output=True,
         text=True,
-        check=True,
+        check=False,
     )
+    if result.returncode != 0:
+        sys.exit(f"import failed:\n{result.stderr}")
     return time.perf_counter() - started, result.stdout
 
 
