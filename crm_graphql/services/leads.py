@@ -187,6 +187,9 @@ class LeadService:
                     keep_id,
                     business_domain=filled.business_domain,
                     activity_count=keep.activity_count + other.activity_count,
+                    # A duplicate that absorbs its original is no longer a duplicate: it comes
+                    # under the guard, which now protects the values it holds.
+                    duplicate_of=None if keep.duplicate_of == merge_id else keep.duplicate_of,
                     **repo.contact_values(filled.contact),
                 )
                 await repo.record_lead_merge(

@@ -10,7 +10,7 @@ from tests.support.graphql import (
 
 LEAD = """
   id stage activityCount businessDomain contactName companyName email phone website lostReason
-  mergedInto { id }
+  mergedInto { id } duplicateOf { id }
   history { from to note mergedFrom { id } }
   fullHistory: history(includeMerged: true) { from to note mergedFrom { id } }
 """
@@ -116,12 +116,21 @@ async def test_after_a_merge_the_kept_lead_guards_the_values_it_took_over(gql: G
     assert keep["id"] in again["errors"][0]["message"]
 
 
-async def test_a_duplicate_created_with_allow_duplicate_can_be_merged_away(gql: GraphQLClient):
-    first = await create(gql, email="ann@acme.com")
+async def test_a_duplicate_created_with_allow_duplicate_can_absorb_its_original(
+    gql: GraphQLClient,
+):
+    first = await create(gql, email="ann@acme.com", website="acme.com")
     second = await create(gql, email="ann@acme.com", phone="+49301234567", allowDuplicate=True)
-    result = await merge(gql, first["id"], second["id"])
+    result = await merge(gql, second["id"], first["id"])
     assert result["errors"] == []
-    assert result["lead"]["phone"] == "+49301234567"
+    assert result["lead"]["website"] == "https://acme.com"
+    assert result["lead"]["duplicateOf"] is None
+    # The kept lead is now under the duplicate guard itself.
+    again = (await gql(CREATE, {"input": {"source": "MANUAL", "email": "ann@acme.com"}}))[
+        "createLead"
+    ]
+    assert [(e["code"], e["field"]) for e in again["errors"]] == [("DUPLICATE", ["email"])]
+    assert second["id"] in again["errors"][0]["message"]
 
 
 async def test_merge_refusals_change_nothing(gql: GraphQLClient, db):
