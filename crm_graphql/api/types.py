@@ -90,9 +90,10 @@ class LeadStageChange:
     to: LeadStage
     at: datetime
     note: str | None = strawberry.field(
-        description="Why, when the change says more than its stages (a merge, for instance)."
+        default=None,
+        description="Why, when the change says more than its stages (a merge, for instance).",
     )
-    merged_from_id: strawberry.Private[int | None]
+    merged_from_id: strawberry.Private[int | None] = None
 
     @classmethod
     def from_domain(cls, change: StageChange[enums.LeadStage]) -> "LeadStageChange":
