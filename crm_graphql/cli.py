@@ -83,6 +83,14 @@ def cmd_export_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def lead_source(value: str) -> LeadSource:
+    try:
+        return LeadSource(value.upper())
+    except ValueError:
+        choices = ", ".join(LeadSource)
+        raise argparse.ArgumentTypeError(f"{value!r} is not one of {choices}") from None
+
+
 def cmd_import(args: argparse.Namespace) -> int:
     from crm_graphql.importer import run_import
 
@@ -128,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     importing.add_argument("--dry-run", action="store_true", help="validate and report only")
     importing.add_argument(
         "--source",
-        type=lambda value: LeadSource(value.upper()),
+        type=lead_source,
         default=LeadSource.SCANNER,
         help="source of rows without a source column (default: SCANNER)",
     )

@@ -87,6 +87,7 @@ class Rejection:
     line: int
     row: list[str]
     reason: str
+    duplicate: bool = False  # valid, but an open lead already holds its email, phone or site
 
 
 @dataclass
@@ -100,7 +101,7 @@ class ImportReport:
 
     @property
     def duplicates(self) -> int:
-        return sum(r.reason.startswith("duplicate") for r in self.rejected)
+        return sum(r.duplicate for r in self.rejected)
 
 
 @dataclass
@@ -263,7 +264,8 @@ class Importer:
         report.created += len(created)
         report.already_imported += len(skipped) - len(duplicates)
         report.rejected.extend(
-            Rejection(row.line, row.row, self._duplicate_reason(row, held)) for row in duplicates
+            Rejection(row.line, row.row, self._duplicate_reason(row, held), duplicate=True)
+            for row in duplicates
         )
 
     def _duplicate_reason(self, row: ValidRow, held: dict[tuple[str, str], int]) -> str:
