@@ -4,6 +4,10 @@ Every row passes createLead's own validation. Valid rows are inserted in batches
 transaction per batch, by one multi-row INSERT ... ON CONFLICT DO NOTHING: the duplicate guard's
 unique indexes skip rows that match an open lead, and the unique import key (a hash of the
 normalised row) skips rows imported before, so an interrupted import can simply be run again.
+
+Attribution: the import itself is the author. Every imported lead and its (none -> NEW) history
+row are by IMPORT_ACTOR, a system user; the lead's owner is `--owner` (a known user) or, without
+it, IMPORT_ACTOR too, until an admin assigns the lead.
 """
 
 import asyncio
@@ -21,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from crm_graphql.api.ids import encode_global_id
 from crm_graphql.db import repository as repo
 from crm_graphql.db.engine import create_engine
+from crm_graphql.domain.access import Actor, Role
 from crm_graphql.domain.contact import ContactInput
 from crm_graphql.domain.enums import LeadSource
 from crm_graphql.domain.errors import RuleViolation, invalid_input, run_checks
@@ -28,6 +33,9 @@ from crm_graphql.domain.lead import LeadFields, validate_lead_fields
 from crm_graphql.settings import get_settings
 
 DEFAULT_BATCH_SIZE = 1_000
+# Who `createdBy` and history `by` name for imported leads. The role is the one that creates
+# leads; no token ever needs to carry this sub.
+IMPORT_ACTOR = Actor(user_id="crm-graphql-import", name="CSV import", role=Role.MANAGER)
 
 # Header names are matched ignoring case, spaces, hyphens and underscores.
 COLUMNS = {
@@ -42,7 +50,7 @@ COLUMNS = {
 
 
 class ImportFileError(Exception):
-    """The file cannot be imported at all (no usable header); nothing was written."""
+    """The import cannot start (no usable header, an unknown owner); nothing was written."""
 
 
 def _column_key(header: str) -> str:
@@ -170,8 +178,10 @@ class Importer:
         batch_size: int = DEFAULT_BATCH_SIZE,
         dry_run: bool = False,
         progress: Callable[[int], None] | None = None,
+        owner_id: str | None = None,
     ) -> None:
         self.engine = engine
+        self.owner_id = owner_id or IMPORT_ACTOR.user_id
         self.source = source
         self.phone_region = phone_region
         self.batch_size = batch_size
@@ -192,6 +202,7 @@ class Importer:
             # A dry run is the real run in one transaction that is rolled back at the end, so
             # it reports exactly what the import would do, duplicates across batches included.
             outer = await conn.begin() if self.dry_run else None
+            await self._prepare_users(conn)
             # Validation is CPU work in this process and the insert is work in PostgreSQL: the
             # next chunk is validated in a thread while the current one is written.
             upcoming = asyncio.create_task(asyncio.to_thread(next, chunks, None))
@@ -208,6 +219,16 @@ class Importer:
                 await outer.rollback()
         report.seconds = time.perf_counter() - started
         return report
+
+    async def _prepare_users(self, conn: AsyncConnection) -> None:
+        """Record the import's system user (attribution references it) and check the owner."""
+        async with conn.begin_nested() if self.dry_run else conn.begin():
+            await repo.record_user(conn, IMPORT_ACTOR)
+            if not await repo.users_by_ids(conn, [self.owner_id]):
+                raise ImportFileError(
+                    f"--owner {self.owner_id!r} is not a known user; a person becomes known "
+                    "with their first change through the API."
+                )
 
     def _chunks(self, reader: Iterator[list[str]], layout: Layout) -> Iterator["Chunk"]:
         """The file, validated, in chunks of up to batch_size valid rows. Runs in a worker
@@ -239,12 +260,14 @@ class Importer:
         self, conn: AsyncConnection, batch: list[ValidRow], report: ImportReport
     ) -> None:
         async with conn.begin_nested() if self.dry_run else conn.begin():
-            created = await repo.insert_imported_leads(conn, [r.values for r in batch])
+            created = await repo.insert_imported_leads(
+                conn, [r.values for r in batch], IMPORT_ACTOR.user_id, self.owner_id
+            )
             self.created_lines.update(
                 (created[r.import_key], r.line) for r in batch if r.import_key in created
             )
             if created:
-                await repo.record_lead_creations(conn, list(created.values()))
+                await repo.record_lead_creations(conn, list(created.values()), IMPORT_ACTOR.user_id)
             skipped = [r for r in batch if r.import_key not in created]
             if not skipped:
                 report.created += len(created)
@@ -357,6 +380,7 @@ def run_import(
     rejected_file: Path | None,
     batch_size: int,
     phone_region: str | None,
+    owner: str | None = None,
 ) -> int:
     """`crm-graphql import`: the exit status; the summary goes to stdout, errors to stderr."""
     if not path.is_file():
@@ -367,7 +391,9 @@ def run_import(
     async def import_file(stream: TextIO) -> ImportReport:
         engine = create_engine(get_settings(), url)
         try:
-            importer = Importer(engine, source, phone_region, batch_size, dry_run, progress=bar)
+            importer = Importer(
+                engine, source, phone_region, batch_size, dry_run, progress=bar, owner_id=owner
+            )
             return await importer.run(stream)
         finally:
             await engine.dispose()

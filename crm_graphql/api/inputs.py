@@ -9,6 +9,7 @@ from crm_graphql.api.types import (
     LeadStage,
     OrderDirection,
     SaleStage,
+    ScorerKind,
 )
 
 
@@ -90,6 +91,10 @@ class LogActivityInput:
 @strawberry.input
 class AnalyzeLeadInput:
     lead_id: strawberry.ID
+    scorer: ScorerKind | None = strawberry.field(
+        default=None,
+        description="Ask a specific scorer (admins only); the deployment's default when null.",
+    )
 
 
 @strawberry.input
@@ -107,3 +112,9 @@ class TransferToSalesInput:
 class AdvanceSaleStageInput:
     sale_id: strawberry.ID
     to: SaleStage
+
+
+@strawberry.input
+class AssignLeadInput:
+    lead_id: strawberry.ID
+    owner_id: strawberry.ID = strawberry.field(description="The new owner's User ID.")

@@ -1,15 +1,20 @@
-"""Mutations: decode IDs, call one use case, map rule violations to `errors`."""
+"""Mutations: decode IDs, call one use case, map rule violations to `errors`.
+
+A role that may not run a mutation gets a FORBIDDEN GraphQL error, not a UserError: it is not a
+business rule the input broke but a request the caller should not have made."""
 
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import strawberry
 
+from crm_graphql.api.context import Context
 from crm_graphql.api.ids import decode_id_of
 from crm_graphql.api.inputs import (
     AdvanceSaleStageInput,
     AdvanceStageInput,
     AnalyzeLeadInput,
+    AssignLeadInput,
     CreateLeadInput,
     LogActivityInput,
     MergeLeadsInput,
@@ -25,12 +30,19 @@ from crm_graphql.services.leads import UNCHANGED, LeadChanges, Merge
 T = TypeVar("T")
 
 
-async def attempt(action: Callable[[], Awaitable[T]]) -> tuple[T | None, list[UserError]]:
-    """Run a use case; a broken rule becomes `errors`, anything else propagates (masked)."""
+async def attempt(
+    context: Context, action: Callable[[], Awaitable[T]]
+) -> tuple[T | None, list[UserError]]:
+    """Run a use case; a broken rule becomes `errors`, anything else propagates (masked).
+
+    Mutations of one document run one after another: the loaders are renewed after each, so
+    the fields of the next payload never see what was cached before this write."""
     try:
         return await action(), []
     except RuleViolation as violation:
         return None, [UserError.from_violation(v) for v in violation.violations]
+    finally:
+        context.renew_loaders()
 
 
 def lead_or_none(lead: Lead | None) -> LeadType | None:
@@ -104,10 +116,16 @@ class AdvanceSaleStagePayload:
 
 
 @strawberry.type
+class AssignLeadPayload:
+    lead: LeadType | None
+    errors: list[UserError]
+
+
+@strawberry.type
 class Mutation:
     @strawberry.mutation(description="Create a lead in stage NEW.")
     async def create_lead(self, info: LeadInfo, input: CreateLeadInput) -> CreateLeadPayload:
-        leads = info.context.services.leads
+        actor, leads = info.context.actor, info.context.services.leads
         contact = ContactInput(
             contact_name=input.contact_name,
             company_name=input.company_name,
@@ -116,15 +134,16 @@ class Mutation:
             website=input.website,
         )
         lead, errors = await attempt(
+            info.context,
             lambda: leads.create(
-                input.source, input.business_domain, contact, input.allow_duplicate
-            )
+                actor, input.source, input.business_domain, contact, input.allow_duplicate
+            ),
         )
         return CreateLeadPayload(lead=lead_or_none(lead), errors=errors)
 
     @strawberry.mutation(description="Change a lead's fields; a transferred lead is locked.")
     async def update_lead(self, info: LeadInfo, input: UpdateLeadInput) -> UpdateLeadPayload:
-        leads = info.context.services.leads
+        actor, leads = info.context.actor, info.context.services.leads
         changes = LeadChanges(
             **{
                 name: UNCHANGED if value is strawberry.UNSET else value
@@ -134,9 +153,10 @@ class Mutation:
         )
 
         async def action() -> Lead:
-            return await leads.update(decode_id_of("Lead", input.lead_id, "leadId"), changes)
+            lead_id = decode_id_of("Lead", input.lead_id, "leadId")
+            return await leads.update(actor, lead_id, changes)
 
-        lead, errors = await attempt(action)
+        lead, errors = await attempt(info.context, action)
         return UpdateLeadPayload(lead=lead_or_none(lead), errors=errors)
 
     @strawberry.mutation(
@@ -144,15 +164,16 @@ class Mutation:
         "move over, empty fields are filled (never overwritten), the duplicate ends LOST."
     )
     async def merge_leads(self, info: LeadInfo, input: MergeLeadsInput) -> MergeLeadsPayload:
-        leads = info.context.services.leads
+        actor, leads = info.context.actor, info.context.services.leads
 
         async def action() -> Merge:
             return await leads.merge(
+                actor,
                 decode_id_of("Lead", input.keep_id, "keepId"),
                 decode_id_of("Lead", input.merge_id, "mergeId"),
             )
 
-        merge, errors = await attempt(action)
+        merge, errors = await attempt(info.context, action)
         return MergeLeadsPayload(
             lead=lead_or_none(merge.kept if merge else None),
             merged=lead_or_none(merge.merged if merge else None),
@@ -161,48 +182,51 @@ class Mutation:
 
     @strawberry.mutation(description="Record a contact with the client; counts toward the score.")
     async def log_activity(self, info: LeadInfo, input: LogActivityInput) -> LogActivityPayload:
-        leads = info.context.services.leads
+        actor, leads = info.context.actor, info.context.services.leads
 
         async def action() -> Lead:
             lead_id = decode_id_of("Lead", input.lead_id, "leadId")
-            return await leads.log_activity(lead_id, input.kind, input.note)
+            return await leads.log_activity(actor, lead_id, input.kind, input.note)
 
-        lead, errors = await attempt(action)
+        lead, errors = await attempt(info.context, action)
         return LogActivityPayload(lead=lead_or_none(lead), errors=errors)
 
     @strawberry.mutation(description="Ask the scorer for a conversion estimate; it advises only.")
     async def analyze_lead(self, info: LeadInfo, input: AnalyzeLeadInput) -> AnalyzeLeadPayload:
-        leads = info.context.services.leads
+        actor, leads = info.context.actor, info.context.services.leads
 
         async def action() -> Lead:
-            return await leads.analyze(decode_id_of("Lead", input.lead_id, "leadId"))
+            lead_id = decode_id_of("Lead", input.lead_id, "leadId")
+            return await leads.analyze(actor, lead_id, input.scorer)
 
-        lead, errors = await attempt(action)
+        lead, errors = await attempt(info.context, action)
         return AnalyzeLeadPayload(lead=lead_or_none(lead), errors=errors)
 
     @strawberry.mutation(description="Move a lead along the funnel (not to TRANSFERRED).")
     async def advance_stage(self, info: LeadInfo, input: AdvanceStageInput) -> AdvanceStagePayload:
-        leads = info.context.services.leads
+        actor, leads = info.context.actor, info.context.services.leads
 
         async def action() -> Lead:
             return await leads.advance_stage(
-                decode_id_of("Lead", input.lead_id, "leadId"), input.to
+                actor, decode_id_of("Lead", input.lead_id, "leadId"), input.to
             )
 
-        lead, errors = await attempt(action)
+        lead, errors = await attempt(info.context, action)
         return AdvanceStagePayload(lead=lead_or_none(lead), errors=errors)
 
     @strawberry.mutation(description="The human decision: hand a qualified lead to sales.")
     async def transfer_to_sales(
         self, info: LeadInfo, input: TransferToSalesInput
     ) -> TransferToSalesPayload:
-        leads = info.context.services.leads
+        actor, leads = info.context.actor, info.context.services.leads
 
         async def action() -> tuple[Lead, Sale]:
-            transfer = await leads.transfer_to_sales(decode_id_of("Lead", input.lead_id, "leadId"))
+            transfer = await leads.transfer_to_sales(
+                actor, decode_id_of("Lead", input.lead_id, "leadId")
+            )
             return transfer.lead, transfer.sale
 
-        result, errors = await attempt(action)
+        result, errors = await attempt(info.context, action)
         lead, sale = result if result else (None, None)
         return TransferToSalesPayload(
             lead=lead_or_none(lead), sale=sale_or_none(sale), errors=errors
@@ -212,12 +236,23 @@ class Mutation:
     async def advance_sale_stage(
         self, info: LeadInfo, input: AdvanceSaleStageInput
     ) -> AdvanceSaleStagePayload:
-        sales = info.context.services.sales
+        actor, sales = info.context.actor, info.context.services.sales
 
         async def action() -> Sale:
             return await sales.advance_stage(
-                decode_id_of("Sale", input.sale_id, "saleId"), input.to
+                actor, decode_id_of("Sale", input.sale_id, "saleId"), input.to
             )
 
-        sale, errors = await attempt(action)
+        sale, errors = await attempt(info.context, action)
         return AdvanceSaleStagePayload(sale=sale_or_none(sale), errors=errors)
+
+    @strawberry.mutation(description="Make another person the lead's owner (admins only).")
+    async def assign_lead(self, info: LeadInfo, input: AssignLeadInput) -> AssignLeadPayload:
+        actor, leads = info.context.actor, info.context.services.leads
+
+        async def action() -> Lead:
+            lead_id = decode_id_of("Lead", input.lead_id, "leadId")
+            return await leads.assign(actor, lead_id, input.owner_id)
+
+        lead, errors = await attempt(info.context, action)
+        return AssignLeadPayload(lead=lead_or_none(lead), errors=errors)

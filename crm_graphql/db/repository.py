@@ -3,11 +3,11 @@ connection, so the caller decides the transaction."""
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, func, insert, or_, select, text, update
+from sqlalchemy import ColumnElement, Row, exists, func, insert, literal, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -18,8 +18,11 @@ from crm_graphql.db.tables import (
     activities,
     leads,
     sales,
+    scoring_models,
     stage_changes,
+    users,
 )
+from crm_graphql.domain.access import Actor, Role, User
 from crm_graphql.domain.contact import ContactDetails, Website
 from crm_graphql.domain.enums import (
     ActivityKind,
@@ -29,7 +32,13 @@ from crm_graphql.domain.enums import (
     ScoreRecommendation,
 )
 from crm_graphql.domain.lead import Lead, LeadFields, Sale, StageChange
-from crm_graphql.domain.scoring import LeadSnapshot, Score
+from crm_graphql.domain.scoring import (
+    ActivityRecord,
+    LeadEvidence,
+    LeadSnapshot,
+    Score,
+    ScoreFactor,
+)
 
 LEAD_STAGE_CHANNEL = "crm_lead_stage_changes"
 
@@ -38,7 +47,16 @@ def score_to_json(score: Score) -> dict[str, Any]:
     return {
         "recommendation": score.recommendation.value,
         "reasons": list(score.reasons),
+        "factors": [
+            {
+                "name": factor.name,
+                "contribution": factor.contribution,
+                "explanation": factor.explanation,
+            }
+            for factor in score.factors
+        ],
         "scorer": score.scorer,
+        "scorer_version": score.scorer_version,
         "scored_at": score.scored_at.isoformat(),
         "inputs": {
             "source": score.inputs.source.value,
@@ -49,6 +67,8 @@ def score_to_json(score: Score) -> dict[str, Any]:
 
 
 def score_from_row(value: float | None, data: dict[str, Any] | None) -> Score | None:
+    """Scores stored before factors and versions existed load with no factors and no version:
+    nothing is invented after the fact, and their reasons still say why."""
     if value is None or data is None:
         return None
     inputs = data["inputs"]
@@ -63,6 +83,11 @@ def score_from_row(value: float | None, data: dict[str, Any] | None) -> Score | 
             business_domain=inputs["business_domain"],
             activity_count=inputs["activity_count"],
         ),
+        factors=tuple(
+            ScoreFactor(f["name"], f["contribution"], f["explanation"])
+            for f in data.get("factors", ())
+        ),
+        scorer_version=data.get("scorer_version"),
     )
 
 
@@ -76,6 +101,8 @@ def lead_from_row(row: Row[Any]) -> Lead:
         score=score_from_row(row.score_value, row.score),
         created_at=row.created_at,
         updated_at=row.updated_at,
+        created_by=row.created_by,
+        owner_id=row.owner_id,
         contact=ContactDetails(
             contact_name=row.contact_name,
             company_name=row.company_name,
@@ -117,6 +144,7 @@ def sale_from_row(row: Row[Any]) -> Sale:
         stage=SaleStage(row.stage),
         created_at=row.created_at,
         updated_at=row.updated_at,
+        transferred_by=row.transferred_by,
     )
 
 
@@ -126,6 +154,7 @@ def lead_change_from_row(row: Row[Any]) -> StageChange[LeadStage]:
         from_stage=LeadStage(row.from_stage) if row.from_stage else None,
         to_stage=LeadStage(row.to_stage),
         at=row.at,
+        by=row.by,
         note=row.note,
         merged_from=row.merged_from_lead_id,
     )
@@ -137,21 +166,76 @@ def sale_change_from_row(row: Row[Any]) -> StageChange[SaleStage]:
         from_stage=SaleStage(row.from_stage) if row.from_stage else None,
         to_stage=SaleStage(row.to_stage),
         at=row.at,
+        by=row.by,
     )
+
+
+def user_from_row(row: Row[Any]) -> User:
+    return User(id=row.id, name=row.name, role=Role(row.role))
 
 
 # --- writes -------------------------------------------------------------------------------
 
+# How stale users.last_seen may get: refreshing it on every write would rewrite the row each time.
+LAST_SEEN_RESOLUTION = timedelta(minutes=1)
+
+
+async def record_user(conn: AsyncConnection, actor: Actor) -> None:
+    """Make sure the actor has a users row (attribution columns reference it), in one statement.
+
+    An existing row is refreshed (name, role, last_seen) only when it changed or last_seen is
+    older than LAST_SEEN_RESOLUTION, and SKIP LOCKED leaves it to whoever already refreshes it:
+    a plain upsert would lock the row until commit and make one person's writes queue behind
+    each other.
+    """
+    due = (
+        select(users.c.id)
+        .where(
+            users.c.id == actor.user_id,
+            or_(
+                users.c.name != actor.name,
+                users.c.role != actor.role.value,
+                users.c.last_seen < func.now() - LAST_SEEN_RESOLUTION,
+            ),
+        )
+        .with_for_update(key_share=True, skip_locked=True)
+    )
+    refreshed = (
+        update(users)
+        .where(users.c.id.in_(due.scalar_subquery()))
+        .values(name=actor.name, role=actor.role.value, last_seen=func.now())
+        .returning(users.c.id)
+        .cte("refreshed")
+    )
+    new_row = select(literal(actor.user_id), literal(actor.name), literal(actor.role.value)).where(
+        ~exists(select(refreshed.c.id))
+    )
+    await conn.execute(
+        pg_insert(users)
+        .from_select(["id", "name", "role"], new_row)
+        .on_conflict_do_nothing(index_elements=[users.c.id])
+    )
+
 
 async def insert_lead(
-    conn: AsyncConnection, source: LeadSource, fields: LeadFields, duplicate_of: int | None = None
+    conn: AsyncConnection,
+    source: LeadSource,
+    fields: LeadFields,
+    created_by: str,
+    duplicate_of: int | None = None,
 ) -> Lead | None:
-    """The new lead, or None when it would duplicate an open lead the guard covers (the unique
-    indexes decide, so concurrent inserts of the same email leave exactly one lead)."""
+    """The new lead, owned by its creator, or None when it would duplicate an open lead the
+    guard covers (the unique indexes decide, so concurrent inserts of the same email leave
+    exactly one lead)."""
     row = (
         await conn.execute(
             pg_insert(leads)
-            .values(**new_lead_values(source, fields), duplicate_of=duplicate_of)
+            .values(
+                **new_lead_values(source, fields),
+                created_by=created_by,
+                owner_id=created_by,
+                duplicate_of=duplicate_of,
+            )
             .on_conflict_do_nothing()
             .returning(*leads.c)
         )
@@ -239,12 +323,12 @@ async def move_lead_history(conn: AsyncConnection, from_lead_id: int, to_lead_id
 
 
 async def record_lead_merge(
-    conn: AsyncConnection, lead_id: int, stage: LeadStage, note: str
+    conn: AsyncConnection, lead_id: int, stage: LeadStage, by: str, note: str
 ) -> None:
     """A history entry on the kept lead; not a stage change, so nothing is published."""
     await conn.execute(
         insert(stage_changes).values(
-            lead_id=lead_id, from_stage=stage.value, to_stage=stage.value, note=note
+            lead_id=lead_id, from_stage=stage.value, to_stage=stage.value, by=by, note=note
         )
     )
 
@@ -254,6 +338,7 @@ async def record_lead_stage_change(
     lead_id: int,
     from_stage: LeadStage | None,
     to_stage: LeadStage,
+    by: str,
     note: str | None = None,
 ) -> StageChange[LeadStage]:
     """Write the audit row and queue its notification; both take effect only on commit."""
@@ -264,6 +349,7 @@ async def record_lead_stage_change(
                 lead_id=lead_id,
                 from_stage=from_stage.value if from_stage else None,
                 to_stage=to_stage.value,
+                by=by,
                 note=note,
             )
             .returning(*stage_changes.c)
@@ -298,32 +384,35 @@ IMPORTED_LEAD_COLUMNS = (
     "import_key",
 )
 _INSERT_IMPORTED_LEADS = text(
-    f"INSERT INTO leads ({', '.join(IMPORTED_LEAD_COLUMNS)}) "
-    f"SELECT * FROM unnest({', '.join(f'CAST(:{c} AS text[])' for c in IMPORTED_LEAD_COLUMNS)}) "
-    "ON CONFLICT DO NOTHING RETURNING id, import_key"
+    f"INSERT INTO leads ({', '.join(IMPORTED_LEAD_COLUMNS)}, created_by, owner_id) "
+    "SELECT imported.*, CAST(:created_by AS text), CAST(:owner_id AS text) "
+    f"FROM unnest({', '.join(f'CAST(:{c} AS text[])' for c in IMPORTED_LEAD_COLUMNS)}) "
+    "AS imported ON CONFLICT DO NOTHING RETURNING id, import_key"
 )
 _RECORD_CREATIONS = text(
-    "WITH audit AS (INSERT INTO stage_changes (lead_id, to_stage) "
-    "SELECT unnest(CAST(:lead_ids AS bigint[])), :stage RETURNING id) "
+    "WITH audit AS (INSERT INTO stage_changes (lead_id, to_stage, by) "
+    "SELECT unnest(CAST(:lead_ids AS bigint[])), :stage, CAST(:by AS text) RETURNING id) "
     "SELECT max(id) FROM audit"
 )
 
 
 async def insert_imported_leads(
-    conn: AsyncConnection, rows: Sequence[dict[str, Any]]
+    conn: AsyncConnection, rows: Sequence[dict[str, Any]], created_by: str, owner_id: str
 ) -> dict[str, int]:
     """Insert leads with their import keys in one statement; rows already imported or held by
     the duplicate guard are skipped. Returns import key -> new lead id."""
     columns = {name: [row[name] for row in rows] for name in IMPORTED_LEAD_COLUMNS}
-    created = await conn.execute(_INSERT_IMPORTED_LEADS, columns)
+    created = await conn.execute(
+        _INSERT_IMPORTED_LEADS, {**columns, "created_by": created_by, "owner_id": owner_id}
+    )
     return {row.import_key: row.id for row in created}
 
 
-async def record_lead_creations(conn: AsyncConnection, lead_ids: Sequence[int]) -> None:
+async def record_lead_creations(conn: AsyncConnection, lead_ids: Sequence[int], by: str) -> None:
     """The (none -> NEW) audit rows of many new leads, and one notification for all of them:
     it carries the highest audit id, so a listener reading by id picks up the whole batch."""
     last_audit_id = await conn.scalar(
-        _RECORD_CREATIONS, {"lead_ids": list(lead_ids), "stage": LeadStage.NEW.value}
+        _RECORD_CREATIONS, {"lead_ids": list(lead_ids), "stage": LeadStage.NEW.value, "by": by}
     )
     await _notify_lead_stage_changes(conn, {"id": last_audit_id, "leads": len(lead_ids)})
 
@@ -357,10 +446,12 @@ async def open_leads_by_duplicate_keys(
     return found
 
 
-async def insert_sale(conn: AsyncConnection, lead_id: int) -> Sale:
+async def insert_sale(conn: AsyncConnection, lead_id: int, transferred_by: str) -> Sale:
     row = (
         await conn.execute(
-            insert(sales).values(lead_id=lead_id, stage=SaleStage.NEW.value).returning(*sales.c)
+            insert(sales)
+            .values(lead_id=lead_id, stage=SaleStage.NEW.value, transferred_by=transferred_by)
+            .returning(*sales.c)
         )
     ).one()
     return sale_from_row(row)
@@ -386,13 +477,18 @@ async def update_sale_stage(conn: AsyncConnection, sale_id: int, stage: SaleStag
 
 
 async def record_sale_stage_change(
-    conn: AsyncConnection, sale_id: int, from_stage: SaleStage | None, to_stage: SaleStage
+    conn: AsyncConnection,
+    sale_id: int,
+    from_stage: SaleStage | None,
+    to_stage: SaleStage,
+    by: str,
 ) -> None:
     await conn.execute(
         insert(stage_changes).values(
             sale_id=sale_id,
             from_stage=from_stage.value if from_stage else None,
             to_stage=to_stage.value,
+            by=by,
         )
     )
 
@@ -413,6 +509,11 @@ async def sales_by_ids(conn: AsyncConnection, ids: Sequence[int]) -> dict[int, S
 async def sales_by_lead_ids(conn: AsyncConnection, lead_ids: Sequence[int]) -> dict[int, Sale]:
     rows = await conn.execute(select(*sales.c).where(sales.c.lead_id.in_(lead_ids)))
     return {row.lead_id: sale_from_row(row) for row in rows}
+
+
+async def users_by_ids(conn: AsyncConnection, ids: Sequence[str]) -> dict[str, User]:
+    rows = await conn.execute(select(*users.c).where(users.c.id.in_(ids)))
+    return {row.id: user_from_row(row) for row in rows}
 
 
 async def lead_history(
@@ -463,6 +564,86 @@ async def sale_history(
     for row in rows:
         history[row.sale_id].append(sale_change_from_row(row))
     return history
+
+
+# --- scoring --------------------------------------------------------------------------------
+
+
+async def evidence_by_leads(conn: AsyncConnection, of: Sequence[Lead]) -> dict[int, LeadEvidence]:
+    """Activity mix and first contact of each lead, without notes (one query)."""
+    evidence = {lead.id: LeadEvidence(created_at=lead.created_at) for lead in of}
+    if not of:
+        return evidence
+    rows = await conn.execute(
+        select(
+            activities.c.lead_id, activities.c.kind, func.count(), func.min(activities.c.created_at)
+        )
+        .where(activities.c.lead_id.in_(list(evidence)))
+        .group_by(activities.c.lead_id, activities.c.kind)
+    )
+    mixes: dict[int, dict[ActivityKind, int]] = {}
+    firsts: dict[int, datetime] = {}
+    for lead_id, kind, count, first in rows:
+        mixes.setdefault(lead_id, {})[ActivityKind(kind)] = count
+        firsts[lead_id] = min(first, firsts.get(lead_id, first))
+    return {
+        lead_id: replace(
+            base, first_activity_at=firsts.get(lead_id), activity_mix=mixes.get(lead_id, {})
+        )
+        for lead_id, base in evidence.items()
+    }
+
+
+async def lead_evidence(conn: AsyncConnection, lead: Lead, recent_limit: int) -> LeadEvidence:
+    """The lead's activity mix and first contact, and its `recent_limit` newest activities."""
+    summary = (await evidence_by_leads(conn, [lead]))[lead.id]
+    rows = await conn.execute(
+        select(activities.c.kind, activities.c.note, activities.c.created_at)
+        .where(activities.c.lead_id == lead.id)
+        .order_by(activities.c.id.desc())
+        .limit(recent_limit)
+    )
+    recent = tuple(ActivityRecord(ActivityKind(kind), note, at) for kind, note, at in rows)
+    return replace(summary, recent=recent)
+
+
+async def closed_leads(conn: AsyncConnection) -> list[Lead]:
+    """TRANSFERRED and LOST leads, oldest first: the outcomes a scorer learns from."""
+    rows = await conn.execute(
+        select(*leads.c)
+        .where(leads.c.stage.in_([LeadStage.TRANSFERRED.value, LeadStage.LOST.value]))
+        .order_by(leads.c.id)
+    )
+    return [lead_from_row(row) for row in rows]
+
+
+async def latest_scoring_model(conn: AsyncConnection, kind: str) -> Row[Any] | None:
+    return (
+        await conn.execute(
+            select(*scoring_models.c)
+            .where(scoring_models.c.kind == kind)
+            .order_by(scoring_models.c.version.desc())
+            .limit(1)
+        )
+    ).one_or_none()
+
+
+async def insert_scoring_model(
+    conn: AsyncConnection, kind: str, params: dict[str, Any], metrics: dict[str, Any]
+) -> Row[Any]:
+    """Store a model as the next version of its kind (the unique constraint settles races)."""
+    next_version = (
+        select(func.coalesce(func.max(scoring_models.c.version), 0) + 1)
+        .where(scoring_models.c.kind == kind)
+        .scalar_subquery()
+    )
+    return (
+        await conn.execute(
+            insert(scoring_models)
+            .values(kind=kind, version=next_version, params=params, metrics=metrics)
+            .returning(*scoring_models.c)
+        )
+    ).one()
 
 
 # --- pages ----------------------------------------------------------------------------------

@@ -13,7 +13,8 @@ from urllib.parse import urlsplit, urlunsplit
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
-from crm_graphql.domain.errors import invalid_input, run_checks
+from crm_graphql.domain.errors import RuleViolation, invalid_input, run_checks
+from crm_graphql.domain.text import unstorable_text
 
 NAME_MAX_LENGTH = 200
 EMAIL_MAX_LENGTH = 254  # RFC 5321 path limit
@@ -24,16 +25,17 @@ WEBSITE_MAX_LENGTH = 2048
 _HOST = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,62}$")
 
 
-def _refuse_nul(field: str, value: str) -> None:
-    if "\x00" in value:
-        raise invalid_input(field, f"{field} must not contain NUL characters.")
+def _refuse_unstorable(field: str, value: str) -> None:
+    violation = unstorable_text(value, field)
+    if violation:
+        raise RuleViolation(violation)
 
 
 def normalize_name(field: str, value: str | None) -> str | None:
     """A free-text name as stored: trimmed, 1 to NAME_MAX_LENGTH characters, or None."""
     if value is None:
         return None
-    _refuse_nul(field, value)
+    _refuse_unstorable(field, value)
     trimmed = value.strip()
     if not 1 <= len(trimmed) <= NAME_MAX_LENGTH:
         raise invalid_input(
@@ -46,7 +48,7 @@ def normalize_email(value: str | None) -> str | None:
     """The address in lower case, after a syntax check (no DNS look-up: imports stay offline)."""
     if value is None:
         return None
-    _refuse_nul("email", value)
+    _refuse_unstorable("email", value)
     trimmed = value.strip()
     if len(trimmed) > EMAIL_MAX_LENGTH:
         raise invalid_input("email", f"email must be at most {EMAIL_MAX_LENGTH} characters.")
@@ -61,7 +63,7 @@ def normalize_phone(value: str | None, default_region: str | None) -> str | None
     """The number in E.164 (+4930123456). Without a default region it must start with +country."""
     if value is None:
         return None
-    _refuse_nul("phone", value)
+    _refuse_unstorable("phone", value)
     if len(value) > PHONE_INPUT_MAX_LENGTH:
         raise invalid_input("phone", f"phone must be at most {PHONE_INPUT_MAX_LENGTH} characters.")
     try:
@@ -83,7 +85,7 @@ class Website:
 def normalize_website(value: str | None) -> Website | None:
     if value is None:
         return None
-    _refuse_nul("website", value)
+    _refuse_unstorable("website", value)
     trimmed = value.strip()
     if not 1 <= len(trimmed) <= WEBSITE_MAX_LENGTH:
         raise invalid_input(

@@ -2,7 +2,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from crm_graphql.scoring import build_scorer
+from crm_graphql.scoring import Scorers, build_scorers
 from crm_graphql.services.leads import LeadService
 from crm_graphql.services.queries import Queries
 from crm_graphql.services.sales import SaleService
@@ -14,16 +14,22 @@ class Services:
     leads: LeadService
     sales: SaleService
     queries: Queries
+    scorers: Scorers
 
     @classmethod
     def create(cls, engine: AsyncEngine, settings: Settings) -> "Services":
+        scorers = build_scorers(settings, engine)
         return cls(
             leads=LeadService(
                 engine,
-                build_scorer(settings),
+                scorers,
                 settings.transfer_threshold,
                 default_phone_region=settings.default_phone_region,
             ),
             sales=SaleService(engine),
             queries=Queries(engine, settings),
+            scorers=scorers,
         )
+
+    async def close(self) -> None:
+        await self.scorers.close()

@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from crm_graphql.db import repository as repo
+from crm_graphql.domain.access import Actor, Permission, require, require_merge
 from crm_graphql.domain.contact import (
     ContactInput,
     normalize_email,
@@ -31,7 +32,9 @@ from crm_graphql.domain.lead import (
     validate_lead_fields,
 )
 from crm_graphql.domain.lifecycle import check_lead_transition, lead_locked_violation
-from crm_graphql.domain.scoring import LeadScorer
+from crm_graphql.domain.scoring import RECENT_ACTIVITIES, ScorerKind
+from crm_graphql.domain.text import unstorable_text
+from crm_graphql.scoring import Scorers
 from crm_graphql.services.errors import duplicate, not_found
 
 NOTE_MAX_LENGTH = 10_000
@@ -91,17 +94,18 @@ class LeadService:
     def __init__(
         self,
         engine: AsyncEngine,
-        scorer: LeadScorer,
+        scorers: Scorers,
         transfer_threshold: float,
         default_phone_region: str | None = None,
     ) -> None:
         self.engine = engine
-        self.scorer = scorer
+        self.scorers = scorers
         self.transfer_threshold = transfer_threshold
         self.default_phone_region = default_phone_region
 
     async def create(
         self,
+        actor: Actor,
         source: LeadSource,
         business_domain: str | None,
         contact: ContactInput = NO_CONTACT,
@@ -110,11 +114,13 @@ class LeadService:
         """A new lead in stage NEW. One whose email, phone or website domain matches an open lead
         is refused with DUPLICATE, unless allow_duplicate: then it is created outside the guard,
         marked as a duplicate of that lead."""
+        require(actor, Permission.CREATE_LEAD)
         fields = validate_lead_fields(business_domain, contact, self.default_phone_region)
         keys = fields.contact.duplicate_keys
         for _ in range(CREATE_ATTEMPTS):
             async with self.engine.begin() as conn:
-                lead = await repo.insert_lead(conn, source, fields)
+                await repo.record_user(conn, actor)
+                lead = await repo.insert_lead(conn, source, fields, actor.user_id)
                 if lead is None:
                     existing = await repo.find_duplicate(conn, keys)
                     if existing is None:
@@ -122,31 +128,35 @@ class LeadService:
                     if not allow_duplicate:
                         raise duplicate(existing.field, existing.lead_id, ALLOW_DUPLICATE_HINT)
                     lead = await repo.insert_lead(
-                        conn, source, fields, duplicate_of=existing.lead_id
+                        conn, source, fields, actor.user_id, duplicate_of=existing.lead_id
                     )
                     if lead is None:  # only the guard's indexes can refuse; it exempts this row
                         raise RuntimeError("an insert outside the duplicate guard was refused")
-                await repo.record_lead_stage_change(conn, lead.id, None, lead.stage)
+                await repo.record_lead_stage_change(conn, lead.id, None, lead.stage, actor.user_id)
                 return lead
         raise RuntimeError(f"createLead met a closing duplicate {CREATE_ATTEMPTS} times")
 
-    async def update(self, lead_id: int, changes: LeadChanges) -> Lead:
+    async def update(self, actor: Actor, lead_id: int, changes: LeadChanges) -> Lead:
+        require(actor, Permission.UPDATE_LEAD)
         values = self._validated_changes(changes)
         try:
             async with self.engine.begin() as conn:
                 lead = await self._lock_unlocked(conn, lead_id)
                 if not values:
                     return lead
+                await repo.record_user(conn, actor)
                 return await repo.update_lead(conn, lead_id, **values)
         except IntegrityError as error:
             if not _is_duplicate_guard(error):
                 raise
             raise await self._duplicate_of(_duplicate_keys(values), lead_id) from error
 
-    async def merge(self, keep_id: int, merge_id: int) -> Merge:
+    async def merge(self, actor: Actor, keep_id: int, merge_id: int) -> Merge:
         """Fold a duplicate into the lead that stays: its activities and history move over,
         the kept lead's empty fields are filled from it, and it ends LOST, pointing to the kept
-        lead. One transaction; both rows are locked in id order."""
+        lead. One transaction; both rows are locked in id order. An admin merges any leads, a
+        manager only leads they own both of."""
+        require(actor, Permission.MERGE_LEADS)
         if keep_id == merge_id:
             raise RuleViolation(
                 Violation(
@@ -161,11 +171,12 @@ class LeadService:
                     raise not_found("lead", "keepId")
                 if other is None:
                     raise not_found("lead", "mergeId")
+                # Owners are read under the locks, so a concurrent assignLead cannot slip by.
+                require_merge(actor, (keep.owner_id, other.owner_id))
                 violations = merge_violations(keep, other)
                 if violations:
                     raise RuleViolation(*violations)
-                # INTEGRATION(issue 4): once users exist, `actor` is the first parameter and the
-                # check goes here, after the locks: admin, or the owner of both leads.
+                await repo.record_user(conn, actor)
                 await repo.move_lead_history(conn, merge_id, keep_id)
                 await repo.move_activities(conn, merge_id, keep_id)
                 # LOST first: it takes the merged lead out of the duplicate guard, so its email
@@ -179,7 +190,12 @@ class LeadService:
                     activity_count=0,
                 )
                 await repo.record_lead_stage_change(
-                    conn, merge_id, other.stage, LeadStage.LOST, note=MERGED_LOST_REASON
+                    conn,
+                    merge_id,
+                    other.stage,
+                    LeadStage.LOST,
+                    actor.user_id,
+                    note=MERGED_LOST_REASON,
                 )
                 filled = merged_fields(keep, other)
                 kept = await repo.update_lead(
@@ -193,7 +209,11 @@ class LeadService:
                     **repo.contact_values(filled.contact),
                 )
                 await repo.record_lead_merge(
-                    conn, keep_id, keep.stage, "A duplicate lead was merged into this one."
+                    conn,
+                    keep_id,
+                    keep.stage,
+                    actor.user_id,
+                    "A duplicate lead was merged into this one.",
                 )
                 return Merge(kept=kept, merged=merged)
         except IntegrityError as error:
@@ -239,56 +259,93 @@ class LeadService:
             )
         return duplicate(existing.field, existing.lead_id)
 
-    async def log_activity(self, lead_id: int, kind: ActivityKind, note: str | None) -> Lead:
+    async def log_activity(
+        self, actor: Actor, lead_id: int, kind: ActivityKind, note: str | None
+    ) -> Lead:
+        require(actor, Permission.LOG_ACTIVITY)
         note = _validate_note(note)
         async with self.engine.begin() as conn:
             await self._lock_unlocked(conn, lead_id)
+            await repo.record_user(conn, actor)
             await repo.insert_activity(conn, lead_id, kind, note)
             return await repo.increment_activity_count(conn, lead_id)
 
-    async def analyze(self, lead_id: int) -> Lead:
+    async def analyze(
+        self, actor: Actor, lead_id: int, scorer_kind: ScorerKind | None = None
+    ) -> Lead:
+        """Score with the named scorer (an admin's choice), or the default (CRM_SCORER)."""
+        require(actor, Permission.ANALYZE_LEAD)
+        if scorer_kind is not None:
+            require(actor, Permission.CHOOSE_SCORER)
+        scorer = self.scorers.get(scorer_kind)
         # Score outside the transaction: a remote scorer must not hold the row lock. The score
         # records the inputs it saw, so a change made meanwhile shows up as a stale score.
         async with self.engine.connect() as conn:
             current = (await repo.leads_by_ids(conn, [lead_id])).get(lead_id)
-        if current is None:
-            raise not_found("lead", "leadId")
-        if current.locked:
-            raise RuleViolation(lead_locked_violation())
-        score = await self.scorer.score(current.snapshot, datetime.now(UTC))
+            if current is None:
+                raise not_found("lead", "leadId")
+            if current.locked:
+                raise RuleViolation(lead_locked_violation())
+            evidence = (
+                await repo.lead_evidence(conn, current, RECENT_ACTIVITIES)
+                if scorer.needs_evidence
+                else None
+            )
+        score = await scorer.score(current.snapshot, datetime.now(UTC), evidence)
         async with self.engine.begin() as conn:
             await self._lock_unlocked(conn, lead_id)
+            await repo.record_user(conn, actor)
             return await repo.update_lead(conn, lead_id, **repo.score_values(score))
 
-    async def advance_stage(self, lead_id: int, to: LeadStage) -> Lead:
+    async def advance_stage(self, actor: Actor, lead_id: int, to: LeadStage) -> Lead:
+        require(actor, Permission.ADVANCE_LEAD_STAGE)
         async with self.engine.begin() as conn:
             lead = await self._lock(conn, lead_id)
             violation = check_lead_transition(lead.stage, to)
             if violation:
                 raise RuleViolation(violation)
+            await repo.record_user(conn, actor)
             updated = await repo.update_lead(conn, lead_id, stage=to.value)
-            await repo.record_lead_stage_change(conn, lead_id, lead.stage, to)
+            await repo.record_lead_stage_change(conn, lead_id, lead.stage, to, actor.user_id)
             return updated
 
-    async def transfer_to_sales(self, lead_id: int) -> Transfer:
+    async def transfer_to_sales(self, actor: Actor, lead_id: int) -> Transfer:
+        require(actor, Permission.TRANSFER_LEAD)
         try:
             async with self.engine.begin() as conn:
                 lead = await self._lock(conn, lead_id)
                 violations = transfer_violations(lead, self.transfer_threshold)
                 if violations:
                     raise RuleViolation(*violations)
+                await repo.record_user(conn, actor)
                 updated = await repo.update_lead(conn, lead_id, stage=LeadStage.TRANSFERRED.value)
-                sale = await repo.insert_sale(conn, lead_id)
+                sale = await repo.insert_sale(conn, lead_id, actor.user_id)
                 await repo.record_lead_stage_change(
-                    conn, lead_id, lead.stage, LeadStage.TRANSFERRED
+                    conn, lead_id, lead.stage, LeadStage.TRANSFERRED, actor.user_id
                 )
-                await repo.record_sale_stage_change(conn, sale.id, None, sale.stage)
+                await repo.record_sale_stage_change(conn, sale.id, None, sale.stage, actor.user_id)
                 return Transfer(updated, sale)
         except IntegrityError as error:
             # The row lock serialises transfers; the unique constraint is the last line.
             if "uq_sales_lead_id" in str(error.orig):
                 raise RuleViolation(lead_locked_violation()) from error
             raise
+
+    async def assign(self, actor: Actor, lead_id: int, owner_id: str) -> Lead:
+        """Make another known user the lead's owner."""
+        require(actor, Permission.ASSIGN_LEAD)
+        async with self.engine.begin() as conn:
+            await self._lock_unlocked(conn, lead_id)
+            if owner_id not in await repo.users_by_ids(conn, [owner_id]):
+                raise RuleViolation(
+                    Violation(
+                        ErrorCode.NOT_FOUND,
+                        "No user with this ID; a person becomes known with their first change.",
+                        ("ownerId",),
+                    )
+                )
+            await repo.record_user(conn, actor)
+            return await repo.update_lead(conn, lead_id, owner_id=owner_id)
 
     async def _lock(self, conn: AsyncConnection, lead_id: int) -> Lead:
         lead = await repo.lock_lead(conn, lead_id)
@@ -306,10 +363,9 @@ class LeadService:
 def _validate_note(note: str | None) -> str | None:
     if note is None:
         return None
-    if "\x00" in note:
-        raise RuleViolation(
-            Violation(ErrorCode.INVALID_INPUT, "note must not contain NUL characters.", ("note",))
-        )
+    violation = unstorable_text(note, "note")
+    if violation:
+        raise RuleViolation(violation)
     if len(note) > NOTE_MAX_LENGTH:
         raise RuleViolation(
             Violation(

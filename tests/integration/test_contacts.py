@@ -4,6 +4,7 @@ import asyncio
 import base64
 
 from tests.support.graphql import GraphQLClient
+from tests.support.leads import transfer
 
 CONTACT_FIELDS = """
   id source stage businessDomain contactName companyName email phone website
@@ -33,6 +34,19 @@ mutation($id: ID!, $to: LeadStage!) {
 
 async def create(gql: GraphQLClient, **fields) -> dict:
     return (await gql(CREATE, {"input": {"source": "MANUAL", **fields}}))["createLead"]
+
+
+async def test_a_new_lead_with_contacts_is_created_and_owned_by_its_creator(gql: GraphQLClient):
+    alice = gql.as_role("manager", sub="alice", name="Alice")
+    created = await create(alice, email="ann@acme.com", contactName="Ann")
+    query = """query($id: ID!) {
+      lead(id: $id) { createdBy { id } owner { id } history { to by { id } } } }"""
+    lead = (await gql(query, {"id": created["lead"]["id"]}))["lead"]
+    assert lead == {
+        "createdBy": {"id": "alice"},
+        "owner": {"id": "alice"},
+        "history": [{"to": "NEW", "by": {"id": "alice"}}],
+    }
 
 
 async def test_contact_fields_are_validated_normalised_and_returned(gql: GraphQLClient):
@@ -125,6 +139,30 @@ async def test_allow_duplicate_creates_the_lead_marked_as_duplicate(gql: GraphQL
     # allowDuplicate without an actual duplicate creates an ordinary, guarded lead.
     plain = await create(gql, email="bob@acme.com", allowDuplicate=True)
     assert plain["lead"]["duplicateOf"] is None
+
+
+async def test_duplicate_of_does_not_show_a_sales_user_a_lead_they_may_not_read(
+    gql: GraphQLClient,
+):
+    original = (await create(gql, email="ann@acme.com"))["lead"]
+    duplicate = (
+        await create(
+            gql,
+            source="PARTNER",
+            businessDomain="fintech",
+            email="ann@acme.com",
+            allowDuplicate=True,
+        )
+    )["lead"]
+    await transfer(gql, duplicate["id"])
+    query = "query($id: ID!) { lead(id: $id) { id duplicateOf { id } } }"
+
+    as_manager = await gql(query, {"id": duplicate["id"]})
+    assert as_manager["lead"]["duplicateOf"] == {"id": original["id"]}
+    as_sales = await gql.as_role("sales")(query, {"id": duplicate["id"]})
+    # The transferred lead is visible, the open original it duplicates is not.
+    assert as_sales["lead"] == {"id": duplicate["id"], "duplicateOf": None}
+    assert (await gql.as_role("sales")(query, {"id": original["id"]}))["lead"] is None
 
 
 async def test_a_lost_lead_does_not_block_a_new_one(gql: GraphQLClient):

@@ -162,7 +162,38 @@ async def test_unusable_files_and_options_are_refused(
     assert missing.returncode == 2
     assert "No such file" in missing.stderr
 
-    owner = run_import(write_csv(tmp_path / "leads.csv", ROWS), "--owner", "alice")
-    assert owner.returncode == 2
-    assert "--owner needs user accounts" in owner.stderr
+    for dry_run in ((), ("--dry-run",)):
+        owner = run_import(write_csv(tmp_path / "leads.csv", ROWS), "--owner", "alice", *dry_run)
+        assert owner.returncode == 2
+        assert "--owner 'alice' is not a known user" in owner.stderr
     assert await db.fetchval("SELECT count(*) FROM leads") == 0
+    assert await db.fetchval("SELECT count(*) FROM users") == 0
+    assert not (tmp_path / "leads.rejected.csv").exists()
+
+
+ATTRIBUTION = """{ leads(first: 10) { edges { node {
+  createdBy { id name } owner { id } history { to by { id } } } } } }"""
+
+
+async def test_imported_leads_are_by_the_import_and_owned_by_the_owner_given(
+    gql: GraphQLClient, run_import, tmp_path: Path
+):
+    # A person becomes known with their first change through the API.
+    await existing_eve(gql.as_role("manager", sub="alice", name="Alice"))
+    result = run_import(write_csv(tmp_path / "a.csv", ROWS[:2]), "--owner", "alice")
+    assert result.returncode == 0, result.stderr
+    unowned = run_import(write_csv(tmp_path / "b.csv", ROWS[5:6]))
+    assert unowned.returncode == 0, unowned.stderr
+
+    leads = [e["node"] for e in (await gql(ATTRIBUTION))["leads"]["edges"]]
+    imported = [lead for lead in leads if lead["createdBy"]["id"] == "crm-graphql-import"]
+    assert len(imported) == 3
+    assert all(lead["createdBy"]["name"] == "CSV import" for lead in imported)
+    assert all(
+        lead["history"] == [{"to": "NEW", "by": {"id": "crm-graphql-import"}}] for lead in imported
+    )
+    assert sorted(lead["owner"]["id"] for lead in imported) == [
+        "alice",
+        "alice",
+        "crm-graphql-import",
+    ]

@@ -1,5 +1,6 @@
 """mergeLeads over HTTP: what moves, what is filled, what the histories show, what is refused."""
 
+from tests.support.auth import database_state, error_codes
 from tests.support.graphql import (
     ADVANCE_STAGE,
     ANALYZE_LEAD,
@@ -166,3 +167,51 @@ async def test_merge_refusals_change_nothing(gql: GraphQLClient, db):
 
     assert await db.fetch("SELECT * FROM leads ORDER BY id") == before
     assert await db.fetch("SELECT * FROM stage_changes ORDER BY id") == history_before
+
+
+ATTRIBUTION = """query($id: ID!) {
+  lead(id: $id) { owner { id } history(includeMerged: true) { to note by { id } } } }"""
+
+
+async def test_admin_merges_any_leads_a_manager_only_leads_they_own_both_of(gql: GraphQLClient, db):
+    alice = gql.as_role("manager", sub="alice", name="Alice")
+    bob = gql.as_role("manager", sub="bob", name="Bob")
+    alice_first = await create(alice, email="first@alice.com")
+    alice_second = await create(alice, email="second@alice.com")
+    bobs = await create(bob, email="lead@bob.com")
+    before = await database_state(db)
+
+    refused = [
+        (bob, bobs, alice_first, "The role manager may not merge leads owned by someone else."),
+        (bob, alice_first, bobs, "The role manager may not merge leads owned by someone else."),
+        (bob, alice_first, alice_second, "The role manager may not merge leads owned by"),
+        # Sales is refused before any lead is read, so the answer says nothing about them.
+        (gql.as_role("sales"), alice_first, alice_second, "The role sales may not merge leads."),
+    ]
+    for client, keep, other, message in refused:
+        body = await client.raw(MERGE, {"keep": keep["id"], "merge": other["id"]})
+        assert error_codes(body) == ["FORBIDDEN"], body
+        assert body["errors"][0]["message"].startswith(message)
+        assert body["data"] is None
+    assert await database_state(db) == before
+
+    # The owner of both merges them; the merge's history rows name who merged.
+    assert (await merge(alice, alice_first["id"], alice_second["id"]))["errors"] == []
+    # An admin merges leads of different owners.
+    admin = gql.as_role("admin", sub="root", name="Root")
+    assert (await merge(admin, alice_first["id"], bobs["id"]))["errors"] == []
+
+    def notes_by(lead: dict) -> list[tuple[str, str, str]]:
+        return [(h["to"], h["note"], h["by"]["id"]) for h in lead["history"] if h["note"]]
+
+    kept = (await gql(ATTRIBUTION, {"id": alice_first["id"]}))["lead"]
+    assert kept["owner"] == {"id": "alice"}
+    assert notes_by(kept) == [
+        ("NEW", "A duplicate lead was merged into this one.", "alice"),
+        ("NEW", "A duplicate lead was merged into this one.", "root"),
+    ]
+    lost = "Merged into another lead as a duplicate."
+    for merged, by in ((alice_second, "alice"), (bobs, "root")):
+        history = (await gql(ATTRIBUTION, {"id": merged["id"]}))["lead"]
+        assert notes_by(history) == [("LOST", lost, by)]
+    assert await db.fetchval("SELECT role FROM users WHERE id = 'root'") == "admin"

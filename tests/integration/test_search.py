@@ -6,9 +6,10 @@ from sqlalchemy.dialects.postgresql import asyncpg
 from crm_graphql.db.tables import leads
 from crm_graphql.services.queries import LeadFilter
 from tests.support.graphql import GraphQLClient
+from tests.support.leads import transfer
 
 CREATE = """
-mutation($input: CreateLeadInput!) { createLead(input: $input) { errors { code } } }"""
+mutation($input: CreateLeadInput!) { createLead(input: $input) { lead { id } errors { code } } }"""
 SEARCH = """
 query($search: String!) {
   leads(first: 50, filter: {search: $search}) { totalCount edges { node { contactName } } }
@@ -59,10 +60,29 @@ async def test_search_combines_with_other_filters(gql: GraphQLClient):
     assert (await gql(query))["leads"]["totalCount"] == 0
 
 
-async def test_blank_search_is_refused(gql: GraphQLClient):
-    body = await gql.raw(SEARCH, {"search": "   "})
-    (error,) = body["errors"]
-    assert error["extensions"] == {"code": "INVALID_INPUT", "field": ["search"]}
+async def test_a_sales_user_finds_only_transferred_leads(gql: GraphQLClient):
+    await seed(gql)
+    handed_over = await gql(
+        CREATE,
+        {"input": {"source": "PARTNER", "businessDomain": "fintech", "contactName": "Gus Acme"}},
+    )
+    await transfer(gql, handed_over["createLead"]["lead"]["id"])
+    assert await names(gql.as_role("sales"), "acme") == {"Gus Acme"}
+    assert await names(gql.as_role("sales"), "ann") == set()
+    assert await names(gql, "acme") == {
+        "Ann Lee",
+        "Bob Stone",
+        "Carl Weiss",
+        "Dora Acmeson",
+        "Gus Acme",
+    }
+
+
+async def test_blank_or_unstorable_search_is_refused(gql: GraphQLClient):
+    for term in ("   ", "ac\x00me", "ac\ud800me"):
+        body = await gql.raw(SEARCH, {"search": term})
+        (error,) = body["errors"]
+        assert error["extensions"] == {"code": "INVALID_INPUT", "field": ["search"]}, term
 
 
 def literal_sql(statement) -> str:

@@ -150,3 +150,21 @@ def test_import_key_depends_on_normalised_content_only():
     assert import_key("fintech", one) == import_key("fintech", same)
     assert import_key("fintech", one) != import_key("fintech", other)
     assert import_key("fintech", one) != import_key(None, one)
+
+
+@pytest.mark.parametrize(
+    ("field", "call"),
+    [
+        ("contactName", lambda value: normalize_name("contactName", value)),
+        ("companyName", lambda value: normalize_name("companyName", value)),
+        ("email", normalize_email),
+        ("phone", lambda value: normalize_phone(value, "DE")),
+        ("website", normalize_website),
+    ],
+)
+def test_text_postgresql_cannot_store_is_refused_in_every_contact_field(field, call):
+    # NUL and a lone surrogate (JSON "\ud800") would fail in the database, not as user errors.
+    for unstorable, wording in (("\x00", "NUL"), ("\ud800", "lone surrogate")):
+        code, named, message = refusal(call, f"ann{unstorable}acme.com")
+        assert (code, named) == (ErrorCode.INVALID_INPUT, (field,))
+        assert wording in message
