@@ -1,4 +1,4 @@
-"""`crm-graphql`: serve, migrate, export-schema, token, scorer train|evaluate."""
+"""`crm-graphql`: serve, migrate, export-schema, token, scorer train|evaluate, import."""
 
 import argparse
 import asyncio
@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from pydantic import ValidationError
 
 from crm_graphql.domain.access import Actor, Role
+from crm_graphql.domain.enums import LeadSource
 from crm_graphql.logs import configure_logging, logging_config
 from crm_graphql.settings import Settings, get_settings
 from crm_graphql.tokens import TokenCodec, development_secret, parse_ttl
@@ -194,6 +195,32 @@ async def _run_scorer_command(args: argparse.Namespace, settings: Settings, url:
         await engine.dispose()
 
 
+def lead_source(value: str) -> LeadSource:
+    try:
+        return LeadSource(value.upper())
+    except ValueError:
+        choices = ", ".join(LeadSource)
+        raise argparse.ArgumentTypeError(f"{value!r} is not one of {choices}") from None
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from crm_graphql.importer import run_import
+
+    settings = get_settings()
+    url = resolve_database_url(settings)
+    migrate(url)
+    return run_import(
+        url,
+        args.path,
+        source=args.source,
+        dry_run=args.dry_run,
+        rejected_file=args.rejected,
+        batch_size=args.batch_size,
+        phone_region=settings.default_phone_region,
+        owner=args.owner,
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="crm-graphql", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -241,6 +268,26 @@ def build_parser() -> argparse.ArgumentParser:
         "--plot", type=Path, default=Path("calibration.png"), help="PNG calibration plot to write"
     )
     scorer.set_defaults(handler=cmd_scorer)
+
+    importing = commands.add_parser("import", help="import leads from a CSV file with a header")
+    importing.add_argument("path", type=Path, help="CSV file; its first row names the columns")
+    importing.add_argument("--dry-run", action="store_true", help="validate and report only")
+    importing.add_argument(
+        "--source",
+        type=lead_source,
+        default=LeadSource.SCANNER,
+        help="source of rows without a source column (default: SCANNER)",
+    )
+    importing.add_argument(
+        "--owner",
+        metavar="SUB",
+        help="a known user to own the new leads (default: the import's system user)",
+    )
+    importing.add_argument(
+        "--rejected", type=Path, help="where to write rejected rows (default: NAME.rejected.csv)"
+    )
+    importing.add_argument("--batch-size", type=int, default=1_000, help="rows per transaction")
+    importing.set_defaults(handler=cmd_import)
     return parser
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import quote
 
+import phonenumbers
 from pydantic import AliasChoices, Field, SecretStr, computed_field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -97,6 +98,20 @@ class Settings(BaseSettings):
     subscriber_queue_size: int = Field(default=256, ge=1)
     listen_health_interval: float = Field(default=10.0, gt=0)
     listen_reconnect_max_backoff: float = Field(default=30.0, gt=0)
+
+    # Region (ISO 3166 code such as DE or US) assumed for phone numbers given without +country.
+    # Unset: every number must carry its +country code, since guessing would store wrong numbers.
+    default_phone_region: str | None = None
+
+    @field_validator("default_phone_region")
+    @classmethod
+    def _known_region(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        region = value.strip().upper()
+        if region not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(f"{value!r} is not a region code phonenumbers knows (e.g. DE, US)")
+        return region
 
     @field_validator("jwt_secret")
     @classmethod

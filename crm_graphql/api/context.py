@@ -30,6 +30,7 @@ class Loaders:
     sale: DataLoader[int, Sale | None]
     sale_by_lead: DataLoader[int, Sale | None]
     lead_history: DataLoader[int, list[StageChange[LeadStage]]]
+    lead_history_with_merged: DataLoader[int, list[StageChange[LeadStage]]]
     sale_history: DataLoader[int, list[StageChange[SaleStage]]]
     user: DataLoader[str, User | None]
 
@@ -41,6 +42,7 @@ class Loaders:
             sale=DataLoader(lambda ids: queries.sales_by_ids(actor, ids)),
             sale_by_lead=DataLoader(lambda ids: queries.sales_by_lead_ids(actor, ids)),
             lead_history=DataLoader(queries.lead_histories),
+            lead_history_with_merged=DataLoader(queries.lead_histories_with_merged),
             sale_history=DataLoader(queries.sale_histories),
             user=DataLoader(queries.users_by_ids),
         )

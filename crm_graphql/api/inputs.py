@@ -1,3 +1,5 @@
+from typing import Any
+
 import strawberry
 
 from crm_graphql.api.types import (
@@ -17,6 +19,10 @@ class LeadFilter:
     source: list[LeadSource] | None = None
     min_score: float | None = None
     has_business_domain: bool | None = None
+    search: str | None = strawberry.field(
+        default=None,
+        description="A fragment of the contact name, company, email or website; any case.",
+    )
 
 
 @strawberry.input
@@ -34,15 +40,45 @@ class SaleFilter:
 class CreateLeadInput:
     source: LeadSource
     business_domain: str | None = None
+    contact_name: str | None = None
+    company_name: str | None = None
+    email: str | None = strawberry.field(default=None, description="Stored lower-cased.")
+    phone: str | None = strawberry.field(
+        default=None,
+        description="Stored in E.164; include the +country code unless the server has a "
+        "default region.",
+    )
+    website: str | None = strawberry.field(
+        default=None, description="A host or URL; https:// is assumed when no scheme is given."
+    )
+    allow_duplicate: bool = strawberry.field(
+        default=False,
+        description="Create the lead even when its email, phone or website domain matches an "
+        "open lead; it is then marked as a duplicate of that lead.",
+    )
+
+
+def _optional(description: str) -> Any:
+    return strawberry.field(default=strawberry.UNSET, description=description)
 
 
 @strawberry.input
 class UpdateLeadInput:
     lead_id: strawberry.ID
-    business_domain: str | None = strawberry.field(
-        default=strawberry.UNSET,
-        description="Trimmed, 1 to 120 characters; null clears it. Makes a score stale.",
+    business_domain: str | None = _optional(
+        "Trimmed, 1 to 120 characters; null clears it. Makes a score stale."
     )
+    contact_name: str | None = _optional("Trimmed, 1 to 200 characters; null clears it.")
+    company_name: str | None = _optional("Trimmed, 1 to 200 characters; null clears it.")
+    email: str | None = _optional("Stored lower-cased; null clears it.")
+    phone: str | None = _optional("Stored in E.164; null clears it.")
+    website: str | None = _optional("A host or URL; null clears it.")
+
+
+@strawberry.input
+class MergeLeadsInput:
+    keep_id: strawberry.ID = strawberry.field(description="The lead that stays.")
+    merge_id: strawberry.ID = strawberry.field(description="The duplicate; it ends LOST.")
 
 
 @strawberry.input

@@ -17,13 +17,15 @@ from crm_graphql.api.inputs import (
     AssignLeadInput,
     CreateLeadInput,
     LogActivityInput,
+    MergeLeadsInput,
     TransferToSalesInput,
     UpdateLeadInput,
 )
-from crm_graphql.api.types import LeadInfo, LeadType, SaleType, UserError
-from crm_graphql.domain.errors import RuleViolation
+from crm_graphql.api.types import LeadInfo, LeadType, SaleType, UserError, load_lead
+from crm_graphql.domain.contact import ContactInput
+from crm_graphql.domain.errors import ErrorCode, RuleViolation
 from crm_graphql.domain.lead import Lead, Sale
-from crm_graphql.services.leads import UNCHANGED, LeadChanges
+from crm_graphql.services.leads import UNCHANGED, LeadChanges, Merge
 
 T = TypeVar("T")
 
@@ -52,15 +54,34 @@ def sale_or_none(sale: Sale | None) -> SaleType | None:
 
 
 @strawberry.type
-class CreateLeadPayload:
-    lead: LeadType | None
+class ReportsDuplicates:
     errors: list[UserError]
+
+    @strawberry.field(
+        description="The open lead the input duplicates, when `errors` holds DUPLICATE."
+    )
+    async def duplicate_of(self, info: LeadInfo) -> LeadType | None:
+        existing = next(
+            (e.duplicate_of for e in self.errors if e.code is ErrorCode.DUPLICATE),
+            None,
+        )
+        return await load_lead(info, existing)
 
 
 @strawberry.type
-class UpdateLeadPayload:
+class CreateLeadPayload(ReportsDuplicates):
     lead: LeadType | None
-    errors: list[UserError]
+
+
+@strawberry.type
+class UpdateLeadPayload(ReportsDuplicates):
+    lead: LeadType | None
+
+
+@strawberry.type
+class MergeLeadsPayload(ReportsDuplicates):
+    lead: LeadType | None = strawberry.field(description="The kept lead, after the merge.")
+    merged: LeadType | None = strawberry.field(description="The merged lead, now LOST.")
 
 
 @strawberry.type
@@ -105,24 +126,59 @@ class Mutation:
     @strawberry.mutation(description="Create a lead in stage NEW.")
     async def create_lead(self, info: LeadInfo, input: CreateLeadInput) -> CreateLeadPayload:
         actor, leads = info.context.actor, info.context.services.leads
+        contact = ContactInput(
+            contact_name=input.contact_name,
+            company_name=input.company_name,
+            email=input.email,
+            phone=input.phone,
+            website=input.website,
+        )
         lead, errors = await attempt(
-            info.context, lambda: leads.create(actor, input.source, input.business_domain)
+            info.context,
+            lambda: leads.create(
+                actor, input.source, input.business_domain, contact, input.allow_duplicate
+            ),
         )
         return CreateLeadPayload(lead=lead_or_none(lead), errors=errors)
 
     @strawberry.mutation(description="Change a lead's fields; a transferred lead is locked.")
     async def update_lead(self, info: LeadInfo, input: UpdateLeadInput) -> UpdateLeadPayload:
         actor, leads = info.context.actor, info.context.services.leads
-        business_domain = (
-            UNCHANGED if input.business_domain is strawberry.UNSET else input.business_domain
+        changes = LeadChanges(
+            **{
+                name: UNCHANGED if value is strawberry.UNSET else value
+                for name, value in vars(input).items()
+                if name != "lead_id"
+            }
         )
 
         async def action() -> Lead:
             lead_id = decode_id_of("Lead", input.lead_id, "leadId")
-            return await leads.update(actor, lead_id, LeadChanges(business_domain=business_domain))
+            return await leads.update(actor, lead_id, changes)
 
         lead, errors = await attempt(info.context, action)
         return UpdateLeadPayload(lead=lead_or_none(lead), errors=errors)
+
+    @strawberry.mutation(
+        description="Fold a duplicate lead into the one that stays: activities and history "
+        "move over, empty fields are filled (never overwritten), the duplicate ends LOST."
+    )
+    async def merge_leads(self, info: LeadInfo, input: MergeLeadsInput) -> MergeLeadsPayload:
+        actor, leads = info.context.actor, info.context.services.leads
+
+        async def action() -> Merge:
+            return await leads.merge(
+                actor,
+                decode_id_of("Lead", input.keep_id, "keepId"),
+                decode_id_of("Lead", input.merge_id, "mergeId"),
+            )
+
+        merge, errors = await attempt(info.context, action)
+        return MergeLeadsPayload(
+            lead=lead_or_none(merge.kept if merge else None),
+            merged=lead_or_none(merge.merged if merge else None),
+            errors=errors,
+        )
 
     @strawberry.mutation(description="Record a contact with the client; counts toward the score.")
     async def log_activity(self, info: LeadInfo, input: LogActivityInput) -> LogActivityPayload:

@@ -84,6 +84,7 @@ class Query:
                     sources=f.source,
                     min_score=f.min_score,
                     has_business_domain=f.has_business_domain,
+                    search=f.search,
                 ),
                 q.LeadOrder(field=order.field, descending=order.direction is OrderDirection.DESC),
             )

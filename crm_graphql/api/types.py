@@ -49,11 +49,20 @@ class UserError:
     field: list[str] | None = strawberry.field(
         description="Path to the input field at fault, when one is."
     )
+    duplicate_of: strawberry.Private[int | None] = None
 
     @classmethod
     def from_violation(cls, violation: Violation) -> "UserError":
         field = list(violation.field) if violation.field else None
-        return cls(code=violation.code, message=violation.message, field=field)
+        message = violation.message
+        if violation.duplicate_of is not None:
+            message += f" Existing lead: {encode_global_id('Lead', violation.duplicate_of)}."
+        return cls(
+            code=violation.code,
+            message=message,
+            field=field,
+            duplicate_of=violation.duplicate_of,
+        )
 
 
 @strawberry.type(name="User", description="A person, as named by their token.")
@@ -129,14 +138,42 @@ class LeadStageChange:
     to: LeadStage
     at: datetime
     by_id: strawberry.Private[str | None]
+    note: str | None = strawberry.field(
+        default=None,
+        description="Why, when the change says more than its stages (a merge, for instance).",
+    )
+    merged_from_id: strawberry.Private[int | None] = None
 
     @classmethod
     def from_domain(cls, change: StageChange[enums.LeadStage]) -> "LeadStageChange":
-        return cls(from_=change.from_stage, to=change.to_stage, at=change.at, by_id=change.by)
+        return cls(
+            from_=change.from_stage,
+            to=change.to_stage,
+            at=change.at,
+            by_id=change.by,
+            note=change.note,
+            merged_from_id=change.merged_from,
+        )
 
     @strawberry.field(description="Who made the change; null before authentication existed.")
     async def by(self, info: LeadInfo) -> UserType | None:
         return await load_user(info, self.by_id)
+
+    @strawberry.field(
+        description="The lead this change happened on, when it came here through a merge."
+    )
+    async def merged_from(
+        self, info: LeadInfo
+    ) -> Annotated["LeadType", strawberry.lazy(__name__)] | None:
+        return await load_lead(info, self.merged_from_id)
+
+
+async def load_lead(info: LeadInfo, lead_id: int | None) -> "LeadType | None":
+    """None also for a lead the actor may not read: the loader applies the read rules."""
+    if lead_id is None:
+        return None
+    lead = await info.context.loaders.lead.load(lead_id)
+    return LeadType.from_domain(lead) if lead else None
 
 
 @strawberry.type
@@ -164,9 +201,16 @@ class LeadType(Node):
     activity_count: int
     created_at: datetime
     updated_at: datetime
+    contact_name: str | None
+    company_name: str | None
+    email: str | None = strawberry.field(description="Lower-cased.")
+    phone: str | None = strawberry.field(description="E.164, for example +4930123456.")
+    website: str | None = strawberry.field(description="With its scheme; host lower-cased.")
+    lost_reason: str | None = strawberry.field(description="Why the lead was lost, when known.")
 
     @classmethod
     def from_domain(cls, lead: Lead) -> "LeadType":
+        contact = lead.contact
         return cls(
             id=strawberry.ID(encode_global_id("Lead", lead.id)),
             record=lead,
@@ -176,7 +220,23 @@ class LeadType(Node):
             activity_count=lead.activity_count,
             created_at=lead.created_at,
             updated_at=lead.updated_at,
+            contact_name=contact.contact_name,
+            company_name=contact.company_name,
+            email=contact.email,
+            phone=contact.phone,
+            website=contact.website.url if contact.website else None,
+            lost_reason=lead.lost_reason,
         )
+
+    @strawberry.field(description="The lead this one was merged into (it is then LOST).")
+    async def merged_into(self, info: LeadInfo) -> "LeadType | None":
+        return await load_lead(info, self.record.merged_into)
+
+    @strawberry.field(
+        description="The open lead this one duplicates, when it was created with allowDuplicate."
+    )
+    async def duplicate_of(self, info: LeadInfo) -> "LeadType | None":
+        return await load_lead(info, self.record.duplicate_of)
 
     @strawberry.field(description="Null until the lead is analyzed.")
     def score(self) -> LeadScore | None:
@@ -196,9 +256,14 @@ class LeadType(Node):
     async def owner(self, info: LeadInfo) -> UserType | None:
         return await load_user(info, self.record.owner_id)
 
-    @strawberry.field(description="Every stage change, oldest first; creation included.")
-    async def history(self, info: LeadInfo) -> list[LeadStageChange]:
-        changes = await info.context.loaders.lead_history.load(self.record.id)
+    @strawberry.field(
+        description="Every stage change of this lead, oldest first; creation included. With "
+        "includeMerged, also those of the leads merged into it (marked by mergedFrom), by time."
+    )
+    async def history(self, info: LeadInfo, include_merged: bool = False) -> list[LeadStageChange]:
+        loaders = info.context.loaders
+        loader = loaders.lead_history_with_merged if include_merged else loaders.lead_history
+        changes = await loader.load(self.record.id)
         return [LeadStageChange.from_domain(change) for change in changes]
 
 

@@ -3,7 +3,7 @@ connection, so the caller decides the transaction."""
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -11,8 +11,19 @@ from sqlalchemy import ColumnElement, Row, exists, func, insert, literal, or_, s
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from crm_graphql.db.tables import activities, leads, sales, scoring_models, stage_changes, users
+from crm_graphql.db.tables import (
+    DUPLICATE_KEY_COLUMNS,
+    GUARDED_OPEN_LEAD,
+    STAGE_CHANGE_ORIGIN,
+    activities,
+    leads,
+    sales,
+    scoring_models,
+    stage_changes,
+    users,
+)
 from crm_graphql.domain.access import Actor, Role, User
+from crm_graphql.domain.contact import ContactDetails, Website
 from crm_graphql.domain.enums import (
     ActivityKind,
     LeadSource,
@@ -20,7 +31,7 @@ from crm_graphql.domain.enums import (
     SaleStage,
     ScoreRecommendation,
 )
-from crm_graphql.domain.lead import Lead, LeadStageChanged, Sale, StageChange
+from crm_graphql.domain.lead import Lead, LeadFields, LeadStageChanged, Sale, StageChange
 from crm_graphql.domain.scoring import (
     ActivityRecord,
     LeadEvidence,
@@ -92,7 +103,38 @@ def lead_from_row(row: Row[Any]) -> Lead:
         updated_at=row.updated_at,
         created_by=row.created_by,
         owner_id=row.owner_id,
+        contact=ContactDetails(
+            contact_name=row.contact_name,
+            company_name=row.company_name,
+            email=row.email,
+            phone=row.phone,
+            website=Website(row.website, row.website_domain) if row.website else None,
+        ),
+        duplicate_of=row.duplicate_of,
+        merged_into=row.merged_into,
+        lost_reason=row.lost_reason,
     )
+
+
+def contact_values(contact: ContactDetails) -> dict[str, Any]:
+    website = contact.website
+    return {
+        "contact_name": contact.contact_name,
+        "company_name": contact.company_name,
+        "email": contact.email,
+        "phone": contact.phone,
+        "website": website.url if website else None,
+        "website_domain": website.domain if website else None,
+    }
+
+
+def new_lead_values(source: LeadSource, fields: LeadFields) -> dict[str, Any]:
+    return {
+        "source": source.value,
+        "stage": LeadStage.NEW.value,
+        "business_domain": fields.business_domain,
+        **contact_values(fields.contact),
+    }
 
 
 def sale_from_row(row: Row[Any]) -> Sale:
@@ -113,6 +155,8 @@ def lead_change_from_row(row: Row[Any]) -> StageChange[LeadStage]:
         to_stage=LeadStage(row.to_stage),
         at=row.at,
         by=row.by,
+        note=row.note,
+        merged_from=row.merged_from_lead_id,
     )
 
 
@@ -174,22 +218,56 @@ async def record_user(conn: AsyncConnection, actor: Actor) -> None:
 
 
 async def insert_lead(
-    conn: AsyncConnection, source: LeadSource, business_domain: str | None, created_by: str
-) -> Lead:
+    conn: AsyncConnection,
+    source: LeadSource,
+    fields: LeadFields,
+    created_by: str,
+    duplicate_of: int | None = None,
+) -> Lead | None:
+    """The new lead, owned by its creator, or None when it would duplicate an open lead the
+    guard covers (the unique indexes decide, so concurrent inserts of the same email leave
+    exactly one lead)."""
     row = (
         await conn.execute(
-            insert(leads)
+            pg_insert(leads)
             .values(
-                source=source.value,
-                stage=LeadStage.NEW.value,
-                business_domain=business_domain,
+                **new_lead_values(source, fields),
                 created_by=created_by,
                 owner_id=created_by,
+                duplicate_of=duplicate_of,
             )
+            .on_conflict_do_nothing()
             .returning(*leads.c)
         )
-    ).one()
-    return lead_from_row(row)
+    ).one_or_none()
+    return lead_from_row(row) if row else None
+
+
+@dataclass(frozen=True)
+class Duplicate:
+    lead_id: int
+    field: str  # the input field whose value matched: email, phone or website
+
+
+async def find_duplicate(
+    conn: AsyncConnection, keys: dict[str, str], exclude_id: int | None = None
+) -> Duplicate | None:
+    """The open lead under the duplicate guard that holds one of `keys`, if any."""
+    found = await open_leads_by_duplicate_keys(
+        conn, {field: [value] for field, value in keys.items()}, exclude_id
+    )
+    for field, value in keys.items():
+        if (field, value) in found:
+            return Duplicate(found[(field, value)], field)
+    return None
+
+
+async def lock_leads(conn: AsyncConnection, lead_ids: Sequence[int]) -> dict[int, Lead]:
+    """Lock in id order, so two transactions locking the same leads cannot deadlock."""
+    rows = await conn.execute(
+        select(*leads.c).where(leads.c.id.in_(lead_ids)).order_by(leads.c.id).with_for_update()
+    )
+    return {row.id: lead_from_row(row) for row in rows}
 
 
 async def lock_lead(conn: AsyncConnection, lead_id: int) -> Lead | None:
@@ -225,12 +303,43 @@ async def insert_activity(
     await conn.execute(insert(activities).values(lead_id=lead_id, kind=kind.value, note=note))
 
 
+async def move_activities(conn: AsyncConnection, from_lead_id: int, to_lead_id: int) -> None:
+    await conn.execute(
+        update(activities).where(activities.c.lead_id == from_lead_id).values(lead_id=to_lead_id)
+    )
+
+
+async def move_lead_history(conn: AsyncConnection, from_lead_id: int, to_lead_id: int) -> None:
+    """Move a merged lead's audit rows to the kept lead, marked with the lead they happened on
+    (rows it had itself received from earlier merges keep their original mark)."""
+    await conn.execute(
+        update(stage_changes)
+        .where(stage_changes.c.lead_id == from_lead_id)
+        .values(
+            lead_id=to_lead_id,
+            merged_from_lead_id=func.coalesce(stage_changes.c.merged_from_lead_id, from_lead_id),
+        )
+    )
+
+
+async def record_lead_merge(
+    conn: AsyncConnection, lead_id: int, stage: LeadStage, by: str, note: str
+) -> None:
+    """A history entry on the kept lead; not a stage change, so nothing is published."""
+    await conn.execute(
+        insert(stage_changes).values(
+            lead_id=lead_id, from_stage=stage.value, to_stage=stage.value, by=by, note=note
+        )
+    )
+
+
 async def record_lead_stage_change(
     conn: AsyncConnection,
     lead_id: int,
     from_stage: LeadStage | None,
     to_stage: LeadStage,
     by: str,
+    note: str | None = None,
 ) -> StageChange[LeadStage]:
     """Write the audit row and queue its notification; both take effect only on commit.
 
@@ -240,10 +349,7 @@ async def record_lead_stage_change(
     PostgreSQL already serialises the commits of notifying transactions (NOTIFY holds a global
     lock from pre-commit to the end), so this only widens that section by this one statement.
     """
-    await conn.execute(
-        text("SELECT pg_advisory_xact_lock(hashtextextended(:channel, 0))"),
-        {"channel": LEAD_STAGE_CHANNEL},
-    )
+    await _order_lead_audit_ids(conn)
     row = (
         await conn.execute(
             insert(stage_changes)
@@ -252,15 +358,110 @@ async def record_lead_stage_change(
                 from_stage=from_stage.value if from_stage else None,
                 to_stage=to_stage.value,
                 by=by,
+                note=note,
             )
             .returning(*stage_changes.c)
         )
     ).one()
+    await _notify_lead_stage_changes(conn, {"id": row.id, "lead": lead_id})
+    return lead_change_from_row(row)
+
+
+async def _order_lead_audit_ids(conn: AsyncConnection) -> None:
+    """Lead audit ids commit in id order (see record_lead_stage_change): every writer of lead
+    audit rows takes this lock before drawing an id."""
+    await conn.execute(
+        text("SELECT pg_advisory_xact_lock(hashtextextended(:channel, 0))"),
+        {"channel": LEAD_STAGE_CHANNEL},
+    )
+
+
+async def _notify_lead_stage_changes(conn: AsyncConnection, payload: dict[str, Any]) -> None:
     await conn.execute(
         text("SELECT pg_notify(:channel, :payload)"),
-        {"channel": LEAD_STAGE_CHANNEL, "payload": json.dumps({"id": row.id, "lead": lead_id})},
+        {"channel": LEAD_STAGE_CHANNEL, "payload": json.dumps(payload)},
     )
-    return lead_change_from_row(row)
+
+
+# --- bulk import ----------------------------------------------------------------------------
+
+
+# One statement per batch whose text never changes: the rows travel as one array per column.
+# (A multi-row VALUES clause made by SQLAlchemy costs more to compile than the insert itself.)
+IMPORTED_LEAD_COLUMNS = (
+    "source",
+    "stage",
+    "business_domain",
+    "contact_name",
+    "company_name",
+    "email",
+    "phone",
+    "website",
+    "website_domain",
+    "import_key",
+)
+_INSERT_IMPORTED_LEADS = text(
+    f"INSERT INTO leads ({', '.join(IMPORTED_LEAD_COLUMNS)}, created_by, owner_id) "
+    "SELECT imported.*, CAST(:created_by AS text), CAST(:owner_id AS text) "
+    f"FROM unnest({', '.join(f'CAST(:{c} AS text[])' for c in IMPORTED_LEAD_COLUMNS)}) "
+    "AS imported ON CONFLICT DO NOTHING RETURNING id, import_key"
+)
+_RECORD_CREATIONS = text(
+    "WITH audit AS (INSERT INTO stage_changes (lead_id, to_stage, by) "
+    "SELECT unnest(CAST(:lead_ids AS bigint[])), :stage, CAST(:by AS text) RETURNING id) "
+    "SELECT max(id) FROM audit"
+)
+
+
+async def insert_imported_leads(
+    conn: AsyncConnection, rows: Sequence[dict[str, Any]], created_by: str, owner_id: str
+) -> dict[str, int]:
+    """Insert leads with their import keys in one statement; rows already imported or held by
+    the duplicate guard are skipped. Returns import key -> new lead id."""
+    columns = {name: [row[name] for row in rows] for name in IMPORTED_LEAD_COLUMNS}
+    created = await conn.execute(
+        _INSERT_IMPORTED_LEADS, {**columns, "created_by": created_by, "owner_id": owner_id}
+    )
+    return {row.import_key: row.id for row in created}
+
+
+async def record_lead_creations(conn: AsyncConnection, lead_ids: Sequence[int], by: str) -> None:
+    """The (none -> NEW) audit rows of many new leads, and one notification for all of them:
+    it carries the highest audit id, so a listener reading by id picks up the whole batch."""
+    await _order_lead_audit_ids(conn)
+    last_audit_id = await conn.scalar(
+        _RECORD_CREATIONS, {"lead_ids": list(lead_ids), "stage": LeadStage.NEW.value, "by": by}
+    )
+    await _notify_lead_stage_changes(conn, {"id": last_audit_id, "leads": len(lead_ids)})
+
+
+async def leads_by_import_keys(conn: AsyncConnection, keys: Sequence[str]) -> dict[str, int]:
+    rows = await conn.execute(
+        select(leads.c.id, leads.c.import_key).where(leads.c.import_key.in_(keys))
+    )
+    return {row.import_key: row.id for row in rows}
+
+
+async def open_leads_by_duplicate_keys(
+    conn: AsyncConnection, keys: dict[str, Sequence[str]], exclude_id: int | None = None
+) -> dict[tuple[str, str], int]:
+    """(field, value) -> the open lead under the duplicate guard that holds the value (the
+    guard's unique indexes allow one at most)."""
+    conditions = [DUPLICATE_KEY_COLUMNS[f].in_(values) for f, values in keys.items() if values]
+    if not conditions:
+        return {}
+    statement = select(leads.c.id, *DUPLICATE_KEY_COLUMNS.values()).where(
+        GUARDED_OPEN_LEAD, or_(*conditions)
+    )
+    if exclude_id is not None:
+        statement = statement.where(leads.c.id != exclude_id)
+    found: dict[tuple[str, str], int] = {}
+    for row in await conn.execute(statement):
+        for field, column in DUPLICATE_KEY_COLUMNS.items():
+            value = row._mapping[column]
+            if value is not None:
+                found[(field, value)] = row.id
+    return found
 
 
 async def insert_sale(conn: AsyncConnection, lead_id: int, transferred_by: str) -> Sale:
@@ -336,14 +537,36 @@ async def users_by_ids(conn: AsyncConnection, ids: Sequence[str]) -> dict[str, U
 async def lead_history(
     conn: AsyncConnection, lead_ids: Sequence[int]
 ) -> dict[int, list[StageChange[LeadStage]]]:
+    """Each lead's own changes, in order: a linear chain, wherever a merge has moved them."""
     rows = await conn.execute(
-        select(*stage_changes.c)
-        .where(stage_changes.c.lead_id.in_(lead_ids))
-        .order_by(stage_changes.c.lead_id, stage_changes.c.id)
+        select(*stage_changes.c, STAGE_CHANGE_ORIGIN.label("origin"))
+        .where(stage_changes.c.lead_id.is_not(None), STAGE_CHANGE_ORIGIN.in_(lead_ids))
+        .order_by(STAGE_CHANGE_ORIGIN, stage_changes.c.id)
     )
     history: dict[int, list[StageChange[LeadStage]]] = {lead_id: [] for lead_id in lead_ids}
     for row in rows:
-        history[row.lead_id].append(lead_change_from_row(row))
+        history[row.origin].append(lead_change_from_row(row))
+    return history
+
+
+async def lead_history_with_merged(
+    conn: AsyncConnection, lead_ids: Sequence[int]
+) -> dict[int, list[StageChange[LeadStage]]]:
+    """Each lead's own changes and those of the leads merged into it, by time."""
+    rows = await conn.execute(
+        select(*stage_changes.c, STAGE_CHANGE_ORIGIN.label("origin"))
+        .where(
+            stage_changes.c.lead_id.is_not(None),
+            or_(STAGE_CHANGE_ORIGIN.in_(lead_ids), stage_changes.c.lead_id.in_(lead_ids)),
+        )
+        .order_by(stage_changes.c.at, stage_changes.c.id)
+    )
+    history: dict[int, list[StageChange[LeadStage]]] = {lead_id: [] for lead_id in lead_ids}
+    for row in rows:
+        change = lead_change_from_row(row)
+        for lead_id in {row.origin, row.lead_id}:
+            if lead_id in history:
+                history[lead_id].append(change)
     return history
 
 

@@ -4,6 +4,7 @@ from sqlalchemy import (
     BigInteger,
     CheckConstraint,
     Column,
+    ColumnElement,
     DateTime,
     Float,
     ForeignKey,
@@ -15,10 +16,13 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    bindparam,
     func,
     text,
 )
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.sql.elements import BindParameter
 
 from crm_graphql.domain.access import Role
 from crm_graphql.domain.enums import ActivityKind, LeadSource, LeadStage, SaleStage
@@ -70,10 +74,24 @@ leads = Table(
     # Null only on rows written before authentication existed.
     Column("created_by", Text, ForeignKey("users.id")),
     Column("owner_id", Text, ForeignKey("users.id")),
+    Column("contact_name", String(200)),
+    Column("company_name", String(200)),
+    Column("email", String(254)),  # lower-cased
+    Column("phone", String(20)),  # E.164
+    Column("website", String(2048)),
+    Column("website_domain", String(253)),  # host without www.: compared for duplicates
+    # Set when created with allowDuplicate next to this open lead; such a lead is outside the
+    # uniqueness guard (the unique indexes below), which covers every other open lead.
+    Column("duplicate_of", BigInteger, ForeignKey("leads.id")),
+    Column("merged_into", BigInteger, ForeignKey("leads.id")),
+    Column("lost_reason", Text),
+    # sha256 of the normalised CSV row a lead was imported from: a rerun skips it.
+    Column("import_key", String(64)),
     CheckConstraint(_one_of("source", LeadSource), name="source"),
     CheckConstraint(_one_of("stage", LeadStage), name="stage"),
     CheckConstraint("activity_count >= 0", name="activity_count"),
     CheckConstraint("(score_value IS NULL) = (score IS NULL)", name="score_complete"),
+    UniqueConstraint("import_key"),
 )
 Index("ix_leads_created_at_id", leads.c.created_at, leads.c.id)
 Index("ix_leads_updated_at_id", leads.c.updated_at, leads.c.id)
@@ -84,6 +102,51 @@ Index(
 )
 Index("ix_leads_stage", leads.c.stage)
 Index("ix_leads_source", leads.c.source)
+
+GUARDED_OPEN_LEAD = text("stage <> 'LOST' AND duplicate_of IS NULL")
+DUPLICATE_KEY_COLUMNS = {
+    "email": leads.c.email,
+    "phone": leads.c.phone,
+    "website": leads.c.website_domain,
+}
+for _column in DUPLICATE_KEY_COLUMNS.values():
+    Index(
+        f"uq_leads_open_{_column.name}",
+        _column,
+        unique=True,
+        postgresql_where=GUARDED_OPEN_LEAD,
+    )
+
+
+def _inline(value: str) -> BindParameter[str]:
+    return bindparam(None, value, String, literal_execute=True)
+
+
+def _or_empty(column: Column[str]) -> ColumnElement[str]:
+    return func.coalesce(column, _inline(""))
+
+
+# What `leads(filter: {search})` matches; the trigram index is built on this very expression.
+# Literals are inlined (not bound) so the planner can match the query to the index.
+_SPACE = _inline(" ")
+LEAD_SEARCH_TEXT: ColumnElement[str] = func.lower(
+    _or_empty(leads.c.contact_name)
+    + _SPACE
+    + _or_empty(leads.c.company_name)
+    + _SPACE
+    + _or_empty(leads.c.email)
+    + _SPACE
+    + _or_empty(leads.c.website)
+)
+# The opclass goes into the expression text: alembic cannot compare a labelled expression, and
+# with `gin_trgm_ops` in the text it skips the comparison instead of reporting a change.
+_search_sql = LEAD_SEARCH_TEXT.compile(
+    dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True, "include_table": False}
+)
+leads.append_constraint(
+    Index("ix_leads_search_trgm", text(f"({_search_sql}) gin_trgm_ops"), postgresql_using="gin")
+)
+
 
 sales = Table(
     "sales",
@@ -110,11 +173,24 @@ stage_changes = Table(
     Column("to_stage", String(16), nullable=False),
     Column("at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("by", Text, ForeignKey("users.id")),
+    Column("note", Text),
+    # The lead this change happened on, when a merge moved it to the lead in lead_id.
+    Column("merged_from_lead_id", BigInteger, ForeignKey("leads.id")),
     CheckConstraint("(lead_id IS NULL) <> (sale_id IS NULL)", name="one_subject"),
+)
+# The lead a change happened on: its own linear history, wherever a merge moved the row.
+STAGE_CHANGE_ORIGIN: ColumnElement[int] = func.coalesce(
+    stage_changes.c.merged_from_lead_id, stage_changes.c.lead_id
 )
 Index(
     "ix_stage_changes_lead_id_id",
     stage_changes.c.lead_id,
+    stage_changes.c.id,
+    postgresql_where=stage_changes.c.lead_id.is_not(None),
+)
+Index(
+    "ix_stage_changes_origin_id",
+    STAGE_CHANGE_ORIGIN,
     stage_changes.c.id,
     postgresql_where=stage_changes.c.lead_id.is_not(None),
 )

@@ -5,7 +5,7 @@ this?) happens here, so every path to the data (a mutation, `node(id:)`, a neste
 subscription) meets the same rules.
 """
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -33,6 +33,9 @@ class Permission(StrEnum):
     ASSIGN_LEAD = "assign_lead"
     # Asking for a specific scorer (analyzeLead's `scorer`) instead of the deployment's default.
     CHOOSE_SCORER = "choose_scorer"
+    # mergeLeads on leads the actor owns both of; MERGE_ANY_LEADS lifts the ownership condition.
+    MERGE_LEADS = "merge_leads"
+    MERGE_ANY_LEADS = "merge_any_leads"
 
 
 _LEAD_WORK = frozenset(
@@ -45,6 +48,7 @@ _LEAD_WORK = frozenset(
         Permission.ANALYZE_LEAD,
         Permission.ADVANCE_LEAD_STAGE,
         Permission.TRANSFER_LEAD,
+        Permission.MERGE_LEADS,
     }
 )
 
@@ -85,8 +89,10 @@ class User:
 class Forbidden(Exception):
     """The actor's role does not allow the operation; nothing was read or changed."""
 
-    def __init__(self, actor: Actor, permission: Permission) -> None:
-        super().__init__(f"The role {actor.role} may not {permission.replace('_', ' ')}.")
+    def __init__(self, actor: Actor, permission: Permission, what: str | None = None) -> None:
+        """`what` words the refused action when the permission's name alone would mislead."""
+        action = what or permission.replace("_", " ")
+        super().__init__(f"The role {actor.role} may not {action}.")
         self.permission = permission
 
 
@@ -94,6 +100,15 @@ def require(actor: Actor, permission: Permission) -> None:
     """Raise Forbidden unless the actor's role grants the permission."""
     if not actor.may(permission):
         raise Forbidden(actor, permission)
+
+
+def require_merge(actor: Actor, owner_ids: Iterable[str | None]) -> None:
+    """mergeLeads: an admin merges any leads, a manager only leads they own both of."""
+    require(actor, Permission.MERGE_LEADS)
+    if actor.may(Permission.MERGE_ANY_LEADS):
+        return
+    if any(owner_id != actor.user_id for owner_id in owner_ids):
+        raise Forbidden(actor, Permission.MERGE_ANY_LEADS, "merge leads owned by someone else")
 
 
 def readable_lead_stages(actor: Actor) -> frozenset[LeadStage] | None:

@@ -1,3 +1,4 @@
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -12,6 +13,7 @@ class ErrorCode(StrEnum):
     SCORE_REQUIRED = "SCORE_REQUIRED"
     SCORE_TOO_LOW = "SCORE_TOO_LOW"
     SCORE_STALE = "SCORE_STALE"
+    DUPLICATE = "DUPLICATE"
 
 
 @dataclass(frozen=True)
@@ -21,6 +23,8 @@ class Violation:
     code: ErrorCode
     message: str
     field: tuple[str, ...] | None = None
+    # For DUPLICATE: the open lead this input duplicates, so a client can go to it.
+    duplicate_of: int | None = None
 
 
 class RuleViolation(Exception):
@@ -31,3 +35,22 @@ class RuleViolation(Exception):
             raise ValueError("RuleViolation needs at least one violation")
         super().__init__("; ".join(v.message for v in violations))
         self.violations = violations
+
+
+def invalid_input(field: str, message: str) -> RuleViolation:
+    return RuleViolation(Violation(ErrorCode.INVALID_INPUT, message, (field,)))
+
+
+def run_checks(checks: Mapping[str, Callable[[], object]]) -> dict[str, object]:
+    """Run every check and return the values by name; if any fail, raise all their violations
+    together, so a client fixes its input in one round trip."""
+    values: dict[str, object] = {}
+    violations: list[Violation] = []
+    for name, check in checks.items():
+        try:
+            values[name] = check()
+        except RuleViolation as violation:
+            violations.extend(violation.violations)
+    if violations:
+        raise RuleViolation(*violations)
+    return values

@@ -1,11 +1,12 @@
 """The lead entity and the rules that guard its fields and its transfer to sales."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from typing import Generic, TypeVar
 
+from crm_graphql.domain.contact import ContactDetails, ContactInput, import_key, validate_contact
 from crm_graphql.domain.enums import LeadSource, LeadStage, SaleStage
-from crm_graphql.domain.errors import ErrorCode, RuleViolation, Violation
+from crm_graphql.domain.errors import ErrorCode, RuleViolation, Violation, run_checks
 from crm_graphql.domain.lifecycle import is_lead_locked, lead_locked_violation
 from crm_graphql.domain.scoring import LeadSnapshot, Score
 from crm_graphql.domain.text import unstorable_text
@@ -26,6 +27,10 @@ class Lead:
     # User ids; None only on leads created before authentication existed.
     created_by: str | None = None
     owner_id: str | None = None
+    contact: ContactDetails = field(default_factory=ContactDetails)
+    duplicate_of: int | None = None  # created with allowDuplicate next to this open lead
+    merged_into: int | None = None
+    lost_reason: str | None = None
 
     @property
     def snapshot(self) -> LeadSnapshot:
@@ -56,6 +61,9 @@ class StageChange(Generic[StageT]):
     to_stage: StageT
     at: datetime
     by: str | None = None
+    note: str | None = None
+    # Set on a change that happened on another lead and came here when that lead was merged.
+    merged_from: int | None = None
 
 
 @dataclass(frozen=True)
@@ -84,6 +92,60 @@ def normalize_business_domain(value: str | None) -> str | None:
             )
         )
     return trimmed
+
+
+@dataclass(frozen=True)
+class LeadFields:
+    """The fields a client or a CSV row sets on a new lead, validated and normalised."""
+
+    business_domain: str | None
+    contact: ContactDetails
+
+    @property
+    def import_key(self) -> str:
+        return import_key(self.business_domain, self.contact)
+
+
+def validate_lead_fields(
+    business_domain: str | None, contact: ContactInput, default_phone_region: str | None
+) -> LeadFields:
+    """createLead's rules, also applied to every imported row; all violations at once."""
+    values = run_checks(
+        {
+            "business_domain": lambda: normalize_business_domain(business_domain),
+            "contact": lambda: validate_contact(contact, default_phone_region),
+        }
+    )
+    return LeadFields(**values)  # type: ignore[arg-type]
+
+
+def merge_violations(keep: Lead, other: Lead) -> list[Violation]:
+    """Why `other` may not be merged into `keep`; empty when it may. Both must be open."""
+    violations: list[Violation] = []
+    for input_field, lead in (("keepId", keep), ("mergeId", other)):
+        if lead.locked:
+            violations.append(replace(lead_locked_violation(), field=(input_field,)))
+        elif lead.stage is LeadStage.LOST:
+            violations.append(
+                Violation(
+                    ErrorCode.INVALID_TRANSITION,
+                    f"The lead in `{input_field}` is LOST; only open leads can be merged.",
+                    (input_field,),
+                )
+            )
+    return violations
+
+
+def merged_fields(keep: Lead, other: Lead) -> LeadFields:
+    """The kept lead's fields with the empty ones filled from the other lead; never overwrites."""
+    contact = {
+        f.name: getattr(keep.contact, f.name) or getattr(other.contact, f.name)
+        for f in fields(ContactDetails)
+    }
+    return LeadFields(
+        business_domain=keep.business_domain or other.business_domain,
+        contact=ContactDetails(**contact),
+    )
 
 
 def transfer_violations(lead: Lead, threshold: float) -> list[Violation]:

@@ -22,7 +22,12 @@ class Services:
     def create(cls, engine: AsyncEngine, settings: Settings) -> "Services":
         scorers = build_scorers(settings, engine)
         return cls(
-            leads=LeadService(engine, scorers, settings.transfer_threshold),
+            leads=LeadService(
+                engine,
+                scorers,
+                settings.transfer_threshold,
+                default_phone_region=settings.default_phone_region,
+            ),
             sales=SaleService(engine),
             queries=Queries(engine, settings),
             changes=ChangeFeed.create(engine, settings),

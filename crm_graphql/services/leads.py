@@ -1,31 +1,49 @@
 """Use cases on leads. Each is one transaction: rules, the change, its audit row and its
 event commit together or not at all."""
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
+from functools import partial
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from crm_graphql.db import repository as repo
-from crm_graphql.domain.access import Actor, Permission, require
+from crm_graphql.domain.access import Actor, Permission, require, require_merge
+from crm_graphql.domain.contact import (
+    ContactInput,
+    normalize_email,
+    normalize_name,
+    normalize_phone,
+    normalize_website,
+)
 from crm_graphql.domain.enums import ActivityKind, LeadSource, LeadStage
-from crm_graphql.domain.errors import ErrorCode, RuleViolation, Violation
+from crm_graphql.domain.errors import ErrorCode, RuleViolation, Violation, run_checks
 from crm_graphql.domain.lead import (
     Lead,
     Sale,
+    merge_violations,
+    merged_fields,
     normalize_business_domain,
     transfer_violations,
+    validate_lead_fields,
 )
 from crm_graphql.domain.lifecycle import check_lead_transition, lead_locked_violation
 from crm_graphql.domain.scoring import RECENT_ACTIVITIES, ScorerKind
 from crm_graphql.domain.text import unstorable_text
 from crm_graphql.scoring import Scorers
-from crm_graphql.services.errors import not_found
+from crm_graphql.services.errors import duplicate, not_found
 
 NOTE_MAX_LENGTH = 10_000
+# An insert refused by the duplicate guard names the lead it met; if that lead went LOST in
+# between, the insert is simply tried again.
+CREATE_ATTEMPTS = 3
+MERGED_LOST_REASON = "Merged into another lead as a duplicate."
+NO_CONTACT = ContactInput()
+ALLOW_DUPLICATE_HINT = " Pass allowDuplicate: true to create it anyway, or merge the leads."
 
 
 class _Unchanged(Enum):
@@ -40,6 +58,11 @@ class LeadChanges:
     """The fields an update sets; UNCHANGED leaves a field as it is, None clears it."""
 
     business_domain: str | _Unchanged | None = UNCHANGED
+    contact_name: str | _Unchanged | None = UNCHANGED
+    company_name: str | _Unchanged | None = UNCHANGED
+    email: str | _Unchanged | None = UNCHANGED
+    phone: str | _Unchanged | None = UNCHANGED
+    website: str | _Unchanged | None = UNCHANGED
 
 
 @dataclass(frozen=True)
@@ -48,32 +71,193 @@ class Transfer:
     sale: Sale
 
 
+@dataclass(frozen=True)
+class Merge:
+    kept: Lead
+    merged: Lead
+
+
+def _duplicate_keys(values: dict[str, Any]) -> dict[str, str]:
+    keys = {
+        "email": values.get("email"),
+        "phone": values.get("phone"),
+        "website": values.get("website_domain"),
+    }
+    return {field: value for field, value in keys.items() if value is not None}
+
+
+def _is_duplicate_guard(error: IntegrityError) -> bool:
+    return "uq_leads_open_" in str(error.orig)
+
+
 class LeadService:
-    def __init__(self, engine: AsyncEngine, scorers: Scorers, transfer_threshold: float) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        scorers: Scorers,
+        transfer_threshold: float,
+        default_phone_region: str | None = None,
+    ) -> None:
         self.engine = engine
         self.scorers = scorers
         self.transfer_threshold = transfer_threshold
+        self.default_phone_region = default_phone_region
 
-    async def create(self, actor: Actor, source: LeadSource, business_domain: str | None) -> Lead:
+    async def create(
+        self,
+        actor: Actor,
+        source: LeadSource,
+        business_domain: str | None,
+        contact: ContactInput = NO_CONTACT,
+        allow_duplicate: bool = False,
+    ) -> Lead:
+        """A new lead in stage NEW. One whose email, phone or website domain matches an open lead
+        is refused with DUPLICATE, unless allow_duplicate: then it is created outside the guard,
+        marked as a duplicate of that lead."""
         require(actor, Permission.CREATE_LEAD)
-        business_domain = normalize_business_domain(business_domain)
-        async with self.engine.begin() as conn:
-            await repo.record_user(conn, actor)
-            lead = await repo.insert_lead(conn, source, business_domain, actor.user_id)
-            await repo.record_lead_stage_change(conn, lead.id, None, lead.stage, actor.user_id)
-        return lead
+        fields = validate_lead_fields(business_domain, contact, self.default_phone_region)
+        keys = fields.contact.duplicate_keys
+        for _ in range(CREATE_ATTEMPTS):
+            async with self.engine.begin() as conn:
+                await repo.record_user(conn, actor)
+                lead = await repo.insert_lead(conn, source, fields, actor.user_id)
+                if lead is None:
+                    existing = await repo.find_duplicate(conn, keys)
+                    if existing is None:
+                        continue  # the lead it met was closed meanwhile: try again
+                    if not allow_duplicate:
+                        raise duplicate(existing.field, existing.lead_id, ALLOW_DUPLICATE_HINT)
+                    lead = await repo.insert_lead(
+                        conn, source, fields, actor.user_id, duplicate_of=existing.lead_id
+                    )
+                    if lead is None:  # only the guard's indexes can refuse; it exempts this row
+                        raise RuntimeError("an insert outside the duplicate guard was refused")
+                await repo.record_lead_stage_change(conn, lead.id, None, lead.stage, actor.user_id)
+                return lead
+        raise RuntimeError(f"createLead met a closing duplicate {CREATE_ATTEMPTS} times")
 
     async def update(self, actor: Actor, lead_id: int, changes: LeadChanges) -> Lead:
         require(actor, Permission.UPDATE_LEAD)
-        values: dict[str, Any] = {}
-        if changes.business_domain is not UNCHANGED:
-            values["business_domain"] = normalize_business_domain(changes.business_domain)
-        async with self.engine.begin() as conn:
-            lead = await self._lock_unlocked(conn, lead_id)
-            if not values:
-                return lead
-            await repo.record_user(conn, actor)
-            return await repo.update_lead(conn, lead_id, **values)
+        values = self._validated_changes(changes)
+        try:
+            async with self.engine.begin() as conn:
+                lead = await self._lock_unlocked(conn, lead_id)
+                if not values:
+                    return lead
+                await repo.record_user(conn, actor)
+                return await repo.update_lead(conn, lead_id, **values)
+        except IntegrityError as error:
+            if not _is_duplicate_guard(error):
+                raise
+            raise await self._duplicate_of(_duplicate_keys(values), lead_id) from error
+
+    async def merge(self, actor: Actor, keep_id: int, merge_id: int) -> Merge:
+        """Fold a duplicate into the lead that stays: its activities and history move over,
+        the kept lead's empty fields are filled from it, and it ends LOST, pointing to the kept
+        lead. One transaction; both rows are locked in id order. An admin merges any leads, a
+        manager only leads they own both of."""
+        require(actor, Permission.MERGE_LEADS)
+        if keep_id == merge_id:
+            raise RuleViolation(
+                Violation(
+                    ErrorCode.INVALID_INPUT, "A lead cannot be merged into itself.", ("mergeId",)
+                )
+            )
+        try:
+            async with self.engine.begin() as conn:
+                locked = await repo.lock_leads(conn, sorted((keep_id, merge_id)))
+                keep, other = locked.get(keep_id), locked.get(merge_id)
+                if keep is None:
+                    raise not_found("lead", "keepId")
+                if other is None:
+                    raise not_found("lead", "mergeId")
+                # Owners are read under the locks, so a concurrent assignLead cannot slip by.
+                require_merge(actor, (keep.owner_id, other.owner_id))
+                violations = merge_violations(keep, other)
+                if violations:
+                    raise RuleViolation(*violations)
+                await repo.record_user(conn, actor)
+                await repo.move_lead_history(conn, merge_id, keep_id)
+                await repo.move_activities(conn, merge_id, keep_id)
+                # LOST first: it takes the merged lead out of the duplicate guard, so its email
+                # can then be copied onto the kept lead.
+                merged = await repo.update_lead(
+                    conn,
+                    merge_id,
+                    stage=LeadStage.LOST.value,
+                    merged_into=keep_id,
+                    lost_reason=MERGED_LOST_REASON,
+                    activity_count=0,
+                )
+                await repo.record_lead_stage_change(
+                    conn,
+                    merge_id,
+                    other.stage,
+                    LeadStage.LOST,
+                    actor.user_id,
+                    note=MERGED_LOST_REASON,
+                )
+                filled = merged_fields(keep, other)
+                kept = await repo.update_lead(
+                    conn,
+                    keep_id,
+                    business_domain=filled.business_domain,
+                    activity_count=keep.activity_count + other.activity_count,
+                    # A duplicate that absorbs its original is no longer a duplicate: it comes
+                    # under the guard, which now protects the values it holds.
+                    duplicate_of=None if keep.duplicate_of == merge_id else keep.duplicate_of,
+                    **repo.contact_values(filled.contact),
+                )
+                await repo.record_lead_merge(
+                    conn,
+                    keep_id,
+                    keep.stage,
+                    actor.user_id,
+                    "A duplicate lead was merged into this one.",
+                )
+                return Merge(kept=kept, merged=merged)
+        except IntegrityError as error:
+            if not _is_duplicate_guard(error):
+                raise
+            # A field copied from the merged lead is held by a third open lead.
+            keys = repo.contact_values(merged_fields(keep, other).contact)
+            raise await self._duplicate_of(_duplicate_keys(keys), keep_id) from error
+
+    def _validated_changes(self, changes: LeadChanges) -> dict[str, Any]:
+        """Column values for the fields an update sets; every invalid one reported at once."""
+        region = self.default_phone_region
+        normalizers: dict[str, Callable[[Any], Any]] = {
+            "business_domain": normalize_business_domain,
+            "contact_name": partial(normalize_name, "contactName"),
+            "company_name": partial(normalize_name, "companyName"),
+            "email": normalize_email,
+            "phone": lambda value: normalize_phone(value, region),
+            "website": normalize_website,
+        }
+        values = run_checks(
+            {
+                name: partial(normalize, getattr(changes, name))
+                for name, normalize in normalizers.items()
+                if getattr(changes, name) is not UNCHANGED
+            }
+        )
+        if "website" in values:
+            website = values.pop("website")
+            values["website"] = website.url if website else None
+            values["website_domain"] = website.domain if website else None
+        return values
+
+    async def _duplicate_of(self, keys: dict[str, str], lead_id: int) -> RuleViolation:
+        async with self.engine.connect() as conn:
+            existing = await repo.find_duplicate(conn, keys, exclude_id=lead_id)
+        if existing is None:  # the other lead was closed meanwhile
+            return RuleViolation(
+                Violation(
+                    ErrorCode.DUPLICATE,
+                    "Another open lead held one of these values; try again.",
+                )
+            )
+        return duplicate(existing.field, existing.lead_id)
 
     async def log_activity(
         self, actor: Actor, lead_id: int, kind: ActivityKind, note: str | None

@@ -13,7 +13,7 @@ from sqlalchemy import ColumnElement, func
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crm_graphql.db import repository as repo
-from crm_graphql.db.tables import NO_SCORE_SORT_KEY, leads, sales
+from crm_graphql.db.tables import LEAD_SEARCH_TEXT, NO_SCORE_SORT_KEY, leads, sales
 from crm_graphql.domain.access import (
     Actor,
     Permission,
@@ -23,7 +23,9 @@ from crm_graphql.domain.access import (
     require,
 )
 from crm_graphql.domain.enums import LeadSource, LeadStage, SaleStage
+from crm_graphql.domain.errors import RuleViolation, invalid_input
 from crm_graphql.domain.lead import Lead, Sale, StageChange
+from crm_graphql.domain.text import unstorable_text
 from crm_graphql.services.pagination import KeysetQuery, Page, PageArgs, SortKey
 from crm_graphql.settings import Settings
 
@@ -50,6 +52,7 @@ class LeadFilter:
     sources: Sequence[LeadSource] | None = None
     min_score: float | None = None
     has_business_domain: bool | None = None
+    search: str | None = None
 
     def conditions(self) -> list[ColumnElement[bool]]:
         conditions: list[ColumnElement[bool]] = []
@@ -62,7 +65,27 @@ class LeadFilter:
         if self.has_business_domain is not None:
             present = leads.c.business_domain.is_not(None)
             conditions.append(present if self.has_business_domain else ~present)
+        if self.search is not None:
+            conditions.append(search_condition(self.search))
         return conditions
+
+
+SEARCH_MAX_LENGTH = 200
+
+
+def search_condition(search: str) -> ColumnElement[bool]:
+    """A case-insensitive fragment match on contact name, company, email and website. From 3
+    characters on the trigram index serves it; shorter terms scan (trigrams need 3)."""
+    violation = unstorable_text(search, "search")
+    if violation:
+        raise RuleViolation(violation)
+    term = search.strip().lower()
+    if not 1 <= len(term) <= SEARCH_MAX_LENGTH:
+        raise invalid_input(
+            "search", f"search must be 1 to {SEARCH_MAX_LENGTH} characters after trimming."
+        )
+    # autoescape: % and _ typed by a user are matched literally, not as wildcards.
+    return LEAD_SEARCH_TEXT.contains(term, autoescape=True)
 
 
 @dataclass(frozen=True)
@@ -140,6 +163,13 @@ class Queries:
     async def lead_histories(self, lead_ids: Sequence[int]) -> list[list[StageChange[LeadStage]]]:
         async with self.engine.connect() as conn:
             found = await repo.lead_history(conn, lead_ids)
+        return [found[i] for i in lead_ids]
+
+    async def lead_histories_with_merged(
+        self, lead_ids: Sequence[int]
+    ) -> list[list[StageChange[LeadStage]]]:
+        async with self.engine.connect() as conn:
+            found = await repo.lead_history_with_merged(conn, lead_ids)
         return [found[i] for i in lead_ids]
 
     async def sale_histories(self, sale_ids: Sequence[int]) -> list[list[StageChange[SaleStage]]]:

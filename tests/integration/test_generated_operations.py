@@ -151,8 +151,13 @@ async def assert_invariants(db: asyncpg.Connection) -> None:
     )
     assert changed_after_transfer == []
     for lead in await db.fetch("SELECT id, stage FROM leads"):
+        # A lead's own chain: rows a merge moved to another lead still count as the merged
+        # lead's; the merge note on the kept lead (from = to) is not a stage change.
         changes = await db.fetch(
-            "SELECT from_stage, to_stage FROM stage_changes WHERE lead_id = $1 ORDER BY id",
+            """SELECT from_stage, to_stage FROM stage_changes
+               WHERE coalesce(merged_from_lead_id, lead_id) = $1
+                 AND from_stage IS DISTINCT FROM to_stage
+               ORDER BY id""",
             lead["id"],
         )
         assert_linear(changes, lead["stage"], LEAD_TRANSITIONS, LeadStage)

@@ -22,6 +22,7 @@ from tests.support.graphql import (
     ASSIGN_LEAD,
     CREATE_LEAD,
     LOG_ACTIVITY,
+    MERGE_LEADS,
     TRANSFER,
     UPDATE_LEAD,
     GraphQLClient,
@@ -77,6 +78,11 @@ async def assign_variables(admin: GraphQLClient) -> dict[str, Any]:
     return {"input": {"leadId": await new_lead(admin), "ownerId": "other-manager"}}
 
 
+async def merge_variables(admin: GraphQLClient) -> dict[str, Any]:
+    # Both leads are the admin's: a manager may merge only leads they own both of.
+    return {"input": {"keepId": await new_lead(admin), "mergeId": await new_lead(admin)}}
+
+
 LEAD_WORKERS = frozenset({"manager", "admin"})
 OPERATIONS = [
     Operation("createLead", CREATE_LEAD, LEAD_WORKERS, create_variables),
@@ -91,6 +97,7 @@ OPERATIONS = [
         "advanceSaleStage", ADVANCE_SALE, frozenset({"sales", "admin"}), advance_sale_variables
     ),
     Operation("assignLead", ASSIGN_LEAD, frozenset({"admin"}), assign_variables),
+    Operation("mergeLeads", MERGE_LEADS, frozenset({"admin"}), merge_variables),
 ]
 ROLES = ("manager", "sales", "admin")
 

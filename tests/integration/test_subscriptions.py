@@ -19,7 +19,9 @@ from crm_graphql.api.ids import encode_global_id
 from crm_graphql.api.subscriptions import encode_change_cursor
 from crm_graphql.db import repository as repo
 from crm_graphql.domain.access import Actor, Role
+from crm_graphql.domain.contact import ContactDetails
 from crm_graphql.domain.enums import LeadSource, LeadStage
+from crm_graphql.domain.lead import LeadFields
 from tests.conftest import TABLES
 from tests.support.database import plain_dsn, with_database
 from tests.support.graphql import (
@@ -357,7 +359,11 @@ async def test_a_change_committed_after_a_later_one_began_is_not_skipped(
                 transaction = await slow_writer.begin()
                 writer = Actor("test-writer", "Test Writer", Role.MANAGER)
                 await repo.record_user(slow_writer, writer)
-                lead = await repo.insert_lead(slow_writer, LeadSource.MANUAL, None, writer.user_id)
+                no_fields = LeadFields(business_domain=None, contact=ContactDetails())
+                lead = await repo.insert_lead(
+                    slow_writer, LeadSource.MANUAL, no_fields, writer.user_id
+                )
+                assert lead is not None
                 await repo.record_lead_stage_change(
                     slow_writer, lead.id, None, LeadStage.NEW, writer.user_id
                 )

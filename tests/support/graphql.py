@@ -101,6 +101,14 @@ mutation($input: AdvanceSaleStageInput!) {
     errors { code message field }
   }
 }"""
+MERGE_LEADS = f"""
+mutation($input: MergeLeadsInput!) {{
+  mergeLeads(input: $input) {{
+    lead {{ {LEAD_FIELDS} }}
+    merged {{ id stage }}
+    errors {{ code message field }}
+  }}
+}}"""
 GET_LEAD = f"query($id: ID!) {{ lead(id: $id) {{ {LEAD_FIELDS} }} }}"
 ASSIGN_LEAD = """
 mutation($input: AssignLeadInput!) {

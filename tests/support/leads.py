@@ -50,9 +50,14 @@ async def advance(gql: GraphQLClient, lead_id: str, *stages: str) -> dict[str, A
 async def qualified_lead(gql: GraphQLClient) -> str:
     """A PARTNER lead with a domain, scored 0.6 and QUALIFIED: ready to transfer."""
     lead_id = (await create_lead(gql))["id"]
+    await qualify(gql, lead_id)
+    return lead_id
+
+
+async def qualify(gql: GraphQLClient, lead_id: str) -> None:
+    """Score a NEW PARTNER lead with a business domain (0.6) and move it to QUALIFIED."""
     await analyze(gql, lead_id)
     await advance(gql, lead_id, "CONTACTED", "QUALIFIED")
-    return lead_id
 
 
 async def transferred_lead(gql: GraphQLClient) -> tuple[str, str]:
@@ -60,6 +65,12 @@ async def transferred_lead(gql: GraphQLClient) -> tuple[str, str]:
     lead_id = await qualified_lead(gql)
     payload = ok((await gql(TRANSFER, {"input": {"leadId": lead_id}}))["transferToSales"])
     return lead_id, payload["sale"]["id"]
+
+
+async def transfer(gql: GraphQLClient, lead_id: str) -> None:
+    """Hand a NEW PARTNER lead with a business domain to sales."""
+    await qualify(gql, lead_id)
+    ok((await gql(TRANSFER, {"input": {"leadId": lead_id}}))["transferToSales"])
 
 
 async def all_rows(db: asyncpg.Connection) -> dict[str, list[dict[str, Any]]]:

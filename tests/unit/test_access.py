@@ -12,6 +12,7 @@ from crm_graphql.domain.access import (
     may_see_lead_stage_change,
     readable_lead_stages,
     require,
+    require_merge,
 )
 from crm_graphql.domain.enums import LeadStage
 from crm_graphql.domain.lifecycle import LEAD_TRANSITIONS
@@ -27,6 +28,7 @@ EXPECTED = {
         P.ANALYZE_LEAD,
         P.ADVANCE_LEAD_STAGE,
         P.TRANSFER_LEAD,
+        P.MERGE_LEADS,
     },
     Role.SALES: {P.READ_TRANSFERRED_LEADS, P.READ_SALES, P.ADVANCE_SALE_STAGE},
     Role.ADMIN: set(Permission),
@@ -84,3 +86,30 @@ def test_sales_sees_the_transfers_and_no_other_stage_change(to: LeadStage, lead_
 def test_a_stage_change_is_hidden_when_the_lead_is_now_out_of_sight():
     # Not reachable today (TRANSFERRED is final); the event must still never show such a lead.
     assert not may_see_lead_stage_change(actor(Role.SALES), LeadStage.TRANSFERRED, LeadStage.LOST)
+
+
+@pytest.mark.parametrize(
+    ("owners", "admin_may", "manager_may"),
+    [
+        (("u-manager", "u-manager"), True, True),
+        (("u-manager", "someone-else"), True, False),
+        (("someone-else", "u-manager"), True, False),
+        (("someone-else", "someone-else"), True, False),
+        ((None, "u-manager"), True, False),  # a lead from before authentication has no owner
+    ],
+)
+def test_an_admin_merges_any_leads_a_manager_only_leads_they_own_both_of(
+    owners: tuple[str | None, str | None], admin_may: bool, manager_may: bool
+):
+    for role, may in ((Role.ADMIN, admin_may), (Role.MANAGER, manager_may)):
+        if may:
+            require_merge(actor(role), owners)
+        else:
+            with pytest.raises(Forbidden, match="may not merge leads owned by someone else"):
+                require_merge(actor(role), owners)
+
+
+def test_sales_never_merges_not_even_leads_it_owns():
+    with pytest.raises(Forbidden, match="The role sales may not merge leads") as raised:
+        require_merge(actor(Role.SALES), ("u-sales", "u-sales"))
+    assert raised.value.permission is Permission.MERGE_LEADS

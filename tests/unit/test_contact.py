@@ -1,0 +1,170 @@
+"""The contact validators: stored forms and refusals, each naming its input field."""
+
+import pytest
+
+from crm_graphql.domain.contact import (
+    ContactDetails,
+    ContactInput,
+    Website,
+    import_key,
+    normalize_email,
+    normalize_name,
+    normalize_phone,
+    normalize_website,
+    validate_contact,
+)
+from crm_graphql.domain.errors import ErrorCode, RuleViolation
+
+
+def refusal(call, *args) -> tuple[ErrorCode, tuple[str, ...] | None, str]:
+    with pytest.raises(RuleViolation) as caught:
+        call(*args)
+    (violation,) = caught.value.violations
+    return violation.code, violation.field, violation.message
+
+
+@pytest.mark.parametrize(
+    ("raw", "stored"),
+    [
+        ("ann@acme.com", "ann@acme.com"),
+        ("  Ann.Lee@ACME.Com ", "ann.lee@acme.com"),
+        ("first+tag@sub.example.org", "first+tag@sub.example.org"),
+    ],
+)
+def test_email_is_stored_trimmed_and_lower_cased(raw, stored):
+    assert normalize_email(raw) == stored
+
+
+@pytest.mark.parametrize(
+    "raw", ["ann", "ann@", "@acme.com", "ann@@acme.com", "ann@acme", "a b@acme.com", ""]
+)
+def test_malformed_email_is_refused_with_its_field(raw):
+    code, field, _ = refusal(normalize_email, raw)
+    assert (code, field) == (ErrorCode.INVALID_INPUT, ("email",))
+
+
+def test_overlong_email_and_nul_are_refused():
+    assert refusal(normalize_email, "a" * 250 + "@acme.com")[1] == ("email",)
+    assert "NUL" in refusal(normalize_email, "ann\x00@acme.com")[2]
+
+
+def test_absent_values_stay_absent():
+    assert normalize_email(None) is None
+    assert normalize_phone(None, None) is None
+    assert normalize_website(None) is None
+    assert normalize_name("contactName", None) is None
+
+
+@pytest.mark.parametrize(
+    ("raw", "region", "stored"),
+    [
+        ("+49 30 1234567", None, "+49301234567"),
+        ("+1 (415) 555-2671", None, "+14155552671"),
+        ("030 1234567", "DE", "+49301234567"),
+        ("(415) 555-2671", "US", "+14155552671"),
+        ("+44 20 7946 0958", "DE", "+442079460958"),
+    ],
+)
+def test_phone_is_stored_in_e164(raw, region, stored):
+    assert normalize_phone(raw, region) == stored
+
+
+def test_phone_without_country_code_needs_a_default_region():
+    code, field, message = refusal(normalize_phone, "030 1234567", None)
+    assert (code, field) == (ErrorCode.INVALID_INPUT, ("phone",))
+    assert "+country code" in message
+
+
+@pytest.mark.parametrize("raw", ["+49 1", "+1 555 0000", "call me", "+999 123456789", "1" * 41])
+def test_impossible_phone_numbers_are_refused(raw):
+    assert refusal(normalize_phone, raw, None)[:2] == (ErrorCode.INVALID_INPUT, ("phone",))
+
+
+@pytest.mark.parametrize(
+    ("raw", "url", "domain"),
+    [
+        ("acme.com", "https://acme.com", "acme.com"),
+        ("WWW.Acme.COM/About?x=1#top", "https://www.acme.com/About?x=1", "acme.com"),
+        ("http://shop.acme.co.uk:8080/", "http://shop.acme.co.uk:8080/", "shop.acme.co.uk"),
+        ("  https://Bücher.de ", "https://xn--bcher-kva.de", "xn--bcher-kva.de"),
+    ],
+)
+def test_website_gets_a_scheme_a_lower_case_host_and_a_domain_without_www(raw, url, domain):
+    assert normalize_website(raw) == Website(url=url, domain=domain)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "ftp://acme.com",
+        "localhost",
+        "https://",
+        "http://user:pw@acme.com",
+        "acme",
+        "http://a_b.com",
+        "https://acme.com:99999",
+        "x" * 2049,
+        "",
+    ],
+)
+def test_unusable_websites_are_refused(raw):
+    assert refusal(normalize_website, raw)[:2] == (ErrorCode.INVALID_INPUT, ("website",))
+
+
+def test_names_are_trimmed_and_bounded():
+    assert normalize_name("contactName", "  Ann Lee ") == "Ann Lee"
+    assert refusal(normalize_name, "contactName", "   ")[1] == ("contactName",)
+    assert refusal(normalize_name, "companyName", "x" * 201)[1] == ("companyName",)
+    assert "NUL" in refusal(normalize_name, "companyName", "Ac\x00me")[2]
+
+
+def test_validate_contact_reports_every_broken_field_at_once():
+    with pytest.raises(RuleViolation) as caught:
+        validate_contact(
+            ContactInput(contact_name=" ", email="nope", phone="123", website="ftp://x"), None
+        )
+    assert [v.field for v in caught.value.violations] == [
+        ("contactName",),
+        ("email",),
+        ("phone",),
+        ("website",),
+    ]
+
+
+def test_duplicate_keys_are_email_phone_and_website_domain():
+    contact = validate_contact(
+        ContactInput(email="Ann@Acme.com", phone="+49 30 1234567", website="www.acme.com"), None
+    )
+    assert contact.duplicate_keys == {
+        "email": "ann@acme.com",
+        "phone": "+49301234567",
+        "website": "acme.com",
+    }
+    assert ContactDetails().duplicate_keys == {}
+
+
+def test_import_key_depends_on_normalised_content_only():
+    one = validate_contact(ContactInput(email="ANN@acme.com", website="acme.com"), None)
+    same = validate_contact(ContactInput(email=" ann@acme.com", website="https://ACME.com"), None)
+    other = validate_contact(ContactInput(email="bob@acme.com", website="acme.com"), None)
+    assert import_key("fintech", one) == import_key("fintech", same)
+    assert import_key("fintech", one) != import_key("fintech", other)
+    assert import_key("fintech", one) != import_key(None, one)
+
+
+@pytest.mark.parametrize(
+    ("field", "call"),
+    [
+        ("contactName", lambda value: normalize_name("contactName", value)),
+        ("companyName", lambda value: normalize_name("companyName", value)),
+        ("email", normalize_email),
+        ("phone", lambda value: normalize_phone(value, "DE")),
+        ("website", normalize_website),
+    ],
+)
+def test_text_postgresql_cannot_store_is_refused_in_every_contact_field(field, call):
+    # NUL and a lone surrogate (JSON "\ud800") would fail in the database, not as user errors.
+    for unstorable, wording in (("\x00", "NUL"), ("\ud800", "lone surrogate")):
+        code, named, message = refusal(call, f"ann{unstorable}acme.com")
+        assert (code, named) == (ErrorCode.INVALID_INPUT, (field,))
+        assert wording in message

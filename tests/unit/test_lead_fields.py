@@ -1,0 +1,91 @@
+"""createLead's combined validation and the merge rules, without a database."""
+
+from datetime import UTC, datetime
+
+import pytest
+from pydantic import ValidationError
+
+from crm_graphql.domain.contact import ContactDetails, ContactInput, Website
+from crm_graphql.domain.enums import LeadSource, LeadStage
+from crm_graphql.domain.errors import ErrorCode, RuleViolation
+from crm_graphql.domain.lead import Lead, merge_violations, merged_fields, validate_lead_fields
+from crm_graphql.settings import Settings
+
+NOW = datetime(2026, 11, 27, tzinfo=UTC)
+
+
+def lead(lead_id: int, stage=LeadStage.NEW, business_domain=None, **contact) -> Lead:
+    return Lead(
+        id=lead_id,
+        source=LeadSource.MANUAL,
+        stage=stage,
+        business_domain=business_domain,
+        activity_count=0,
+        score=None,
+        created_at=NOW,
+        updated_at=NOW,
+        contact=ContactDetails(**contact),
+    )
+
+
+def test_the_original_flow_needs_no_contact_fields():
+    fields = validate_lead_fields("fintech", ContactInput(), None)
+    assert fields.business_domain == "fintech"
+    assert fields.contact == ContactDetails()
+
+
+def test_business_domain_and_contact_errors_are_reported_together():
+    with pytest.raises(RuleViolation) as caught:
+        validate_lead_fields("   ", ContactInput(email="nope"), None)
+    assert [v.field for v in caught.value.violations] == [("businessDomain",), ("email",)]
+
+
+def test_merge_fills_only_the_empty_fields_of_the_kept_lead():
+    keep = lead(1, contact_name="Ann", email="ann@acme.com")
+    other = lead(
+        2,
+        business_domain="fintech",
+        contact_name="Ann Lee",
+        company_name="Acme",
+        email="ann.lee@acme.com",
+        phone="+49301234567",
+        website=Website("https://acme.com", "acme.com"),
+    )
+    filled = merged_fields(keep, other)
+    assert filled.business_domain == "fintech"
+    assert filled.contact == ContactDetails(
+        contact_name="Ann",
+        company_name="Acme",
+        email="ann@acme.com",
+        phone="+49301234567",
+        website=Website("https://acme.com", "acme.com"),
+    )
+
+
+def test_open_leads_may_be_merged():
+    assert merge_violations(lead(1, LeadStage.QUALIFIED), lead(2, LeadStage.CONTACTED)) == []
+
+
+@pytest.mark.parametrize(
+    ("keep_stage", "merge_stage", "expected"),
+    [
+        (LeadStage.TRANSFERRED, LeadStage.NEW, [(ErrorCode.LEAD_LOCKED, ("keepId",))]),
+        (LeadStage.NEW, LeadStage.TRANSFERRED, [(ErrorCode.LEAD_LOCKED, ("mergeId",))]),
+        (LeadStage.NEW, LeadStage.LOST, [(ErrorCode.INVALID_TRANSITION, ("mergeId",))]),
+        (
+            LeadStage.LOST,
+            LeadStage.TRANSFERRED,
+            [(ErrorCode.INVALID_TRANSITION, ("keepId",)), (ErrorCode.LEAD_LOCKED, ("mergeId",))],
+        ),
+    ],
+)
+def test_transferred_or_lost_leads_cannot_be_merged(keep_stage, merge_stage, expected):
+    violations = merge_violations(lead(1, keep_stage), lead(2, merge_stage))
+    assert [(v.code, v.field) for v in violations] == expected
+
+
+def test_default_phone_region_setting_is_checked_and_upper_cased():
+    assert Settings(default_phone_region="de").default_phone_region == "DE"
+    assert Settings(default_phone_region="").default_phone_region is None
+    with pytest.raises(ValidationError):
+        Settings(default_phone_region="XX")
