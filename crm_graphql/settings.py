@@ -43,6 +43,8 @@ class Settings(BaseSettings):
     transfer_threshold: float = Field(default=0.6, ge=0.0, le=1.0)
     max_page_size: int = Field(default=100, ge=1)
     default_page_size: int = Field(default=20, ge=1)
+    # pipelineStats: the longest window one request may cover (two years, a leap day included).
+    analytics_max_window_days: int = Field(default=731, ge=1)
 
     @computed_field  # type: ignore[prop-decorator]
     @property

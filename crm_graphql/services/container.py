@@ -3,6 +3,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crm_graphql.scoring import build_scorer
+from crm_graphql.services.analytics import AnalyticsService
 from crm_graphql.services.leads import LeadService
 from crm_graphql.services.queries import Queries
 from crm_graphql.services.sales import SaleService
@@ -14,6 +15,7 @@ class Services:
     leads: LeadService
     sales: SaleService
     queries: Queries
+    analytics: AnalyticsService
 
     @classmethod
     def create(cls, engine: AsyncEngine, settings: Settings) -> "Services":
@@ -21,4 +23,5 @@ class Services:
             leads=LeadService(engine, build_scorer(settings), settings.transfer_threshold),
             sales=SaleService(engine),
             queries=Queries(engine, settings),
+            analytics=AnalyticsService(engine, settings.analytics_max_window_days),
         )
