@@ -78,10 +78,10 @@ funnel AS (
         ) AS lost,
         count(*) FILTER (WHERE s.to_stage = 'TRANSFERRED' AND s.created_in_window)
             AS transferred_of_created,
-        array_agg(CAST(EXTRACT(EPOCH FROM s.next_at - s.at) AS float8)) FILTER (
+        array_agg(date_part('epoch', s.next_at - s.at)) FILTER (
             WHERE s.at < CAST(:window_to AS timestamptz) AND s.next_at IS NOT NULL
         ) AS seconds_in_stage,
-        array_agg(CAST(EXTRACT(EPOCH FROM {as_of} - s.at) AS float8)) FILTER (
+        array_agg(date_part('epoch', {as_of} - s.at)) FILTER (
             WHERE s.at < CAST(:window_to AS timestamptz)
               AND s.next_at IS NULL
               AND s.to_stage = ANY(CAST(:funnel_stages AS text[]))
@@ -139,9 +139,15 @@ score_counts AS (
         AND outcome.to_stage IN ('TRANSFERRED', 'LOST')
         AND outcome.at < {as_of}
     WHERE l.score_value IS NOT NULL
-      AND {scored_at} >= CAST(:window_from AS timestamptz)
-      AND {scored_at} < CAST(:window_to AS timestamptz)
-      AND {scored_at} < {as_of}
+      -- a range, so the JSON is parsed once per lead
+      AND tstzrange(
+            CAST(:window_from AS timestamptz),
+            GREATEST(
+                CAST(:window_from AS timestamptz),
+                LEAST(CAST(:window_to AS timestamptz), {as_of})
+            ),
+            '[)'
+        ) @> {scored_at}
     GROUP BY 1, 2
 )
 SELECT
