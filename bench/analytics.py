@@ -101,7 +101,10 @@ async def drop(url: str) -> None:
         await admin.close()
 
 
-def measure(server: ServerProcess, runs: int) -> list[tuple[str, str, float, float, int]]:
+def measure(server: ServerProcess, runs: int) -> tuple[list, tuple[float, float]]:
+    """Per window and grouping: median and max seconds and the SQL statement count; and the
+    machine's 1-minute load average before and after, since other work shares the cores."""
+    load_before = os.getloadavg()[0]
     results = []
     with httpx.Client(base_url=server.url, timeout=60) as http:
         for label, start, end in WINDOWS:
@@ -122,11 +125,17 @@ def measure(server: ServerProcess, runs: int) -> list[tuple[str, str, float, flo
                 results.append(
                     (label, group_by, statistics.median(timings), max(timings), statements)
                 )
-    return results
+    return results, (load_before, os.getloadavg()[0])
 
 
 def report(
-    command: str, lead_count: int, history: int, load_seconds: float, runs: int, results: list
+    command: str,
+    lead_count: int,
+    history: int,
+    load_seconds: float,
+    runs: int,
+    results: list,
+    load_average: tuple[float, float],
 ) -> str:
     lines = [
         HEADING,
@@ -148,7 +157,8 @@ def report(
         )
     lines += [
         "",
-        f"Machine: {os.cpu_count()} cores, shared with other work while measured; "
+        f"Machine: {os.cpu_count()} cores shared with other work (1-minute load average "
+        f"{load_average[0]:.1f} before the runs, {load_average[1]:.1f} after); "
         f"Python {sys.version.split()[0]}.",
         "",
     ]
@@ -189,13 +199,13 @@ def main() -> int:
             env = {"CRM_DATABASE_URL": url, "CRM_EXPOSE_SQL_COUNT": "true"}
             server = ServerProcess(env, log).start()
             try:
-                results = measure(server, args.runs)
+                results, load_average = measure(server, args.runs)
             finally:
                 server.stop()
         finally:
             asyncio.run(drop(url))
 
-    section = report(command, lead_count, history, load_seconds, args.runs, results)
+    section = report(command, lead_count, history, load_seconds, args.runs, results, load_average)
     print(section)
     if not args.no_write:
         write_section(section)
