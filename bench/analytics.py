@@ -20,6 +20,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -101,18 +102,58 @@ async def drop(url: str) -> None:
         await admin.close()
 
 
-def measure(server: ServerProcess, runs: int) -> tuple[list, tuple[float, float]]:
-    """Per window and grouping: median and max seconds and the SQL statement count; and the
-    machine's 1-minute load average before and after, since other work shares the cores."""
+def cpu_seconds(pids: list[int]) -> float:
+    """User and system CPU time the processes have used so far (Linux /proc)."""
+    total = 0
+    for pid in pids:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except FileNotFoundError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()  # the fields after the command name
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+async def backend_pids(url: str) -> list[int]:
+    conn = await asyncpg.connect(plain_dsn(url))
+    try:
+        rows = await conn.fetch(
+            "SELECT pid FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    finally:
+        await conn.close()
+    return [row["pid"] for row in rows]
+
+
+@dataclass(frozen=True)
+class Result:
+    window: str
+    group_by: str
+    median: float
+    worst: float
+    cpu_median: float
+    statements: int
+
+
+def measure(server: ServerProcess, url: str, runs: int) -> tuple[list[Result], tuple[float, float]]:
+    """Wall time per request, the CPU time the API process and its PostgreSQL backends spent
+    on it (which other work on the machine does not inflate), and the statement count; and the
+    1-minute load average before and after."""
     load_before = os.getloadavg()[0]
+    api_pid = server.process.pid if server.process else 0
     results = []
     with httpx.Client(base_url=server.url, timeout=60) as http:
         for label, start, end in WINDOWS:
             for group_by in ("NONE", "SOURCE"):
                 variables = {"input": {"from": start, "to": end, "groupBy": group_by}}
-                timings = []
+                timings: list[float] = []
+                cpu: list[float] = []
                 statements = 0
+                pids: list[int] = []
                 for attempt in range(runs + 1):  # the first run warms caches and is not counted
+                    cpu_before = cpu_seconds(pids)
                     began = time.perf_counter()
                     response = http.post("/graphql", json={"query": QUERY, "variables": variables})
                     elapsed = time.perf_counter() - began
@@ -122,8 +163,18 @@ def measure(server: ServerProcess, runs: int) -> tuple[list, tuple[float, float]
                     statements = body["extensions"]["sqlStatements"]
                     if attempt:
                         timings.append(elapsed)
+                        cpu.append(cpu_seconds(pids) - cpu_before)
+                    else:  # the pool's connections exist now
+                        pids = [api_pid, *asyncio.run(backend_pids(url))]
                 results.append(
-                    (label, group_by, statistics.median(timings), max(timings), statements)
+                    Result(
+                        label,
+                        group_by,
+                        statistics.median(timings),
+                        max(timings),
+                        statistics.median(cpu),
+                        statements,
+                    )
                 )
     return results, (load_before, os.getloadavg()[0])
 
@@ -134,7 +185,7 @@ def report(
     history: int,
     load_seconds: float,
     runs: int,
-    results: list,
+    results: list[Result],
     load_average: tuple[float, float],
 ) -> str:
     lines = [
@@ -143,17 +194,20 @@ def report(
         f"`pipelineStats` over HTTP on {lead_count:,} leads and {history:,} stage-change rows "
         f"(generated in {load_seconds:.1f} s by `bench/analytics_data.sql`, then "
         "`VACUUM ANALYZE`), against a real `crm-graphql serve`. Each figure is over "
-        f"{runs} requests after one warm-up request; the whole response is requested.",
+        f"{runs} requests after one warm-up request; the whole response is requested. "
+        "*CPU per request* is the user + system time the API process and its PostgreSQL "
+        "backends spent on one request (from /proc): unlike the wall times, other work on "
+        "the machine does not inflate it.",
         "",
         f"Command: `{command}`",
         "",
-        "| window | groupBy | median | max | SQL statements |",
-        "|---|---|---|---|---|",
+        "| window | groupBy | median | max | CPU per request (median) | SQL statements |",
+        "|---|---|---|---|---|---|",
     ]
-    for label, group_by, median, worst, statements in results:
+    for r in results:
         lines.append(
-            f"| {label} | {group_by} | {median * 1000:.0f} ms | {worst * 1000:.0f} ms "
-            f"| {statements} |"
+            f"| {r.window} | {r.group_by} | {r.median * 1000:.0f} ms | {r.worst * 1000:.0f} ms "
+            f"| {r.cpu_median * 1000:.0f} ms | {r.statements} |"
         )
     lines += [
         "",
@@ -199,7 +253,7 @@ def main() -> int:
             env = {"CRM_DATABASE_URL": url, "CRM_EXPOSE_SQL_COUNT": "true"}
             server = ServerProcess(env, log).start()
             try:
-                results, load_average = measure(server, args.runs)
+                results, load_average = measure(server, url, args.runs)
             finally:
                 server.stop()
         finally:

@@ -221,7 +221,7 @@ async def pipeline_rows(
             if item["entered"]
         ],
         created=[
-            CreatedRow(item["group_key"], int(item["created"] or 0), int(item["transferred"]))
+            CreatedRow(item["group_key"], int(item["created"]), int(item["transferred"]))
             for item in row.cohorts or ()
             if item["created"]
         ],
