@@ -3,6 +3,8 @@ timestamps; every figure is asserted. Definitions: docs/analytics.md."""
 
 import json
 import math
+import random
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -492,3 +494,97 @@ async def test_bad_windows_are_refused_naming_the_field(
     assert error["extensions"]["code"] == "INVALID_INPUT"
     assert error["extensions"]["field"] == field
     assert error["message"].startswith(message)
+
+
+# --- random histories against a reference model of docs/analytics.md -------------------------
+
+WINDOW_HOURS = (0.0, 744.0)
+AS_OF_HOURS = 960.0
+NEXT_LEAD_STAGE = {"NEW": "CONTACTED", "CONTACTED": "QUALIFIED", "QUALIFIED": "TRANSFERRED"}
+NEXT_SALE_STAGE = {"NEW": "KYC", "KYC": "AGREEMENT", "AGREEMENT": "PAID"}
+SOURCES = ("SCANNER", "PARTNER", "MANUAL")
+
+
+def random_history(rng: random.Random) -> History:
+    """A lifecycle-respecting history; times in quarter hours, so seconds stay exact."""
+    at = rng.randrange(-800, 3600) / 4  # before, in and after the window, some after asOf
+    lead = [("NEW", at)]
+    while lead[-1][0] in NEXT_LEAD_STAGE and rng.random() < 0.75:
+        at += rng.randrange(1, 400) / 4
+        lead.append(("LOST" if rng.random() < 0.3 else NEXT_LEAD_STAGE[lead[-1][0]], at))
+    sale = None
+    if lead[-1][0] == "TRANSFERRED":
+        sale = [("NEW", at)]
+        while sale[-1][0] in NEXT_SALE_STAGE and rng.random() < 0.7:
+            at += rng.randrange(1, 400) / 4
+            sale.append(("LOST" if rng.random() < 0.2 else NEXT_SALE_STAGE[sale[-1][0]], at))
+    score = None
+    if rng.random() < 0.7:
+        score = (rng.randrange(0, 101) / 100, lead[0][1] + rng.randrange(0, 300) / 4)
+    return History(rng.choice(SOURCES), lead, sale, score)
+
+
+def expected_group(key: str | None, members: list[History]) -> dict:
+    start, end = WINDOW_HOURS
+    entered, advanced, lost = Counter(), Counter(), Counter()
+    time: dict[str, list[float]] = {stage: [] for stage in NEXT_LEAD_STAGE}
+    age: dict[str, list[float]] = {stage: [] for stage in NEXT_LEAD_STAGE}
+    created = transferred = 0
+    sale_stages: Counter = Counter()
+    outcomes = [[0, 0, 0] for _ in BUCKET_BOUNDS]
+    for history in members:
+        seen = [(stage, at) for stage, at in history.lead if at < AS_OF_HOURS]
+        for i, (stage, at) in enumerate(seen):
+            if not start <= at < end:
+                continue
+            entered[stage] += 1
+            if stage in NEXT_LEAD_STAGE:
+                if i + 1 < len(seen):
+                    (advanced if seen[i + 1][0] != "LOST" else lost)[stage] += 1
+                    time[stage].append(seen[i + 1][1] - at)
+                else:
+                    age[stage].append(AS_OF_HOURS - at)
+            if stage == "NEW":
+                created += 1
+                transferred += any(s == "TRANSFERRED" for s, _ in seen)
+        sale_seen = [(stage, at) for stage, at in history.sale or () if at < AS_OF_HOURS]
+        if sale_seen and start <= sale_seen[0][1] < end:
+            sale_stages[sale_seen[-1][0]] += 1
+        if history.score and start <= history.score[1] < min(end, AS_OF_HOURS):
+            value = history.score[0]
+            bucket = sum(value >= low for low, _ in BUCKET_BOUNDS[1:])
+            final = seen[-1][0] if seen else None
+            outcomes[bucket][{"TRANSFERRED": 0, "LOST": 1}.get(final, 2)] += 1
+    return group(
+        key,
+        created,
+        transferred,
+        [
+            *(
+                funnel_stage(s, entered[s], advanced[s], lost[s], tuple(time[s]), tuple(age[s]))
+                for s in NEXT_LEAD_STAGE
+            ),
+            terminal_stage("TRANSFERRED", entered["TRANSFERRED"]),
+            terminal_stage("LOST", entered["LOST"]),
+        ],
+        sales(**sale_stages),
+        buckets(*(tuple(counts) for counts in outcomes)),
+    )
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_random_histories_match_the_documented_definitions(
+    gql: GraphQLClient, db: asyncpg.Connection, seed: int
+):
+    rng = random.Random(seed)
+    generated = [random_history(rng) for _ in range(80)]
+    for history in generated:
+        await insert(db, history)
+
+    whole = (await gql(PIPELINE_STATS, {"input": window_input()}))["pipelineStats"]
+    by_source = (await gql(PIPELINE_STATS, {"input": window_input("SOURCE")}))["pipelineStats"]
+
+    assert whole["groups"] == [expected_group(None, generated)]
+    assert by_source["groups"] == [
+        expected_group(source, [h for h in generated if h.source == source]) for source in SOURCES
+    ]
