@@ -63,7 +63,12 @@ WITH lead_steps AS (
     WHERE sc.lead_id IS NOT NULL
       AND sc.at >= CAST(:window_from AS timestamptz)
       AND sc.at < {as_of}
-    WINDOW by_lead AS (PARTITION BY sc.lead_id ORDER BY sc.at, sc.id)
+    -- ROWS: lead() ignores the frame and first_value() sees the same first row, but the
+    -- default RANGE frame would spend time looking for peers.
+    WINDOW by_lead AS (
+        PARTITION BY sc.lead_id ORDER BY sc.at, sc.id
+        ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
+    )
 ),
 funnel AS (
     SELECT
