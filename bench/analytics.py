@@ -238,7 +238,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--no-write", action="store_true", help="do not touch docs/benchmarks.md")
     args = parser.parse_args()
-    command = shlex.join(["python", "-m", "bench.analytics", *sys.argv[1:]])
+    command = shlex.join([".venv/bin/python", "-m", "bench.analytics", *sys.argv[1:]])
     if os.environ.get("CRM_DATABASE_URL"):
         server_part = urlsplit(os.environ["CRM_DATABASE_URL"])._replace(path="/postgres")
         command = f"CRM_DATABASE_URL={server_part.geturl()} {command}"
