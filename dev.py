@@ -45,7 +45,7 @@ def ensure_environment() -> None:
 
 
 def main() -> int:
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 - dev.py may be started by an older python3
         print("crm_graphql needs Python 3.11 or newer.", file=sys.stderr)
         return 2
     command, *rest = sys.argv[1:] or ["help"]

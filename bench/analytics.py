@@ -30,7 +30,8 @@ import httpx
 from crm_graphql.cli import migrate
 from crm_graphql.settings import to_asyncpg_url
 from tests.support.database import plain_dsn, recreate_database, with_database
-from tests.support.server import ServerProcess
+from tests.support.graphql import token_for
+from tests.support.server import ServerProcess, api_env
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA_SQL = Path(__file__).with_name("analytics_data.sql")
@@ -43,7 +44,7 @@ query($input: PipelineStatsInput!) {
   pipelineStats(input: $input) {
     asOf
     groups {
-      key leadsCreated leadsTransferred transferRate
+      key owner { id name } leadsCreated leadsTransferred transferRate
       stages {
         stage entered advanced lost remaining conversionRate lossRate
         timeInStage { count p50Seconds p90Seconds }
@@ -144,9 +145,10 @@ def measure(server: ServerProcess, url: str, runs: int) -> tuple[list[Result], t
     load_before = os.getloadavg()[0]
     api_pid = server.process.pid if server.process else 0
     results = []
-    with httpx.Client(base_url=server.url, timeout=60) as http:
+    headers = {"Authorization": f"Bearer {token_for('manager')}"}
+    with httpx.Client(base_url=server.url, headers=headers, timeout=60) as http:
         for label, start, end in WINDOWS:
-            for group_by in ("NONE", "SOURCE"):
+            for group_by in ("NONE", "SOURCE", "OWNER"):
                 variables = {"input": {"from": start, "to": end, "groupBy": group_by}}
                 timings: list[float] = []
                 cpu: list[float] = []
@@ -249,9 +251,8 @@ def main() -> int:
         try:
             migrate(url)
             lead_count, history, load_seconds = asyncio.run(load(url, args.leads))
-            env = {"CRM_DATABASE_URL": url, "CRM_EXPOSE_SQL_COUNT": "true"}
             with tempfile.TemporaryDirectory(prefix="crm-bench-") as logs:
-                server = ServerProcess(env, Path(logs) / "server.log").start()
+                server = ServerProcess(api_env(url), Path(logs) / "server.log").start()
                 try:
                     results, load_average = measure(server, url, args.runs)
                 finally:

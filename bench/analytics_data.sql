@@ -1,7 +1,11 @@
 -- Synthetic pipeline for the analytics benchmark: :leads leads created ten minutes apart from
 -- 2024-11-01 on, each following one of seven funnel paths (every lifecycle edge occurs),
 -- 70% of them scored, and a Sale in one of five paths for every transferred lead. All values
--- are derived from the lead's number, so every run builds the same data.
+-- are derived from the lead's number, so every run builds the same data. 25 managers own the
+-- leads, except one in 50 (written before authentication existed).
+INSERT INTO users (id, name, role)
+SELECT 'bench-user-' || n, 'Bench User ' || n, 'manager' FROM generate_series(1, 25) AS n;
+
 CREATE TEMP TABLE bench_paths AS
 SELECT
     g AS id,
@@ -27,18 +31,21 @@ SELECT
     CASE WHEN g % 10 < 7 THEN ((g * 104729) % 101) / 100.0 END AS score_value
 FROM generate_series(1::bigint, :leads) AS g;
 
-INSERT INTO leads (id, source, stage, score_value, score, created_at, updated_at)
+INSERT INTO leads (id, source, stage, score_value, score, created_at, updated_at, owner_id)
 SELECT
     id, source, path[cardinality(path)], score_value,
     CASE WHEN score_value IS NOT NULL THEN jsonb_build_object(
         'recommendation', CASE WHEN score_value >= 0.6 THEN 'TRANSFER_TO_SALES' ELSE 'NURTURE' END,
         'reasons', jsonb_build_array(),
+        'factors', jsonb_build_array(),
         'scorer', 'bench',
+        'scorer_version', '1',
         'scored_at', created_at + gap / 2,
         'inputs', jsonb_build_object(
             'source', source, 'business_domain', NULL, 'activity_count', 0))
     END,
-    created_at, created_at
+    created_at, created_at,
+    CASE WHEN id % 50 <> 7 THEN 'bench-user-' || (1 + (id * 31) % 25) END
 FROM bench_paths;
 
 INSERT INTO stage_changes (lead_id, from_stage, to_stage, at)

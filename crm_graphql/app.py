@@ -3,25 +3,26 @@
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
-import orjson
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy import text
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
-from strawberry.asgi import GraphQL
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
-from crm_graphql.api.context import Context
 from crm_graphql.api.schema import create_schema
 from crm_graphql.db.engine import create_engine
 from crm_graphql.db.statements import ReportStatementCount, install_statement_counter
 from crm_graphql.services.container import Services
 from crm_graphql.settings import Settings, get_settings
+from crm_graphql.tokens import TokenCodec
+from crm_graphql.web.graphql_http import CrmGraphQL, RecordOperation
+from crm_graphql.web.middleware import LimitRequestBody, RequestLog
+from crm_graphql.web.shutdown import CloseWebSocketsOnShutdown, Shutdown
 
 logger = logging.getLogger(__name__)
 
@@ -32,54 +33,50 @@ def migrations_head() -> str | None:
     return ScriptDirectory.from_config(config).get_current_head()
 
 
-class CrmGraphQL(GraphQL[Context, None]):
-    def __init__(self, services: Services, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.services = services
-
-    async def get_context(self, request: Any, response: Any) -> Context:
-        return Context(services=self.services, request=request, response=response)
-
-    def encode_json(self, data: object) -> bytes:
-        return orjson.dumps(data)
-
-
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or get_settings()
+    tokens = TokenCodec.from_settings(settings)
     engine = create_engine(settings)
     services = Services.create(engine, settings)
-    extensions = []
+    extensions = [RecordOperation]
     if settings.expose_sql_count:
         install_statement_counter(engine)
         extensions.append(ReportStatementCount)
-    schema = create_schema(extra_extensions=extensions)
+    schema = create_schema(settings, extra_extensions=extensions)
     graphql = CrmGraphQL(
         services,
+        tokens,
         schema=schema,
-        graphql_ide="graphiql",
+        graphql_ide=None if settings.production else "graphiql",
         subscription_protocols=[GRAPHQL_TRANSPORT_WS_PROTOCOL],
     )
     head = migrations_head()
+    shutdown = Shutdown()
 
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
     async def readyz(_: Request) -> Response:
+        if shutdown.stopping.is_set():
+            return JSONResponse({"status": "unavailable", "reason": "shutting down"}, 503)
         try:
             async with engine.connect() as conn:
                 version = await conn.scalar(text("SELECT version_num FROM alembic_version"))
         except Exception as error:  # any failure means: not ready
-            logger.warning("readiness check failed: %s", error)
+            logger.warning("readiness check failed: %r", error)
             return JSONResponse({"status": "unavailable", "database": "unreachable"}, 503)
         if version != head:
             return JSONResponse({"status": "unavailable", "schema": version, "expected": head}, 503)
         return JSONResponse({"status": "ok", "schema": version})
 
     @asynccontextmanager
-    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        shutdown.install()
+        app.state.shutdown = shutdown  # subscriptions may watch shutdown.stopping
         try:
             yield
         finally:
+            await services.close()
             await engine.dispose()
 
     return Starlette(
@@ -88,6 +85,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
             WebSocketRoute("/graphql", graphql),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
+        ],
+        middleware=[
+            Middleware(RequestLog),
+            Middleware(LimitRequestBody, max_bytes=settings.max_body_bytes),
+            Middleware(CloseWebSocketsOnShutdown, shutdown=shutdown),
         ],
         lifespan=lifespan,
     )

@@ -1,14 +1,46 @@
-"""`crm-graphql`: serve, migrate, export-schema."""
+"""`crm-graphql`: serve, migrate, export-schema, token, scorer train|evaluate."""
 
 import argparse
+import asyncio
+import json
 import logging
 import os
+import signal
 import sys
+from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from pydantic import ValidationError
+
+from crm_graphql.domain.access import Actor, Role
+from crm_graphql.logs import configure_logging, logging_config
 from crm_graphql.settings import Settings, get_settings
+from crm_graphql.tokens import TokenCodec, development_secret, parse_ttl
+
+if TYPE_CHECKING:
+    from crm_graphql.scoring.training import Report
 
 logger = logging.getLogger("crm_graphql")
+
+DEVELOPMENT_ACTOR = Actor(user_id="developer", name="Developer", role=Role.MANAGER)
+DEVELOPMENT_TOKEN_TTL = timedelta(hours=24)
+
+
+def resolve_jwt_secret(settings: Settings) -> None:
+    """CRM_JWT_SECRET; with no database configured (development), the one kept in data_dir.
+
+    Put into the environment so the server's worker processes sign and check with the same one.
+    """
+    if settings.jwt_secret is not None:
+        return
+    if settings.database_url is not None:
+        raise SystemExit(
+            "CRM_JWT_SECRET is not set: with an external database the server needs a token "
+            "secret of at least 32 bytes (e.g. `openssl rand -base64 48`)."
+        )
+    os.environ["CRM_JWT_SECRET"] = development_secret(settings.data_dir)
+    get_settings.cache_clear()
 
 
 def resolve_database_url(settings: Settings) -> str:
@@ -21,10 +53,20 @@ def resolve_database_url(settings: Settings) -> str:
     from crm_graphql.db.embedded import start_embedded_postgres
 
     url = start_embedded_postgres(settings.data_dir)
+    exit_cleanly_on_sigterm()
     os.environ["CRM_DATABASE_URL"] = url
     get_settings.cache_clear()
     print(f"Embedded PostgreSQL: data in {settings.data_dir.resolve() / 'pgdata'}", flush=True)
     return url
+
+
+def exit_cleanly_on_sigterm() -> None:
+    """Make SIGTERM end the process through SystemExit, so atexit stops the embedded server.
+
+    uvicorn shuts down gracefully on SIGTERM and then raises the signal again; its default
+    action would kill the process before atexit runs and leave PostgreSQL running orphaned.
+    """
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
 
 
 def migrate(url: str) -> None:
@@ -47,12 +89,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     settings = get_settings()
+    resolve_jwt_secret(settings)
+    development = settings.database_url is None
     url = resolve_database_url(settings)
     if not args.no_migrate:
         migrate(url)
     host = args.host or settings.host
     port = args.port or settings.port
     print(f"GraphQL API and GraphiQL at http://{host}:{port}/graphql", flush=True)
+    if development:
+        print_development_token(get_settings())
     uvicorn.run(
         "crm_graphql.app:create_app",
         factory=True,
@@ -62,9 +108,36 @@ def cmd_serve(args: argparse.Namespace) -> int:
         loop="uvloop",
         http="httptools",
         log_level=settings.log_level,
-        access_log=False,
+        log_config=logging_config(settings.log_level, settings.log_format),
+        access_log=False,  # crm_graphql.access logs each request (web/middleware.py)
+        timeout_graceful_shutdown=settings.shutdown_timeout_s,
+        ws_max_size=settings.max_body_bytes,  # one WebSocket message: the same bound as a body
     )
     return 0
+
+
+def print_development_token(settings: Settings) -> None:
+    token = TokenCodec.from_settings(settings).issue(DEVELOPMENT_ACTOR, DEVELOPMENT_TOKEN_TTL)
+    hours = int(DEVELOPMENT_TOKEN_TTL.total_seconds() // 3600)
+    headers = json.dumps({"Authorization": f"Bearer {token}"})
+    print(f"Development token (role manager, valid {hours}h): {token}", flush=True)
+    print(f"In GraphiQL, open the Headers tab and paste: {headers}", flush=True)
+    print("Tokens for other people and roles: crm-graphql token --help", flush=True)
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    resolve_jwt_secret(settings)
+    actor = Actor(user_id=args.sub, name=args.name or args.sub, role=Role(args.role))
+    print(TokenCodec.from_settings(get_settings()).issue(actor, args.ttl))
+    return 0
+
+
+def ttl_argument(text: str) -> timedelta:
+    try:
+        return parse_ttl(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def cmd_export_schema(args: argparse.Namespace) -> int:
@@ -80,6 +153,45 @@ def cmd_export_schema(args: argparse.Namespace) -> int:
     args.path.write_text(text)
     print(f"Wrote {args.path}")
     return 0
+
+
+def cmd_scorer(args: argparse.Namespace) -> int:
+    try:
+        import matplotlib  # noqa: F401
+        import sklearn  # noqa: F401
+    except ImportError:
+        print("`crm-graphql scorer` needs the learn extra: pip install 'crm-graphql[learn]'")
+        return 2
+    from crm_graphql.scoring import training
+
+    settings = get_settings()
+    url = resolve_database_url(settings)
+    migrate(url)
+    try:
+        report = asyncio.run(_run_scorer_command(args, settings, url))
+    except training.TrainingRefused as refusal:
+        print(refusal)
+        return 1
+    print(training.format_report(report))
+    if args.action == "evaluate":
+        training.write_calibration_plot(report, args.plot)
+        print(f"\nCalibration plot: {args.plot}")
+    return 0
+
+
+async def _run_scorer_command(args: argparse.Namespace, settings: Settings, url: str) -> "Report":
+    from crm_graphql.db.engine import create_engine
+    from crm_graphql.domain.scoring import HeuristicScorer
+    from crm_graphql.scoring import training
+
+    engine = create_engine(settings, url)
+    heuristic = HeuristicScorer(threshold=settings.transfer_threshold)
+    try:
+        if args.action == "train":
+            return await training.train(engine, heuristic, args.seed)
+        return await training.evaluate(engine, heuristic)
+    finally:
+        await engine.dispose()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -100,15 +212,47 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("path", nargs="?", type=Path, default=Path("schema.graphql"))
     export.add_argument("--check", action="store_true", help="fail if the file is out of date")
     export.set_defaults(handler=cmd_export_schema)
+    token = commands.add_parser(
+        "token",
+        help="print a signed bearer token",
+        description="Print a token signed with CRM_JWT_SECRET (with no database configured: "
+        "the development secret in the data folder).",
+    )
+    token.add_argument("--sub", required=True, help="the person's stable user ID")
+    token.add_argument("--name", help="display name (default: the --sub value)")
+    token.add_argument("--role", required=True, choices=[r.value for r in Role])
+    token.add_argument(
+        "--ttl", type=ttl_argument, default=parse_ttl("8h"), help="lifetime: 30m, 8h, 7d (8h)"
+    )
+    token.set_defaults(handler=cmd_token)
+
+    scorer = commands.add_parser("scorer", help="train and evaluate the learned scorer")
+    actions = scorer.add_subparsers(dest="action", required=True)
+    train = actions.add_parser(
+        "train", help="fit a model on the closed leads, store it as the newest version"
+    )
+    train.add_argument(
+        "--seed", type=int, default=0, help="seed of the held-out split (default: 0)"
+    )
+    evaluate = actions.add_parser(
+        "evaluate", help="the newest model against the heuristic on its held-out split"
+    )
+    evaluate.add_argument(
+        "--plot", type=Path, default=Path("calibration.png"), help="PNG calibration plot to write"
+    )
+    scorer.set_defaults(handler=cmd_scorer)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=get_settings().log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    try:
+        settings = get_settings()
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+        print(f"Invalid configuration: {problems}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level, settings.log_format)
     return args.handler(args)
 
 

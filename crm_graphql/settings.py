@@ -3,15 +3,25 @@
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 from urllib.parse import quote
 
-from pydantic import AliasChoices, Field, computed_field
+from pydantic import AliasChoices, Field, SecretStr, computed_field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from crm_graphql.domain.scoring import ScorerKind
+
+MIN_SECRET_BYTES = 32
 
 
 class Environment(StrEnum):
     DEVELOPMENT = "development"
     PRODUCTION = "production"
+
+
+class LlmApiStyle(StrEnum):
+    OPENAI = "openai"  # {base}/chat/completions, Authorization: Bearer
+    AZURE = "azure"  # {base}/openai/deployments/{model}/chat/completions, api-key header
 
 
 class Settings(BaseSettings):
@@ -36,15 +46,65 @@ class Settings(BaseSettings):
     port: int = 8000
     workers: int = Field(default=1, ge=1)
     log_level: str = "info"
+    # One line per request: `text` for a terminal, `json` for a log collector.
+    log_format: Literal["text", "json"] = "text"
+    # SIGTERM: open WebSockets are closed (1001) and in-flight requests get this long to finish.
+    shutdown_timeout_s: float = Field(default=30.0, gt=0)
+
+    # Faults: how long to wait for a connection, for one statement, for a free pooled connection.
+    db_connect_timeout_s: float = Field(default=5.0, gt=0)
+    statement_timeout_ms: int = Field(default=5000, ge=1)
+    db_pool_timeout_s: float = Field(default=5.0, gt=0)
+
+    # Abuse limits: each request error names the setting it hit.
+    max_query_depth: int = Field(default=10, ge=1)
+    max_aliases: int = Field(default=15, ge=0)
+    max_query_tokens: int = Field(default=2000, ge=1)
+    # A field costs 1; a page of `first: N` costs N times its selection (see docs/operations.md).
+    max_query_cost: int = Field(default=5000, ge=1)
+    max_body_bytes: int = Field(default=262_144, ge=1024)
+    batching_enabled: bool = False
+    max_batch_operations: int = Field(default=10, ge=1)
 
     # Adds extensions.sqlStatements to every response: for tests and benchmarks, not production.
     expose_sql_count: bool = False
 
+    # Tokens: HS256 with this secret (at least 32 bytes). Unset with the embedded database, the
+    # server keeps a generated one in data_dir; with an external database it must be set.
+    jwt_secret: SecretStr | None = None
+    jwt_issuer: str = "crm-graphql"
+    jwt_audience: str = "crm-graphql"
+    jwt_leeway: int = Field(default=30, ge=0, le=300, description="clock skew allowed, seconds")
+
     transfer_threshold: float = Field(default=0.6, ge=0.0, le=1.0)
+
+    # Scoring: which scorer analyzeLead uses when none is asked for (see docs/scoring.md).
+    scorer: ScorerKind = ScorerKind.HEURISTIC
+    # Any OpenAI-compatible chat completions API: OpenAI, Azure OpenAI, Ollama, vLLM, llama.cpp.
+    llm_base_url: str | None = None  # e.g. https://api.openai.com/v1, http://127.0.0.1:11434/v1
+    llm_model: str = "gpt-4o-mini"  # with Azure: the deployment name
+    llm_api_key: SecretStr | None = None
+    llm_api_style: LlmApiStyle = LlmApiStyle.OPENAI
+    llm_azure_api_version: str = "2024-10-21"
+    llm_timeout_s: float = Field(default=10.0, gt=0)
+    llm_max_retries: int = Field(default=2, ge=0, le=5)
+    llm_notes_budget_chars: int = Field(default=4000, ge=0)
     max_page_size: int = Field(default=100, ge=1)
     default_page_size: int = Field(default=20, ge=1)
     # pipelineStats: the longest window one request may cover (two years, a leap day included).
     analytics_max_window_days: int = Field(default=731, ge=1)
+
+    @field_validator("jwt_secret")
+    @classmethod
+    def secret_long_enough(cls, secret: SecretStr | None) -> SecretStr | None:
+        if secret is not None and len(secret.get_secret_value().encode()) < MIN_SECRET_BYTES:
+            raise ValueError(f"CRM_JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes long")
+        return secret
+
+    @property
+    def production(self) -> bool:
+        """No introspection, no GraphiQL, no "Did you mean ...?" in validation errors."""
+        return self.env is Environment.PRODUCTION
 
     @computed_field  # type: ignore[prop-decorator]
     @property

@@ -6,11 +6,11 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.support.database import plain_dsn, recreate_database, database_for_tests
-from tests.support.graphql import GraphQLClient
-from tests.support.server import ServerProcess
+from tests.support.database import database_for_tests, plain_dsn, recreate_database
+from tests.support.graphql import GraphQLClient, token_for
+from tests.support.server import ServerProcess, api_env
 
-TABLES = "activities, stage_changes, sales, leads"
+TABLES = "activities, stage_changes, sales, leads, users, scoring_models"
 
 
 @pytest.fixture(scope="session")
@@ -25,9 +25,7 @@ def database_url() -> Iterator[str]:
 def server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """`crm-graphql serve` on the test database; it applies the migrations itself."""
     log = tmp_path_factory.mktemp("server") / "server.log"
-    process = ServerProcess(
-        {"CRM_DATABASE_URL": database_url, "CRM_EXPOSE_SQL_COUNT": "true"}, log
-    ).start()
+    process = ServerProcess(api_env(database_url), log).start()
     yield process
     process.stop()
 
@@ -49,8 +47,9 @@ async def clean(server: ServerProcess, db: asyncpg.Connection) -> None:
 
 @pytest.fixture
 async def gql(server: ServerProcess, clean: None) -> AsyncIterator[GraphQLClient]:
+    """An authenticated manager (sub test-manager); `gql.as_role("admin")` acts as another."""
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
-        yield GraphQLClient(http)
+        yield GraphQLClient(http, token_for("manager"))
 
 
 @pytest.fixture

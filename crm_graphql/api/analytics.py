@@ -4,14 +4,14 @@ from datetime import datetime
 
 import strawberry
 
-from crm_graphql.api.types import LeadStage, SaleStage
+from crm_graphql.api.types import LeadInfo, LeadStage, SaleStage, UserType, load_user
 from crm_graphql.domain import analytics
 
 PipelineGrouping = strawberry.enum(
     analytics.PipelineGrouping,
     description=(
         "How pipelineStats splits leads into groups: NONE (one group), SOURCE (by the "
-        "lead's source) or OWNER (by the lead's owner; not available until leads have owners)."
+        "lead's source) or OWNER (by the lead's current owner)."
     ),
 )
 
@@ -164,7 +164,8 @@ class ScoreBucket:
 @strawberry.type(description="The figures of one group of leads.")
 class PipelineGroup:
     key: str | None = strawberry.field(
-        description="The group: null for NONE, the LeadSource name for SOURCE."
+        description="The group: null for NONE, the LeadSource name for SOURCE, the owner's "
+        "User ID for OWNER (null: leads without an owner, listed last)."
     )
     leads_created: int = strawberry.field(
         description="Leads created (entered NEW) with `at` in [from, to)."
@@ -182,11 +183,22 @@ class PipelineGroup:
     score_track_record: list[ScoreBucket] = strawberry.field(
         description="Five score buckets from 0 to 1: how scored leads turned out."
     )
+    owner_id: strawberry.Private[str | None]
+
+    @strawberry.field(
+        description="For OWNER, the owner the key names (null for leads without one); null for "
+        "the other groupings."
+    )
+    async def owner(self, info: LeadInfo) -> UserType | None:
+        return await load_user(info, self.owner_id)
 
     @classmethod
-    def from_domain(cls, group: analytics.PipelineGroup) -> "PipelineGroup":
+    def from_domain(
+        cls, group: analytics.PipelineGroup, grouping: analytics.PipelineGrouping
+    ) -> "PipelineGroup":
         return cls(
             key=group.key,
+            owner_id=group.key if grouping is analytics.PipelineGrouping.OWNER else None,
             leads_created=group.leads_created,
             leads_transferred=group.leads_transferred,
             transfer_rate=group.transfer_rate,
@@ -216,5 +228,5 @@ class PipelineStats:
             to=stats.window.end,
             as_of=stats.as_of,
             group_by=stats.grouping,
-            groups=[PipelineGroup.from_domain(group) for group in stats.groups],
+            groups=[PipelineGroup.from_domain(group, stats.grouping) for group in stats.groups],
         )

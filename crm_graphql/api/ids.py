@@ -3,9 +3,8 @@
 import base64
 import binascii
 
+from crm_graphql.db.tables import MAX_ID
 from crm_graphql.domain.errors import ErrorCode, RuleViolation, Violation
-
-MAX_PK = 2**63 - 1  # bigint
 
 
 def encode_global_id(type_name: str, pk: int) -> str:
@@ -19,7 +18,8 @@ def decode_global_id(global_id: str) -> tuple[str, int] | None:
         pk = int(raw_pk)
     except (ValueError, binascii.Error, UnicodeDecodeError):
         return None
-    if not type_name or not raw_pk.isdigit() or not 0 < pk <= MAX_PK:
+    # Only the spelling this API issues: no sign, spaces, leading zeros or non-ASCII digits.
+    if not type_name or raw_pk != str(pk) or not 0 < pk <= MAX_ID:
         return None
     return type_name, pk
 

@@ -7,6 +7,7 @@ from crm_graphql.api.types import (
     LeadStage,
     OrderDirection,
     SaleStage,
+    ScorerKind,
 )
 
 
@@ -54,6 +55,10 @@ class LogActivityInput:
 @strawberry.input
 class AnalyzeLeadInput:
     lead_id: strawberry.ID
+    scorer: ScorerKind | None = strawberry.field(
+        default=None,
+        description="Ask a specific scorer (admins only); the deployment's default when null.",
+    )
 
 
 @strawberry.input
@@ -71,3 +76,9 @@ class TransferToSalesInput:
 class AdvanceSaleStageInput:
     sale_id: strawberry.ID
     to: SaleStage
+
+
+@strawberry.input
+class AssignLeadInput:
+    lead_id: strawberry.ID
+    owner_id: strawberry.ID = strawberry.field(description="The new owner's User ID.")

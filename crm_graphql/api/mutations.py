@@ -1,15 +1,20 @@
-"""Mutations: decode IDs, call one use case, map rule violations to `errors`."""
+"""Mutations: decode IDs, call one use case, map rule violations to `errors`.
+
+A role that may not run a mutation gets a FORBIDDEN GraphQL error, not a UserError: it is not a
+business rule the input broke but a request the caller should not have made."""
 
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import strawberry
 
+from crm_graphql.api.context import Context
 from crm_graphql.api.ids import decode_id_of
 from crm_graphql.api.inputs import (
     AdvanceSaleStageInput,
     AdvanceStageInput,
     AnalyzeLeadInput,
+    AssignLeadInput,
     CreateLeadInput,
     LogActivityInput,
     TransferToSalesInput,
@@ -23,12 +28,19 @@ from crm_graphql.services.leads import UNCHANGED, LeadChanges
 T = TypeVar("T")
 
 
-async def attempt(action: Callable[[], Awaitable[T]]) -> tuple[T | None, list[UserError]]:
-    """Run a use case; a broken rule becomes `errors`, anything else propagates (masked)."""
+async def attempt(
+    context: Context, action: Callable[[], Awaitable[T]]
+) -> tuple[T | None, list[UserError]]:
+    """Run a use case; a broken rule becomes `errors`, anything else propagates (masked).
+
+    Mutations of one document run one after another: the loaders are renewed after each, so
+    the fields of the next payload never see what was cached before this write."""
     try:
         return await action(), []
     except RuleViolation as violation:
         return None, [UserError.from_violation(v) for v in violation.violations]
+    finally:
+        context.renew_loaders()
 
 
 def lead_or_none(lead: Lead | None) -> LeadType | None:
@@ -83,71 +95,82 @@ class AdvanceSaleStagePayload:
 
 
 @strawberry.type
+class AssignLeadPayload:
+    lead: LeadType | None
+    errors: list[UserError]
+
+
+@strawberry.type
 class Mutation:
     @strawberry.mutation(description="Create a lead in stage NEW.")
     async def create_lead(self, info: LeadInfo, input: CreateLeadInput) -> CreateLeadPayload:
-        leads = info.context.services.leads
-        lead, errors = await attempt(lambda: leads.create(input.source, input.business_domain))
+        actor, leads = info.context.actor, info.context.services.leads
+        lead, errors = await attempt(
+            info.context, lambda: leads.create(actor, input.source, input.business_domain)
+        )
         return CreateLeadPayload(lead=lead_or_none(lead), errors=errors)
 
     @strawberry.mutation(description="Change a lead's fields; a transferred lead is locked.")
     async def update_lead(self, info: LeadInfo, input: UpdateLeadInput) -> UpdateLeadPayload:
-        leads = info.context.services.leads
+        actor, leads = info.context.actor, info.context.services.leads
         business_domain = (
             UNCHANGED if input.business_domain is strawberry.UNSET else input.business_domain
         )
 
         async def action() -> Lead:
             lead_id = decode_id_of("Lead", input.lead_id, "leadId")
-            return await leads.update(lead_id, LeadChanges(business_domain=business_domain))
+            return await leads.update(actor, lead_id, LeadChanges(business_domain=business_domain))
 
-        lead, errors = await attempt(action)
+        lead, errors = await attempt(info.context, action)
         return UpdateLeadPayload(lead=lead_or_none(lead), errors=errors)
 
     @strawberry.mutation(description="Record a contact with the client; counts toward the score.")
     async def log_activity(self, info: LeadInfo, input: LogActivityInput) -> LogActivityPayload:
-        leads = info.context.services.leads
+        actor, leads = info.context.actor, info.context.services.leads
 
         async def action() -> Lead:
             lead_id = decode_id_of("Lead", input.lead_id, "leadId")
-            return await leads.log_activity(lead_id, input.kind, input.note)
+            return await leads.log_activity(actor, lead_id, input.kind, input.note)
 
-        lead, errors = await attempt(action)
+        lead, errors = await attempt(info.context, action)
         return LogActivityPayload(lead=lead_or_none(lead), errors=errors)
 
     @strawberry.mutation(description="Ask the scorer for a conversion estimate; it advises only.")
     async def analyze_lead(self, info: LeadInfo, input: AnalyzeLeadInput) -> AnalyzeLeadPayload:
-        leads = info.context.services.leads
+        actor, leads = info.context.actor, info.context.services.leads
 
         async def action() -> Lead:
-            return await leads.analyze(decode_id_of("Lead", input.lead_id, "leadId"))
+            lead_id = decode_id_of("Lead", input.lead_id, "leadId")
+            return await leads.analyze(actor, lead_id, input.scorer)
 
-        lead, errors = await attempt(action)
+        lead, errors = await attempt(info.context, action)
         return AnalyzeLeadPayload(lead=lead_or_none(lead), errors=errors)
 
     @strawberry.mutation(description="Move a lead along the funnel (not to TRANSFERRED).")
     async def advance_stage(self, info: LeadInfo, input: AdvanceStageInput) -> AdvanceStagePayload:
-        leads = info.context.services.leads
+        actor, leads = info.context.actor, info.context.services.leads
 
         async def action() -> Lead:
             return await leads.advance_stage(
-                decode_id_of("Lead", input.lead_id, "leadId"), input.to
+                actor, decode_id_of("Lead", input.lead_id, "leadId"), input.to
             )
 
-        lead, errors = await attempt(action)
+        lead, errors = await attempt(info.context, action)
         return AdvanceStagePayload(lead=lead_or_none(lead), errors=errors)
 
     @strawberry.mutation(description="The human decision: hand a qualified lead to sales.")
     async def transfer_to_sales(
         self, info: LeadInfo, input: TransferToSalesInput
     ) -> TransferToSalesPayload:
-        leads = info.context.services.leads
+        actor, leads = info.context.actor, info.context.services.leads
 
         async def action() -> tuple[Lead, Sale]:
-            transfer = await leads.transfer_to_sales(decode_id_of("Lead", input.lead_id, "leadId"))
+            transfer = await leads.transfer_to_sales(
+                actor, decode_id_of("Lead", input.lead_id, "leadId")
+            )
             return transfer.lead, transfer.sale
 
-        result, errors = await attempt(action)
+        result, errors = await attempt(info.context, action)
         lead, sale = result if result else (None, None)
         return TransferToSalesPayload(
             lead=lead_or_none(lead), sale=sale_or_none(sale), errors=errors
@@ -157,12 +180,23 @@ class Mutation:
     async def advance_sale_stage(
         self, info: LeadInfo, input: AdvanceSaleStageInput
     ) -> AdvanceSaleStagePayload:
-        sales = info.context.services.sales
+        actor, sales = info.context.actor, info.context.services.sales
 
         async def action() -> Sale:
             return await sales.advance_stage(
-                decode_id_of("Sale", input.sale_id, "saleId"), input.to
+                actor, decode_id_of("Sale", input.sale_id, "saleId"), input.to
             )
 
-        sale, errors = await attempt(action)
+        sale, errors = await attempt(info.context, action)
         return AdvanceSaleStagePayload(sale=sale_or_none(sale), errors=errors)
+
+    @strawberry.mutation(description="Make another person the lead's owner (admins only).")
+    async def assign_lead(self, info: LeadInfo, input: AssignLeadInput) -> AssignLeadPayload:
+        actor, leads = info.context.actor, info.context.services.leads
+
+        async def action() -> Lead:
+            lead_id = decode_id_of("Lead", input.lead_id, "leadId")
+            return await leads.assign(actor, lead_id, input.owner_id)
+
+        lead, errors = await attempt(info.context, action)
+        return AssignLeadPayload(lead=lead_or_none(lead), errors=errors)

@@ -12,6 +12,7 @@ from crm_graphql.api.types import (
     OrderDirection,
     SaleConnection,
     SaleType,
+    UserType,
 )
 from crm_graphql.domain.errors import RuleViolation
 from crm_graphql.services import queries as q
@@ -29,7 +30,14 @@ def as_graphql_error(violation: RuleViolation) -> GraphQLError:
 
 @strawberry.type
 class Query:
-    @strawberry.field(description="Fetch any object by its global ID.")
+    @strawberry.field(description="The caller, as their token names them.")
+    def viewer(self, info: LeadInfo) -> UserType:
+        actor = info.context.actor
+        return UserType(id=strawberry.ID(actor.user_id), name=actor.name, role=actor.role)
+
+    @strawberry.field(
+        description="Fetch any object by its global ID; null if the caller may not see it."
+    )
     async def node(self, info: LeadInfo, id: strawberry.ID) -> Node | None:
         decoded = decode_global_id(id)
         if decoded is None:
@@ -46,7 +54,7 @@ class Query:
             return SaleType.from_domain(sale) if sale else None
         return None
 
-    @strawberry.field
+    @strawberry.field(description="Null when no lead has this ID or the caller may not see it.")
     async def lead(self, info: LeadInfo, id: strawberry.ID) -> LeadType | None:
         try:
             pk = decode_id_of("Lead", id, "id")
@@ -70,6 +78,7 @@ class Query:
         order = order_by or LeadOrder()
         try:
             page = await info.context.services.queries.leads_page(
+                info.context.actor,
                 PageArgs(first=first, after=after, last=last, before=before),
                 q.LeadFilter(
                     stages=f.stage,
@@ -93,7 +102,9 @@ class Query:
     ) -> SaleConnection:
         try:
             page = await info.context.services.queries.sales_page(
-                PageArgs(first=first, after=after), (filter or SaleFilter()).stage
+                info.context.actor,
+                PageArgs(first=first, after=after),
+                (filter or SaleFilter()).stage,
             )
         except RuleViolation as violation:
             raise as_graphql_error(violation) from None
@@ -106,7 +117,7 @@ class Query:
     async def pipeline_stats(self, info: LeadInfo, input: PipelineStatsInput) -> PipelineStats:
         try:
             stats = await info.context.services.analytics.pipeline_stats(
-                input.from_, input.to, input.group_by, input.as_of
+                info.context.actor, input.from_, input.to, input.group_by, input.as_of
             )
         except RuleViolation as violation:
             raise as_graphql_error(violation) from None

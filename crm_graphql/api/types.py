@@ -8,7 +8,7 @@ from strawberry.types import Info
 
 from crm_graphql.api.context import Context
 from crm_graphql.api.ids import encode_global_id
-from crm_graphql.domain import enums
+from crm_graphql.domain import access, enums, scoring
 from crm_graphql.domain.errors import ErrorCode, Violation
 from crm_graphql.domain.lead import Lead, Sale, StageChange
 from crm_graphql.domain.scoring import Score
@@ -22,6 +22,10 @@ ScoreRecommendation = strawberry.enum(enums.ScoreRecommendation)
 ActivityKind = strawberry.enum(enums.ActivityKind)
 LeadOrderField = strawberry.enum(DomainLeadOrderField)
 UserErrorCode = strawberry.enum(ErrorCode, name="UserErrorCode")
+Role = strawberry.enum(access.Role, name="Role")
+ScorerKind = strawberry.enum(
+    scoring.ScorerKind, description="A scorer an admin can ask for by name in analyzeLead."
+)
 
 
 @strawberry.enum
@@ -52,12 +56,51 @@ class UserError:
         return cls(code=violation.code, message=violation.message, field=field)
 
 
+@strawberry.type(name="User", description="A person, as named by their token.")
+class UserType:
+    id: strawberry.ID = strawberry.field(description="The token's `sub`.")
+    name: str
+    role: Role = strawberry.field(description="The role of the person's latest token seen.")
+
+    @classmethod
+    def from_domain(cls, user: access.User) -> "UserType":
+        return cls(id=strawberry.ID(user.id), name=user.name, role=user.role)
+
+
+async def load_user(info: LeadInfo, user_id: str | None) -> UserType | None:
+    """None for records written before authentication existed."""
+    if user_id is None:
+        return None
+    user = await info.context.loaders.user.load(user_id)
+    return UserType.from_domain(user) if user else None
+
+
+@strawberry.type(description="One reason a score is what it is.")
+class ScoreFactor:
+    name: str
+    contribution: float = strawberry.field(
+        description="Signed share of the score; a score's contributions add up to its value "
+        "before clamping to [0, 1] and rounding."
+    )
+    explanation: str = strawberry.field(description="One sentence for a manager.")
+
+
 @strawberry.type
 class LeadScore:
     value: float
     recommendation: ScoreRecommendation
-    reasons: list[str]
-    scorer: str
+    reasons: list[str] = strawberry.field(description="Short reasons; see factors for detail.")
+    factors: list[ScoreFactor] = strawberry.field(
+        description="Why the score is what it is. Empty for scores stored before factors existed."
+    )
+    scorer: str = strawberry.field(
+        description='The scorer that produced the score, e.g. "llm", or '
+        '"heuristic (fallback: timeout)" when the chosen scorer could not answer.'
+    )
+    scorer_version: str | None = strawberry.field(
+        description="The version of that scorer (heuristic rules, LLM model, learned model); "
+        "null for scores stored before versions were recorded."
+    )
     scored_at: datetime
     stale: bool = strawberry.field(
         description="True when the lead's scoring inputs changed since it was scored."
@@ -69,7 +112,12 @@ class LeadScore:
             value=score.value,
             recommendation=score.recommendation,
             reasons=list(score.reasons),
+            factors=[
+                ScoreFactor(name=f.name, contribution=f.contribution, explanation=f.explanation)
+                for f in score.factors
+            ],
             scorer=score.scorer,
+            scorer_version=score.scorer_version,
             scored_at=score.scored_at,
             stale=score.is_stale_for(lead.snapshot),
         )
@@ -80,10 +128,15 @@ class LeadStageChange:
     from_: LeadStage | None = strawberry.field(name="from")
     to: LeadStage
     at: datetime
+    by_id: strawberry.Private[str | None]
 
     @classmethod
     def from_domain(cls, change: StageChange[enums.LeadStage]) -> "LeadStageChange":
-        return cls(from_=change.from_stage, to=change.to_stage, at=change.at)
+        return cls(from_=change.from_stage, to=change.to_stage, at=change.at, by_id=change.by)
+
+    @strawberry.field(description="Who made the change; null before authentication existed.")
+    async def by(self, info: LeadInfo) -> UserType | None:
+        return await load_user(info, self.by_id)
 
 
 @strawberry.type
@@ -91,10 +144,15 @@ class SaleStageChange:
     from_: SaleStage | None = strawberry.field(name="from")
     to: SaleStage
     at: datetime
+    by_id: strawberry.Private[str | None]
 
     @classmethod
     def from_domain(cls, change: StageChange[enums.SaleStage]) -> "SaleStageChange":
-        return cls(from_=change.from_stage, to=change.to_stage, at=change.at)
+        return cls(from_=change.from_stage, to=change.to_stage, at=change.at, by_id=change.by)
+
+    @strawberry.field(description="Who made the change; null before authentication existed.")
+    async def by(self, info: LeadInfo) -> UserType | None:
+        return await load_user(info, self.by_id)
 
 
 @strawberry.type(name="Lead")
@@ -130,6 +188,14 @@ class LeadType(Node):
         sale = await info.context.loaders.sale_by_lead.load(self.record.id)
         return SaleType.from_domain(sale) if sale else None
 
+    @strawberry.field(description="Who created the lead; null before authentication existed.")
+    async def created_by(self, info: LeadInfo) -> UserType | None:
+        return await load_user(info, self.record.created_by)
+
+    @strawberry.field(description="Who is responsible for the lead: its creator unless reassigned.")
+    async def owner(self, info: LeadInfo) -> UserType | None:
+        return await load_user(info, self.record.owner_id)
+
     @strawberry.field(description="Every stage change, oldest first; creation included.")
     async def history(self, info: LeadInfo) -> list[LeadStageChange]:
         changes = await info.context.loaders.lead_history.load(self.record.id)
@@ -154,9 +220,15 @@ class SaleType(Node):
     @strawberry.field
     async def lead(self, info: LeadInfo) -> LeadType:
         lead = await info.context.loaders.lead.load(self.record.lead_id)
-        if lead is None:  # the foreign key makes this impossible
+        # Impossible: the foreign key holds, and a sale's lead is TRANSFERRED, which every
+        # role may read.
+        if lead is None:
             raise LookupError(f"sale {self.record.id} has no lead")
         return LeadType.from_domain(lead)
+
+    @strawberry.field(description="Who transferred the lead to sales.")
+    async def transferred_by(self, info: LeadInfo) -> UserType | None:
+        return await load_user(info, self.record.transferred_by)
 
     @strawberry.field(description="Every stage change, oldest first; creation included.")
     async def history(self, info: LeadInfo) -> list[SaleStageChange]:

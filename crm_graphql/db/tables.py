@@ -14,11 +14,13 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
     func,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
+from crm_graphql.domain.access import Role
 from crm_graphql.domain.enums import ActivityKind, LeadSource, LeadStage, SaleStage
 
 metadata = MetaData(
@@ -36,7 +38,20 @@ def _one_of(column: str, values: type) -> str:
     return f"{column} IN ({', '.join(repr(str(v)) for v in values)})"
 
 
+MAX_ID = 2**63 - 1  # the largest BigInteger identity value
 NO_SCORE_SORT_KEY = -1.0  # unscored leads sort below every real score (0 to 1)
+
+# The people the tokens name, recorded on their first write; `id` is the token's `sub`.
+users = Table(
+    "users",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("first_seen", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("last_seen", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    CheckConstraint(_one_of("role", Role), name="role"),
+)
 
 leads = Table(
     "leads",
@@ -47,10 +62,14 @@ leads = Table(
     Column("business_domain", String(120)),
     Column("activity_count", Integer, nullable=False, server_default=text("0")),
     Column("score_value", Float),
-    # recommendation, reasons, scorer, scored_at and the inputs it was computed on
+    # recommendation, reasons, factors, scorer and its version, scored_at and the inputs
+    # it was computed on
     Column("score", JSONB),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # Null only on rows written before authentication existed.
+    Column("created_by", Text, ForeignKey("users.id")),
+    Column("owner_id", Text, ForeignKey("users.id")),
     CheckConstraint(_one_of("source", LeadSource), name="source"),
     CheckConstraint(_one_of("stage", LeadStage), name="stage"),
     CheckConstraint("activity_count >= 0", name="activity_count"),
@@ -74,6 +93,7 @@ sales = Table(
     Column("stage", String(16), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("transferred_by", Text, ForeignKey("users.id")),
     CheckConstraint(_one_of("stage", SaleStage), name="stage"),
 )
 Index("ix_sales_created_at_id", sales.c.created_at, sales.c.id)
@@ -89,6 +109,7 @@ stage_changes = Table(
     Column("from_stage", String(16)),
     Column("to_stage", String(16), nullable=False),
     Column("at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("by", Text, ForeignKey("users.id")),
     CheckConstraint("(lead_id IS NULL) <> (sale_id IS NULL)", name="one_subject"),
 )
 Index(
@@ -139,3 +160,18 @@ activities = Table(
     CheckConstraint(_one_of("kind", ActivityKind), name="kind"),
 )
 Index("ix_activities_lead_id_id", activities.c.lead_id, activities.c.id)
+
+# Models trained by `crm-graphql scorer train`; the newest version of a kind is the one in use.
+scoring_models = Table(
+    "scoring_models",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("trained_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # coefficients, intercept, feature names, scaler means and scales
+    Column("params", JSONB, nullable=False),
+    # held-out evaluation at training time, the split and the class counts
+    Column("metrics", JSONB, nullable=False),
+    UniqueConstraint("kind", "version"),
+)

@@ -43,7 +43,10 @@ def _as_utc(value: datetime, field: str) -> datetime:
             "a local time without one is ambiguous.",
             field,
         )
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+02:00 is a moment before year 1 in UTC
+        raise _invalid(f"`{field}` is outside the years 1 to 9999 in UTC.", field) from None
 
 
 @dataclass(frozen=True)
@@ -69,14 +72,6 @@ class StatsWindow:
         if as_of is not None and as_of <= start:
             raise _invalid("`asOf` must be later than `from`.", "asOf")
         return cls(start, end, as_of)
-
-
-def group_by_violation(grouping: PipelineGrouping) -> Violation:
-    return Violation(
-        ErrorCode.INVALID_INPUT,
-        f"Grouping by {grouping.value} is not available: leads have no owner yet.",
-        ("input", "groupBy"),
-    )
 
 
 def ratio(part: int, whole: int) -> float | None:

@@ -8,6 +8,7 @@ from crm_graphql.domain.enums import LeadSource, LeadStage, SaleStage
 from crm_graphql.domain.errors import ErrorCode, RuleViolation, Violation
 from crm_graphql.domain.lifecycle import is_lead_locked, lead_locked_violation
 from crm_graphql.domain.scoring import LeadSnapshot, Score
+from crm_graphql.domain.text import unstorable_text
 
 BUSINESS_DOMAIN_MAX_LENGTH = 120
 
@@ -22,6 +23,9 @@ class Lead:
     score: Score | None
     created_at: datetime
     updated_at: datetime
+    # User ids; None only on leads created before authentication existed.
+    created_by: str | None = None
+    owner_id: str | None = None
 
     @property
     def snapshot(self) -> LeadSnapshot:
@@ -39,6 +43,7 @@ class Sale:
     stage: SaleStage
     created_at: datetime
     updated_at: datetime
+    transferred_by: str | None = None
 
 
 StageT = TypeVar("StageT", LeadStage, SaleStage)
@@ -50,20 +55,16 @@ class StageChange(Generic[StageT]):
     from_stage: StageT | None
     to_stage: StageT
     at: datetime
+    by: str | None = None
 
 
 def normalize_business_domain(value: str | None) -> str | None:
     """The business domain as stored: trimmed, 1 to 120 characters, or None."""
     if value is None:
         return None
-    if "\x00" in value:
-        raise RuleViolation(
-            Violation(
-                ErrorCode.INVALID_INPUT,
-                "businessDomain must not contain NUL characters.",
-                ("businessDomain",),
-            )
-        )
+    violation = unstorable_text(value, "businessDomain")
+    if violation:
+        raise RuleViolation(violation)
     trimmed = value.strip()
     if not 1 <= len(trimmed) <= BUSINESS_DOMAIN_MAX_LENGTH:
         raise RuleViolation(

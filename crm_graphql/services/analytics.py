@@ -5,14 +5,8 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crm_graphql.db import analytics as sql
-from crm_graphql.domain.analytics import (
-    PipelineGrouping,
-    PipelineStats,
-    StatsWindow,
-    build_report,
-    group_by_violation,
-)
-from crm_graphql.domain.errors import RuleViolation
+from crm_graphql.domain.access import Actor, Permission, require
+from crm_graphql.domain.analytics import PipelineGrouping, PipelineStats, StatsWindow, build_report
 
 
 class AnalyticsService:
@@ -22,6 +16,7 @@ class AnalyticsService:
 
     async def pipeline_stats(
         self,
+        actor: Actor,
         start: datetime,
         end: datetime,
         grouping: PipelineGrouping,
@@ -29,11 +24,8 @@ class AnalyticsService:
     ) -> PipelineStats:
         """Funnel, sales and score figures for [start, end), read as of `as_of` (default: the
         database's current time). Read-only; one SQL statement whatever the grouping."""
-        # INTEGRATION (issue 4): take the caller as `actor` and start with
-        # `require(actor, <permission to read analytics>)`: managers and admins may, sales may not.
+        require(actor, Permission.READ_ANALYTICS)
         window = StatsWindow.validated(start, end, as_of, self.max_window_days)
-        if sql.GROUP_KEYS[grouping] is None:
-            raise RuleViolation(group_by_violation(grouping))
         async with self.engine.connect() as conn:
             rows = await sql.pipeline_rows(conn, window, grouping)
         return build_report(window, grouping, rows)

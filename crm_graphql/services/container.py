@@ -2,7 +2,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from crm_graphql.scoring import build_scorer
+from crm_graphql.scoring import Scorers, build_scorers
 from crm_graphql.services.analytics import AnalyticsService
 from crm_graphql.services.leads import LeadService
 from crm_graphql.services.queries import Queries
@@ -16,12 +16,18 @@ class Services:
     sales: SaleService
     queries: Queries
     analytics: AnalyticsService
+    scorers: Scorers
 
     @classmethod
     def create(cls, engine: AsyncEngine, settings: Settings) -> "Services":
+        scorers = build_scorers(settings, engine)
         return cls(
-            leads=LeadService(engine, build_scorer(settings), settings.transfer_threshold),
+            leads=LeadService(engine, scorers, settings.transfer_threshold),
             sales=SaleService(engine),
             queries=Queries(engine, settings),
             analytics=AnalyticsService(engine, settings.analytics_max_window_days),
+            scorers=scorers,
         )
+
+    async def close(self) -> None:
+        await self.scorers.close()

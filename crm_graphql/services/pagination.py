@@ -3,15 +3,17 @@
 import base64
 import binascii
 import json
+import math
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import ColumnElement, Table, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crm_graphql.db.repository import count_rows, fetch_rows
+from crm_graphql.db.tables import MAX_ID
 from crm_graphql.domain.errors import ErrorCode, RuleViolation, Violation
 
 T = TypeVar("T")
@@ -58,17 +60,35 @@ def encode_cursor(sort: SortKey, value: Any, row_id: int) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+def _cursor_value(sort: SortKey, wire: Any) -> datetime | float:
+    if sort.kind is datetime:
+        value = datetime.fromisoformat(wire)
+        if value.tzinfo is None:
+            raise ValueError(wire)
+        value.astimezone(UTC)  # OverflowError for instants PostgreSQL cannot hold either
+        return value
+    number = float(wire)
+    if not math.isfinite(number):
+        raise ValueError(wire)
+    return number
+
+
 def decode_cursor(sort: SortKey, cursor: str, field: str) -> tuple[Any, int]:
+    not_issued = _invalid(f"`{field}` is not a cursor this API issued.", field)
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         name, wire, row_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        value = datetime.fromisoformat(wire) if sort.kind is datetime else float(wire)
-        if not isinstance(row_id, int) or value is None:
-            raise ValueError(row_id)
-    except (ValueError, TypeError, binascii.Error, UnicodeError, json.JSONDecodeError):
-        raise _invalid(f"`{field}` is not a cursor this API issued.", field) from None
-    if name != sort.name:
+    except (ValueError, TypeError, binascii.Error, UnicodeError):
+        raise not_issued from None
+    if isinstance(name, str) and name != sort.name:
         raise _invalid(f"`{field}` was issued for ordering by {name}, not by {sort.name}.", field)
+    try:
+        value = _cursor_value(sort, wire)
+    except (ValueError, TypeError, OverflowError):
+        raise not_issued from None
+    # bool is an int subclass; an id out of bigint range would fail in the database instead.
+    if name != sort.name or type(row_id) is not int or not 0 < row_id <= MAX_ID:
+        raise not_issued
     return value, row_id
 
 

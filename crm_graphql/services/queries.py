@@ -1,5 +1,8 @@
 """Reads: pages of leads and sales, and the batch functions behind the DataLoaders. Each batch
-takes its own pooled connection, so sibling fields resolved concurrently never share one."""
+takes its own pooled connection, so sibling fields resolved concurrently never share one.
+
+Every read of a lead or a sale takes the actor and applies domain.access, so a lead the actor
+may not see is absent from pages and loads as None, whichever field asked for it."""
 
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -11,6 +14,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crm_graphql.db import repository as repo
 from crm_graphql.db.tables import NO_SCORE_SORT_KEY, leads, sales
+from crm_graphql.domain.access import (
+    Actor,
+    Permission,
+    User,
+    may_read_lead,
+    readable_lead_stages,
+    require,
+)
 from crm_graphql.domain.enums import LeadSource, LeadStage, SaleStage
 from crm_graphql.domain.lead import Lead, Sale, StageChange
 from crm_graphql.services.pagination import KeysetQuery, Page, PageArgs, SortKey
@@ -65,20 +76,29 @@ class Queries:
         self.engine = engine
         self.settings = settings
 
-    async def leads_page(self, args: PageArgs, filter: LeadFilter, order: LeadOrder) -> Page[Lead]:
+    async def leads_page(
+        self, actor: Actor, args: PageArgs, filter: LeadFilter, order: LeadOrder
+    ) -> Page[Lead]:
+        conditions = filter.conditions()
+        readable = readable_lead_stages(actor)
+        if readable is not None:
+            conditions.append(leads.c.stage.in_([s.value for s in readable]))
         query = KeysetQuery(
             engine=self.engine,
             table=leads,
             sort=LEAD_SORT_KEYS[order.field],
             descending=order.descending,
-            conditions=filter.conditions(),
+            conditions=conditions,
             to_node=repo.lead_from_row,
             default_page_size=self.settings.default_page_size,
             max_page_size=self.settings.max_page_size,
         )
         return await query.page(args)
 
-    async def sales_page(self, args: PageArgs, stages: Sequence[SaleStage] | None) -> Page[Sale]:
+    async def sales_page(
+        self, actor: Actor, args: PageArgs, stages: Sequence[SaleStage] | None
+    ) -> Page[Sale]:
+        require(actor, Permission.READ_SALES)
         conditions = [] if stages is None else [sales.c.stage.in_([s.value for s in stages])]
         query = KeysetQuery(
             engine=self.engine,
@@ -92,20 +112,30 @@ class Queries:
         )
         return await query.page(args)
 
-    async def leads_by_ids(self, ids: Sequence[int]) -> list[Lead | None]:
+    async def leads_by_ids(self, actor: Actor, ids: Sequence[int]) -> list[Lead | None]:
         async with self.engine.connect() as conn:
             found = await repo.leads_by_ids(conn, ids)
-        return [found.get(i) for i in ids]
+        return [
+            lead if (lead := found.get(i)) and may_read_lead(actor, lead.stage) else None
+            for i in ids
+        ]
 
-    async def sales_by_ids(self, ids: Sequence[int]) -> list[Sale | None]:
+    async def sales_by_ids(self, actor: Actor, ids: Sequence[int]) -> list[Sale | None]:
+        require(actor, Permission.READ_SALES)
         async with self.engine.connect() as conn:
             found = await repo.sales_by_ids(conn, ids)
         return [found.get(i) for i in ids]
 
-    async def sales_by_lead_ids(self, lead_ids: Sequence[int]) -> list[Sale | None]:
+    async def sales_by_lead_ids(self, actor: Actor, lead_ids: Sequence[int]) -> list[Sale | None]:
+        require(actor, Permission.READ_SALES)
         async with self.engine.connect() as conn:
             found = await repo.sales_by_lead_ids(conn, lead_ids)
         return [found.get(i) for i in lead_ids]
+
+    async def users_by_ids(self, ids: Sequence[str]) -> list[User | None]:
+        async with self.engine.connect() as conn:
+            found = await repo.users_by_ids(conn, ids)
+        return [found.get(i) for i in ids]
 
     async def lead_histories(self, lead_ids: Sequence[int]) -> list[list[StageChange[LeadStage]]]:
         async with self.engine.connect() as conn:

@@ -1,6 +1,7 @@
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crm_graphql.db import repository as repo
+from crm_graphql.domain.access import Actor, Permission, require
 from crm_graphql.domain.enums import SaleStage
 from crm_graphql.domain.errors import RuleViolation
 from crm_graphql.domain.lead import Sale
@@ -12,7 +13,8 @@ class SaleService:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
 
-    async def advance_stage(self, sale_id: int, to: SaleStage) -> Sale:
+    async def advance_stage(self, actor: Actor, sale_id: int, to: SaleStage) -> Sale:
+        require(actor, Permission.ADVANCE_SALE_STAGE)
         async with self.engine.begin() as conn:
             sale = await repo.lock_sale(conn, sale_id)
             if sale is None:
@@ -20,6 +22,7 @@ class SaleService:
             violation = check_sale_transition(sale.stage, to)
             if violation:
                 raise RuleViolation(violation)
+            await repo.record_user(conn, actor)
             updated = await repo.update_sale_stage(conn, sale_id, to)
-            await repo.record_sale_stage_change(conn, sale_id, sale.stage, to)
+            await repo.record_sale_stage_change(conn, sale_id, sale.stage, to, actor.user_id)
             return updated

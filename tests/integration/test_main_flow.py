@@ -13,9 +13,7 @@ from tests.support.graphql import (
 
 
 async def test_partner_lead_goes_from_creation_to_sales_and_is_then_locked(gql: GraphQLClient):
-    created = await gql(
-        CREATE_LEAD, {"input": {"source": "PARTNER", "businessDomain": "fintech"}}
-    )
+    created = await gql(CREATE_LEAD, {"input": {"source": "PARTNER", "businessDomain": "fintech"}})
     assert created["createLead"]["errors"] == []
     lead = created["createLead"]["lead"]
     assert lead["stage"] == "NEW"

@@ -5,13 +5,17 @@ import json
 import math
 import random
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
 
+from crm_graphql.db.repository import score_to_json
+from crm_graphql.domain.enums import LeadSource
+from crm_graphql.domain.scoring import LeadSnapshot, Score, ScoreRecommendation
 from tests.support.graphql import GraphQLClient
+from tests.support.leads import qualified_lead
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 WINDOW_TO = T0 + timedelta(days=31)  # [March 1, April 1)
@@ -46,30 +50,43 @@ class History:
     lead: list[tuple[str, float]]  # (stage entered, hours after T0), oldest first
     sale: list[tuple[str, float]] | None = None
     score: tuple[float, float] | None = None  # (value, hours after T0 it was computed)
+    owner: str | None = None  # a user ID from OWNERS
+
+
+# The people leads belong to in the OWNER tests: user ID -> name.
+OWNERS = {"u-ann": "Ann", "u-bob": "Bob", "u-cid": "Cid"}
+
+
+async def insert_owners(db: asyncpg.Connection) -> None:
+    await db.executemany(
+        "INSERT INTO users (id, name, role) VALUES ($1, $2, 'manager')", OWNERS.items()
+    )
 
 
 async def insert(db: asyncpg.Connection, history: History) -> int:
     score_json = None
     if history.score:
-        _, scored_at = history.score
-        score_json = json.dumps(
-            {
-                "recommendation": "NURTURE",
-                "reasons": [],
-                "scorer": "test",
-                "scored_at": hours(scored_at).isoformat(),
-                "inputs": {"source": history.source, "business_domain": None, "activity_count": 0},
-            }
+        value, scored_at = history.score
+        # stored as the server stores scores, so the report reads the key the server writes
+        score = Score(
+            value=value,
+            recommendation=ScoreRecommendation.NURTURE,
+            reasons=(),
+            scorer="test",
+            scored_at=hours(scored_at),
+            inputs=LeadSnapshot(LeadSource(history.source), None, 0),
         )
+        score_json = json.dumps(score_to_json(score))
     created = hours(history.lead[0][1])
     lead_id = await db.fetchval(
-        "INSERT INTO leads (source, stage, score_value, score, created_at, updated_at)"
-        " VALUES ($1, $2, $3, $4::jsonb, $5, $5) RETURNING id",
+        "INSERT INTO leads (source, stage, score_value, score, created_at, updated_at, owner_id)"
+        " VALUES ($1, $2, $3, $4::jsonb, $5, $5, $6) RETURNING id",
         history.source,
         history.lead[-1][0],
         history.score[0] if history.score else None,
         score_json,
         created,
+        history.owner,
     )
     await db.executemany(
         "INSERT INTO stage_changes (lead_id, from_stage, to_stage, at) VALUES ($1, $2, $3, $4)",
@@ -371,6 +388,140 @@ async def test_figures_by_source(gql: GraphQLClient):
     ]
 
 
+PIPELINE_STATS_WITH_OWNERS = PIPELINE_STATS.replace("key ", "key owner { id name } ", 1)
+
+# The same histories with owners: Ann has L1-L3, Bob L4, L5, L10 and L11, Cid L6 and L12;
+# L7-L9 have no owner (written before authentication existed).
+OWNER_OF = {
+    **dict.fromkeys(("L1", "L2", "L3"), "u-ann"),
+    **dict.fromkeys(("L4", "L5", "L10", "L11"), "u-bob"),
+    **dict.fromkeys(("L6", "L12"), "u-cid"),
+}
+OWNED_HISTORIES = {
+    name: replace(history, owner=OWNER_OF.get(name)) for name, history in HISTORIES.items()
+}
+
+
+async def test_figures_by_owner(gql: GraphQLClient, db: asyncpg.Connection):
+    await insert_owners(db)
+    for history in OWNED_HISTORIES.values():
+        await insert(db, history)
+
+    stats = (await gql(PIPELINE_STATS_WITH_OWNERS, {"input": window_input("OWNER")}))[
+        "pipelineStats"
+    ]
+
+    assert stats["groupBy"] == "OWNER"
+    owners = [(g.pop("key"), g.pop("owner")) for g in stats["groups"]]
+    assert owners == [
+        ("u-ann", {"id": "u-ann", "name": "Ann"}),
+        ("u-bob", {"id": "u-bob", "name": "Bob"}),
+        ("u-cid", {"id": "u-cid", "name": "Cid"}),
+        (None, None),  # leads without an owner come last
+    ]
+    assert [{"key": key, **g} for (key, _), g in zip(owners, stats["groups"], strict=True)] == [
+        group(
+            "u-ann",
+            created=3,  # L1, L2, L3
+            transferred=1,  # L3
+            stages=[
+                funnel_stage("NEW", 3, 2, 1, time=(10, 24, 24)),
+                funnel_stage("CONTACTED", 2, 1, 1, time=(72, 24)),
+                funnel_stage("QUALIFIED", 1, 1, 0, time=(48,)),
+                terminal_stage("TRANSFERRED", 1),
+                terminal_stage("LOST", 2),
+            ],
+            sale_figures=sales(PAID=1),
+            score_buckets=buckets((0, 1, 0), (0, 1, 0), (0, 0, 0), (1, 0, 0), (0, 0, 0)),
+        ),
+        group(
+            "u-bob",
+            created=3,  # L4, L5, L10; L11 was created before the window
+            transferred=2,  # L4, L10
+            stages=[
+                funnel_stage("NEW", 3, 2, 0, time=(12, 10), age=(960 - 96,)),
+                funnel_stage("CONTACTED", 2, 2, 0, time=(36, 10)),
+                funnel_stage("QUALIFIED", 2, 2, 0, time=(80, 10)),
+                terminal_stage("TRANSFERRED", 2),
+                terminal_stage("LOST", 0),
+            ],
+            # L11's sale moved in the window but was created before it
+            sale_figures=sales(KYC=1, LOST=1),
+            # L4 and L10 transferred, L5 open; L11 was scored before the window
+            score_buckets=buckets((0, 0, 0), (0, 0, 1), (0, 0, 0), (2, 0, 0), (0, 0, 0)),
+        ),
+        group(
+            "u-cid",
+            created=2,  # L6, L12
+            transferred=1,  # L12
+            stages=[
+                funnel_stage("NEW", 2, 2, 0, time=(10, 10)),
+                funnel_stage("CONTACTED", 2, 1, 0, time=(10,), age=(960 - 110,)),
+                funnel_stage("QUALIFIED", 1, 1, 0, time=(10,)),
+                terminal_stage("TRANSFERRED", 1),
+                terminal_stage("LOST", 0),
+            ],
+            sale_figures=sales(NEW=1),
+            score_buckets=buckets((0, 0, 0), (0, 0, 0), (0, 0, 0), (0, 0, 0), (0, 0, 1)),
+        ),
+        group(
+            None,
+            created=1,  # L8; L7 was created before the window, L9 at `to`
+            transferred=0,
+            stages=[
+                funnel_stage("NEW", 1, 0, 0, age=(960 - 720,)),
+                funnel_stage("CONTACTED", 1, 1, 0, time=(733,)),  # L7
+                funnel_stage("QUALIFIED", 0, 0, 0),  # L7 qualified after the window
+                terminal_stage("TRANSFERRED", 0),
+                terminal_stage("LOST", 0),
+            ],
+            sale_figures=sales(),
+            # L8; L7 was scored before the window, L9 after it
+            score_buckets=buckets((0, 0, 0), (0, 0, 0), (0, 0, 0), (0, 0, 0), (0, 0, 1)),
+        ),
+    ]
+
+
+async def test_leads_written_through_the_api_group_under_their_owner(gql: GraphQLClient):
+    # the manager creates and scores (0.6) the lead, so it is theirs; its score is as stored
+    await qualified_lead(gql)
+    now = datetime.now(UTC)
+    window = {
+        "from": (now - timedelta(hours=1)).isoformat(),
+        "to": (now + timedelta(hours=1)).isoformat(),
+        "groupBy": "OWNER",
+    }
+
+    stats = (await gql(PIPELINE_STATS_WITH_OWNERS, {"input": window}))["pipelineStats"]
+
+    (mine,) = stats["groups"]
+    assert (mine["key"], mine["owner"]) == (
+        "test-manager",
+        {"id": "test-manager", "name": "Test Manager"},
+    )
+    assert (mine["leadsCreated"], mine["stages"][2]["entered"]) == (1, 1)
+    assert [b["scored"] for b in mine["scoreTrackRecord"]] == [0, 0, 0, 1, 0]
+
+
+@pytest.mark.parametrize("role", ["manager", "admin"])
+@pytest.mark.usefixtures("histories")
+async def test_managers_and_admins_read_the_figures(gql: GraphQLClient, role: str):
+    stats = (await gql.as_role(role)(PIPELINE_STATS, {"input": window_input()}))["pipelineStats"]
+
+    assert stats["groups"][0]["leadsCreated"] == 9
+
+
+@pytest.mark.usefixtures("histories")
+async def test_sales_may_not_read_the_figures(gql: GraphQLClient):
+    body = await gql.as_role("sales").raw(PIPELINE_STATS, {"input": window_input()})
+
+    assert body["data"] is None
+    (error,) = body["errors"]
+    assert error["extensions"]["code"] == "FORBIDDEN"
+    assert error["path"] == ["pipelineStats"]
+    assert error["message"] == "The role sales may not read analytics."
+
+
 def test_percentiles_interpolate_as_documented():
     # The helper above is PostgreSQL's definition; pin it to hand-computed values.
     assert percentile_cont([10.0, 24.0, 36.0, 72.0, 733.0], 0.5) == 36.0
@@ -458,12 +609,18 @@ async def test_as_of_defaults_to_now_and_never_passes_it(
 
 
 async def test_one_sql_statement_whatever_the_grouping(gql: GraphQLClient, db: asyncpg.Connection):
-    for history in HISTORIES.values():
+    await insert_owners(db)
+    for history in OWNED_HISTORIES.values():
         await insert(db, history)
-    for group_by in ("NONE", "SOURCE"):
+    for group_by in ("NONE", "SOURCE", "OWNER"):
         body = await gql.raw(PIPELINE_STATS, {"input": window_input(group_by)})
         assert "errors" not in body
         assert body["extensions"]["sqlStatements"] == 1, group_by
+    # the owners of all four groups come in one more statement (the user DataLoader)
+    body = await gql.raw(PIPELINE_STATS_WITH_OWNERS, {"input": window_input("OWNER")})
+    assert "errors" not in body
+    assert len(body["data"]["pipelineStats"]["groups"]) == 4
+    assert body["extensions"]["sqlStatements"] == 2
 
 
 @pytest.mark.parametrize(
@@ -476,12 +633,12 @@ async def test_one_sql_statement_whatever_the_grouping(gql: GraphQLClient, db: a
             "The window may span at most 731 days.",
         ),
         ({"from": "2026-03-01T00:00:00"}, ["input", "from"], "`from` must carry a UTC offset"),
-        ({"asOf": T0.isoformat()}, ["input", "asOf"], "`asOf` must be later than `from`."),
         (
-            {"groupBy": "OWNER"},
-            ["input", "groupBy"],
-            "Grouping by OWNER is not available: leads have no owner yet.",
+            {"from": "0001-01-01T00:00:00+02:00"},
+            ["input", "from"],
+            "`from` is outside the years 1 to 9999 in UTC.",
         ),
+        ({"asOf": T0.isoformat()}, ["input", "asOf"], "`asOf` must be later than `from`."),
     ],
 )
 async def test_bad_windows_are_refused_naming_the_field(

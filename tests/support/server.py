@@ -5,6 +5,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import httpx
@@ -17,12 +18,22 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    def __init__(self, env: dict[str, str], log_path: Path, *args: str) -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        log_path: Path,
+        *args: str,
+        unset: Iterable[str] = (),
+        cwd: Path | None = None,
+    ) -> None:
+        """`env` is added to this process's environment, without the variables in `unset`."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
-        self.env = {**os.environ, **env}
+        inherited = {k: v for k, v in os.environ.items() if k not in set(unset)}
+        self.env = {**inherited, **env}
         self.args = args
+        self.cwd = cwd
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 60) -> "ServerProcess":
@@ -30,6 +41,7 @@ class ServerProcess:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "crm_graphql", "serve", "--port", str(self.port), *self.args],
             env=self.env,
+            cwd=self.cwd,
             stdout=log,
             stderr=subprocess.STDOUT,
         )
@@ -57,3 +69,16 @@ class ServerProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+
+def api_env(database_url: str, **settings: str) -> dict[str, str]:
+    """The environment of a test API server: its database, the test token secret, statement
+    counts in responses, and any further CRM_* settings."""
+    from tests.support.graphql import TEST_JWT_SECRET
+
+    return {
+        "CRM_DATABASE_URL": database_url,
+        "CRM_EXPOSE_SQL_COUNT": "true",
+        "CRM_JWT_SECRET": TEST_JWT_SECRET,
+        **settings,
+    }

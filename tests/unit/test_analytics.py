@@ -54,6 +54,14 @@ def test_window_must_be_ordered_bounded_and_offset_aware():
     assert refusal(START, END, as_of=END.replace(tzinfo=None))[0] == ("input", "asOf")
 
 
+def test_instants_outside_the_utc_calendar_are_refused():
+    earliest = datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=2)))
+    latest = datetime(9999, 12, 31, 23, tzinfo=timezone(timedelta(hours=-2)))
+    message = "is outside the years 1 to 9999 in UTC."
+    assert refusal(earliest, END) == (("input", "from"), f"`from` {message}")
+    assert refusal(START, latest) == (("input", "to"), f"`to` {message}")
+
+
 def test_the_longest_allowed_window_is_accepted():
     window = StatsWindow.validated(START, START + timedelta(days=731), None, 731)
     assert window.end - window.start == timedelta(days=731)
@@ -125,3 +133,21 @@ def test_ungrouped_report_has_one_group_even_without_data():
     )
     assert [g.key for g in report.groups] == [None]
     assert report.groups[0].leads_created == 0
+
+
+def test_owner_groups_are_only_the_owners_found_in_user_id_order_unowned_last():
+    rows = PipelineRows(
+        END,
+        funnel=[],
+        created=[CreatedRow(None, 1, 0), CreatedRow("u-bob", 2, 1)],
+        sales=[SaleRow("u-ann", SaleStage.NEW, 1)],
+        scores=[],
+    )
+
+    report = build_report(StatsWindow(START, END, None), PipelineGrouping.OWNER, rows)
+
+    assert [(g.key, g.leads_created, g.sales.created) for g in report.groups] == [
+        ("u-ann", 0, 1),
+        ("u-bob", 2, 0),
+        (None, 1, 0),
+    ]

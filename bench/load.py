@@ -1,0 +1,260 @@
+"""Load generator: N concurrent clients for a fixed duration after a warm-up.
+
+    python -m bench.load --scenario flow --clients 16 --duration 20
+    python -m bench.load --scenario all --json bench/results/load.json
+
+Scenarios: `flow` (create, analyze, advance to CONTACTED, advance to QUALIFIED, transfer: the
+REST service's main flow), `leads` (a page of 50 leads with sale, history and score), `lead`
+(one lead by ID). Starts its own `crm-graphql serve` on CRM_BENCH_DATABASE_URL's server or on a
+private embedded PostgreSQL, so one command measures the real path.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import statistics
+import tempfile
+import time
+from collections.abc import Awaitable
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import uvloop
+
+from bench.http_client import KeepAliveClient
+from tests.support.database import database_for_tests, recreate_database, with_database
+from tests.support.server import ServerProcess
+
+CREATE = """mutation($input: CreateLeadInput!) {
+  createLead(input: $input) { lead { id stage } errors { code } } }"""
+ANALYZE = """mutation($input: AnalyzeLeadInput!) {
+  analyzeLead(input: $input) { lead { id score { value recommendation } } errors { code } } }"""
+ADVANCE = """mutation($input: AdvanceStageInput!) {
+  advanceStage(input: $input) { lead { id stage } errors { code } } }"""
+TRANSFER = """mutation($input: TransferToSalesInput!) {
+  transferToSales(input: $input) { lead { id stage } sale { id stage } errors { code } } }"""
+LEADS_PAGE = """query { leads(first: 50) { totalCount edges { cursor node {
+  id stage source businessDomain
+  score { value recommendation stale }
+  sale { id stage }
+  history { from to at } } } } }"""
+ONE_LEAD = """query($id: ID!) { lead(id: $id) {
+  id stage source businessDomain activityCount
+  score { value recommendation reasons stale }
+  sale { id stage }
+  history { from to at } } }"""
+
+
+@dataclass
+class Result:
+    scenario: str
+    clients: int
+    duration_s: float
+    completed: int = 0
+    failed: int = 0
+    per_second: float = 0.0
+    unit: str = "requests"
+    requests: int = 0
+    latency_ms: dict[str, float] = field(default_factory=dict)
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    index = min(len(sorted_values) - 1, round(q * (len(sorted_values) - 1)))
+    return sorted_values[index]
+
+
+class Recorder:
+    def __init__(self, measure_from: float) -> None:
+        self.measure_from = measure_from
+        self.latencies: list[float] = []
+        self.completed = 0
+        self.failed = 0
+
+    async def timed(self, call: Awaitable[dict[str, Any]]) -> dict[str, Any]:
+        start = time.perf_counter()
+        body = await call
+        if start >= self.measure_from:
+            self.latencies.append((time.perf_counter() - start) * 1000)
+        return body
+
+
+def payload_ok(body: dict[str, Any], name: str) -> dict[str, Any] | None:
+    if "errors" in body:
+        return None
+    data = body["data"][name]
+    return None if data.get("errors") else data
+
+
+async def run_flow(client: KeepAliveClient, rec: Recorder) -> bool:
+    created = payload_ok(
+        await rec.timed(
+            client.post(CREATE, {"input": {"source": "PARTNER", "businessDomain": "fintech"}})
+        ),
+        "createLead",
+    )
+    if not created:
+        return False
+    lead_id = created["lead"]["id"]
+    steps: list[tuple[str, str, dict[str, Any]]] = [
+        ("analyzeLead", ANALYZE, {"leadId": lead_id}),
+        ("advanceStage", ADVANCE, {"leadId": lead_id, "to": "CONTACTED"}),
+        ("advanceStage", ADVANCE, {"leadId": lead_id, "to": "QUALIFIED"}),
+        ("transferToSales", TRANSFER, {"leadId": lead_id}),
+    ]
+    for name, query, variables in steps:
+        if not payload_ok(await rec.timed(client.post(query, {"input": variables})), name):
+            return False
+    return True
+
+
+async def seed(client: KeepAliveClient, count: int) -> list[str]:
+    """Leads in every state, so reads touch scores, sales and histories."""
+    ids = []
+    for i in range(count):
+        body = await client.post(
+            CREATE,
+            {
+                "input": {
+                    "source": ["PARTNER", "MANUAL", "SCANNER"][i % 3],
+                    "businessDomain": "retail" if i % 4 else None,
+                }
+            },
+        )
+        lead_id = body["data"]["createLead"]["lead"]["id"]
+        ids.append(lead_id)
+        if i % 2 == 0:
+            await run_flow_for(client, lead_id)
+    return ids
+
+
+async def run_flow_for(client: KeepAliveClient, lead_id: str) -> None:
+    await client.post(ANALYZE, {"input": {"leadId": lead_id}})
+    await client.post(ADVANCE, {"input": {"leadId": lead_id, "to": "CONTACTED"}})
+    await client.post(ADVANCE, {"input": {"leadId": lead_id, "to": "QUALIFIED"}})
+    await client.post(TRANSFER, {"input": {"leadId": lead_id}})
+
+
+async def measure(
+    scenario: str,
+    host: str,
+    port: int,
+    headers: dict[str, str],
+    clients: int,
+    warmup: float,
+    duration: float,
+) -> Result:
+    setup = KeepAliveClient(host, port, headers)
+    lead_ids = await seed(setup, 120) if scenario in ("leads", "lead") else []
+    await setup.close()
+
+    start = time.perf_counter()
+    rec = Recorder(measure_from=start + warmup)
+    deadline = start + warmup + duration
+
+    async def one_iteration(client: KeepAliveClient) -> bool:
+        if scenario == "flow":
+            return await run_flow(client, rec)
+        if scenario == "leads":
+            return "errors" not in await rec.timed(client.post(LEADS_PAGE))
+        body = await rec.timed(client.post(ONE_LEAD, {"id": random.choice(lead_ids)}))
+        return "errors" not in body and body["data"]["lead"] is not None
+
+    async def worker() -> None:
+        client = KeepAliveClient(host, port, headers)
+        try:
+            while (now := time.perf_counter()) < deadline:
+                ok = await one_iteration(client)
+                if now >= rec.measure_from:
+                    if ok:
+                        rec.completed += 1
+                    else:
+                        rec.failed += 1
+        finally:
+            await client.close()
+
+    await asyncio.gather(*(worker() for _ in range(clients)))
+    latencies = sorted(rec.latencies)
+    return Result(
+        scenario=scenario,
+        clients=clients,
+        duration_s=duration,
+        completed=rec.completed,
+        failed=rec.failed,
+        per_second=round(rec.completed / duration, 1),
+        unit="flows" if scenario == "flow" else "requests",
+        requests=len(latencies),
+        latency_ms={
+            "p50": round(percentile(latencies, 0.50), 2),
+            "p90": round(percentile(latencies, 0.90), 2),
+            "p99": round(percentile(latencies, 0.99), 2),
+            "mean": round(statistics.fmean(latencies), 2) if latencies else float("nan"),
+        },
+    )
+
+
+def server_env(database_url: str) -> dict[str, str]:
+    env = {"CRM_DATABASE_URL": database_url, "CRM_LOG_LEVEL": "warning"}
+    return env
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scenario", choices=["flow", "leads", "lead", "all"], default="all")
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--duration", type=float, default=20.0, help="measured seconds")
+    parser.add_argument("--warmup", type=float, default=5.0)
+    parser.add_argument("--workers", type=int, default=1, help="server processes")
+    parser.add_argument("--json", type=Path, help="write the results here")
+    args = parser.parse_args()
+
+    scenarios = ["flow", "leads", "lead"] if args.scenario == "all" else [args.scenario]
+    with ExitStack() as stack:
+        if "CRM_BENCH_DATABASE_URL" in os.environ:
+            os.environ["CRM_TEST_DATABASE_URL"] = os.environ["CRM_BENCH_DATABASE_URL"]
+        server_url = stack.enter_context(database_for_tests())
+        database_url = with_database(server_url, "crm_bench")
+        log = Path(tempfile.mkdtemp(prefix="crm-bench-")) / "server.log"
+        results = []
+        for scenario in scenarios:
+            asyncio.run(recreate_database(database_url))
+            server = ServerProcess(server_env(database_url), log, "--workers", str(args.workers))
+            server.start()
+            try:
+                headers = bench_headers()
+                result = uvloop.run(
+                    measure(
+                        scenario,
+                        "127.0.0.1",
+                        server.port,
+                        headers,
+                        args.clients,
+                        args.warmup,
+                        args.duration,
+                    )
+                )
+            finally:
+                server.stop()
+            results.append(result)
+            print(
+                f"{scenario:6} {result.per_second:8.1f} {result.unit}/s  "
+                f"p50 {result.latency_ms['p50']:6.2f} ms  p99 {result.latency_ms['p99']:6.2f} ms"
+                f"  ({result.completed} ok, {result.failed} failed, {args.clients} clients)",
+                flush=True,
+            )
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps([asdict(r) for r in results], indent=2))
+
+
+def bench_headers() -> dict[str, str]:
+    return {}
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,208 @@
+"""Abuse limits checked while validating a document, before anything runs.
+
+Depth, aliases and cost are measured in one walk over each operation (fragments expanded,
+introspection fields skipped: they are bounded by the schema and off in production). A field
+costs 1; a field with a `first` or `last` argument multiplies the cost of its selection by
+that page size. Validation runs before variables are known (and its result is cached per
+document), so a page size given by a variable counts as the largest page allowed.
+"""
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from graphql import (
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    GraphQLInterfaceType,
+    GraphQLNamedType,
+    GraphQLObjectType,
+    InlineFragmentNode,
+    IntValueNode,
+    OperationDefinitionNode,
+    SelectionSetNode,
+    ValidationContext,
+    ValidationRule,
+    get_named_type,
+)
+from graphql.language import OperationType
+
+from crm_graphql.settings import Settings
+
+PAGE_SIZE_ARGUMENTS = ("first", "last")
+
+
+@dataclass(frozen=True)
+class QueryLimits:
+    max_depth: int
+    max_aliases: int
+    max_cost: int
+    max_page_size: int
+    default_page_size: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "QueryLimits":
+        return cls(
+            max_depth=settings.max_query_depth,
+            max_aliases=settings.max_aliases,
+            max_cost=settings.max_query_cost,
+            max_page_size=settings.max_page_size,
+            default_page_size=settings.default_page_size,
+        )
+
+
+@dataclass
+class Measure:
+    depth: int = 0
+    aliases: int = 0
+    cost: int = 0
+
+
+def limit_error(code: str, message: str, node: OperationDefinitionNode) -> GraphQLError:
+    return GraphQLError(message, node, extensions={"code": code})
+
+
+def create_limits_rule(limits: QueryLimits) -> type[ValidationRule]:
+    class OperationLimitsRule(ValidationRule):
+        def enter_operation_definition(self, node: OperationDefinitionNode, *_: object) -> None:
+            root = root_type(self.context, node.operation)
+            if root is None:
+                return
+            fragments = {
+                d.name.value: d
+                for d in self.context.document.definitions
+                if isinstance(d, FragmentDefinitionNode)
+            }
+            walk = Walk(limits, fragments, self.context.schema.type_map)
+            measure = walk.selection_set(node.selection_set, root, depth=1, seen=frozenset())
+            name = f"Operation {node.name.value}" if node.name else "The operation"
+            if measure.depth > limits.max_depth:
+                self.report_error(
+                    limit_error(
+                        "DEPTH_LIMIT_EXCEEDED",
+                        f"{name} is nested {measure.depth} levels deep; the limit is "
+                        f"{limits.max_depth} (setting max_query_depth).",
+                        node,
+                    )
+                )
+            if measure.aliases > limits.max_aliases:
+                self.report_error(
+                    limit_error(
+                        "ALIAS_LIMIT_EXCEEDED",
+                        f"{name} uses {measure.aliases} aliases; the limit is "
+                        f"{limits.max_aliases} (setting max_aliases).",
+                        node,
+                    )
+                )
+            if measure.cost > limits.max_cost:
+                self.report_error(
+                    limit_error(
+                        "COST_LIMIT_EXCEEDED",
+                        f"{name} costs {measure.cost}; the limit is {limits.max_cost} "
+                        "(setting max_query_cost). A field costs 1 and a page of `first: N` "
+                        "costs N times its selection: ask for smaller pages or fewer fields.",
+                        node,
+                    )
+                )
+
+    return OperationLimitsRule
+
+
+def root_type(context: ValidationContext, operation: OperationType) -> GraphQLObjectType | None:
+    schema = context.schema
+    if operation is OperationType.QUERY:
+        return schema.query_type
+    if operation is OperationType.MUTATION:
+        return schema.mutation_type
+    return schema.subscription_type
+
+
+class Walk:
+    def __init__(
+        self,
+        limits: QueryLimits,
+        fragments: dict[str, FragmentDefinitionNode],
+        types: dict[str, GraphQLNamedType],
+    ) -> None:
+        self.limits = limits
+        self.fragments = fragments
+        self.types = types
+
+    def selection_set(
+        self,
+        selection_set: SelectionSetNode,
+        parent: GraphQLNamedType | None,
+        depth: int,
+        seen: frozenset[str],
+    ) -> Measure:
+        total = Measure(depth=depth - 1)
+        for selection in selection_set.selections:
+            if isinstance(selection, FieldNode):
+                part = self.field(selection, parent, depth, seen)
+            elif isinstance(selection, InlineFragmentNode):
+                condition = selection.type_condition
+                inner = self.type_named(condition.name.value) if condition else parent
+                part = self.selection_set(selection.selection_set, inner, depth, seen)
+            elif isinstance(selection, FragmentSpreadNode):
+                name = selection.name.value
+                fragment = self.fragments.get(name)
+                if fragment is None or name in seen:  # other rules report these
+                    continue
+                inner = self.type_named(fragment.type_condition.name.value)
+                part = self.selection_set(fragment.selection_set, inner, depth, seen | {name})
+            else:  # pragma: no cover - the grammar has no other selections
+                continue
+            total.depth = max(total.depth, part.depth)
+            total.aliases += part.aliases
+            total.cost += part.cost
+        return total
+
+    def field(
+        self,
+        node: FieldNode,
+        parent: GraphQLNamedType | None,
+        depth: int,
+        seen: frozenset[str],
+    ) -> Measure:
+        if node.name.value.startswith("__"):
+            return Measure(depth=depth, aliases=1 if node.alias else 0)
+        field_type: GraphQLNamedType | None = None
+        argument_names: Iterable[str] = ()
+        if isinstance(parent, GraphQLObjectType | GraphQLInterfaceType):
+            definition = parent.fields.get(node.name.value)
+            if definition is not None:
+                field_type = get_named_type(definition.type)
+                argument_names = definition.args.keys()
+        measure = Measure(depth=depth, aliases=1 if node.alias else 0, cost=1)
+        if node.selection_set is None:
+            return measure
+        inner = self.selection_set(node.selection_set, field_type, depth + 1, seen)
+        multiplier = self.page_size(node, argument_names)
+        measure.depth = inner.depth
+        measure.aliases += inner.aliases
+        measure.cost += multiplier * inner.cost
+        return measure
+
+    def page_size(self, node: FieldNode, argument_names: Iterable[str]) -> int:
+        """How many items a field may return: its page size, or 1 if it is not paginated."""
+        if not any(name in PAGE_SIZE_ARGUMENTS for name in argument_names):
+            return 1
+        sizes = [
+            argument.value
+            for argument in node.arguments or ()
+            if argument.name.value in PAGE_SIZE_ARGUMENTS
+        ]
+        if not sizes:
+            return self.limits.default_page_size
+        largest = 0
+        for value in sizes:
+            if isinstance(value, IntValueNode):
+                # Out-of-range sizes are refused at execution; here they count as the maximum.
+                largest = max(largest, min(max(int(value.value), 0), self.limits.max_page_size))
+            else:  # a variable: unknown until execution, so assume the largest page
+                largest = self.limits.max_page_size
+        return largest
+
+    def type_named(self, name: str) -> GraphQLNamedType | None:
+        return self.types.get(name)

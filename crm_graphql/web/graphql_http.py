@@ -1,0 +1,342 @@
+"""The /graphql endpoint as the GraphQL-over-HTTP specification describes it.
+
+- Media type: `application/graphql-response+json` when the client's Accept prefers it,
+  otherwise `application/json` (also for `*/*` and a missing Accept header).
+- A request that fails before execution (unparsable, invalid, over a limit, variables that do
+  not fit) has no `data` entry; with `application/graphql-response+json` it gets 400, with
+  `application/json` 200, as the specification asks. Execution errors keep 200 and `data`.
+- Malformed HTTP (bad JSON, wrong parameter types, no query) gets 4xx with a GraphQL-shaped
+  JSON body; a mutation over GET gets 405 with `Allow: POST`.
+- CSRF: a request a browser could send cross-site without a preflight (any GET that runs an
+  operation, a POST with a form or text/plain content type) must carry one of
+  PREFLIGHT_HEADERS, which no HTML form and no simple cross-site request can set.
+"""
+
+import json
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import orjson
+from cross_web import HTTPException
+from graphql import GraphQLError, GraphQLSyntaxError
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+from strawberry.extensions import SchemaExtension
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData, GraphQLRequestProtocol
+from strawberry.schema.exceptions import InvalidOperationTypeError
+from strawberry.types import ExecutionResult
+from strawberry.types.unset import UNSET, UnsetType
+
+from crm_graphql.api.authentication import (
+    AuthenticatingTransportWSHandler,
+    authenticate_connection,
+    authenticate_header,
+)
+from crm_graphql.api.context import Context
+from crm_graphql.api.faults import SERVICE_UNAVAILABLE, TIMEOUT
+from crm_graphql.services.container import Services
+from crm_graphql.tokens import Authentication, InvalidToken, TokenCodec
+from crm_graphql.web.record import Outcome, current_record
+
+GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
+JSON = "application/json"
+
+# Any one of these, with a non-empty value, marks a request a browser would have preflighted.
+# `apollo-require-preflight` and `x-apollo-operation-name` are what Apollo clients send.
+PREFLIGHT_HEADERS = (
+    "x-crm-csrf",
+    "graphql-require-preflight",
+    "apollo-require-preflight",
+    "x-apollo-operation-name",
+)
+# The content types an HTML form (or a simple cross-site fetch) can send.
+SIMPLE_CONTENT_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data", "text/plain")
+
+SERVER_FAULT_CODES = (SERVICE_UNAVAILABLE, TIMEOUT)
+HTTP_ERROR_CODES = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
+
+
+class CodedHTTPException(HTTPException):
+    """An HTTP-level refusal whose `extensions.code` is not implied by its status."""
+
+    def __init__(self, status_code: int, code: str, reason: str) -> None:
+        super().__init__(status_code, reason)
+        self.code = code
+
+
+def negotiate_media_type(accept: str | None) -> str:
+    """The response media type for an Accept header: the one with the higher q, ties going to
+    application/graphql-response+json; anything else (including */*) gets application/json."""
+    if not accept:
+        return JSON
+    best, best_q = JSON, 0.0
+    for media_range in accept.split(","):
+        media, *params = (part.strip() for part in media_range.split(";"))
+        q = 1.0
+        for param in params:
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        media = media.lower()
+        if media == GRAPHQL_RESPONSE_JSON and q > 0 and q >= best_q:
+            best, best_q = GRAPHQL_RESPONSE_JSON, q
+        elif media == JSON and q > best_q:
+            best, best_q = JSON, q
+    return best
+
+
+def error_body(message: str, code: str) -> bytes:
+    return orjson.dumps({"errors": [{"message": message, "extensions": {"code": code}}]})
+
+
+def error_response(
+    status: int,
+    message: str,
+    code: str,
+    media_type: str = JSON,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    return Response(
+        error_body(message, code),
+        status_code=status,
+        media_type=f"{media_type}; charset=utf-8",
+        headers=headers,
+    )
+
+
+def is_request_error(result: ExecutionResult) -> bool:
+    """Failed before execution: nothing ran, so there is no `data` to report."""
+    return (
+        result.data is None
+        and bool(result.errors)
+        and all(error.path is None for error in result.errors)
+    )
+
+
+def error_code(error: GraphQLError) -> str | None:
+    code = (error.extensions or {}).get("code")
+    return code if isinstance(code, str) else None
+
+
+def request_error_code(error: GraphQLError) -> str:
+    if isinstance(error, GraphQLSyntaxError):
+        # graphql-core's max_tokens: "Document contains more than N tokens. Parsing aborted."
+        over_limit = "tokens. Parsing aborted" in error.message
+        return "TOKEN_LIMIT_EXCEEDED" if over_limit else "GRAPHQL_PARSE_FAILED"
+    return "GRAPHQL_VALIDATION_FAILED"
+
+
+def outcome_of(result: ExecutionResult) -> Outcome:
+    if is_request_error(result):
+        return Outcome.REJECTED
+    for error in result.errors or ():
+        code = error_code(error)
+        if code is None or code in SERVER_FAULT_CODES:  # masked or a database fault
+            return Outcome.ERROR
+    if result.errors or any(
+        isinstance(payload, dict) and payload.get("errors")
+        for payload in (result.data or {}).values()
+    ):
+        return Outcome.USER_ERROR
+    return Outcome.OK
+
+
+def needs_preflight_header(request: Request) -> bool:
+    if request.method == "GET":
+        return "query" in request.query_params
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    return content_type in SIMPLE_CONTENT_TYPES
+
+
+def has_preflight_header(request: Request) -> bool:
+    return any(request.headers.get(name, "").strip() for name in PREFLIGHT_HEADERS)
+
+
+def check_parameter_types(item: GraphQLRequestData) -> None:
+    """What Strawberry checks for a single operation, for every operation of a batch too."""
+    expected = {
+        "query": (item.query, str),
+        "operationName": (item.operation_name, str),
+        "variables": (item.variables, dict),
+        "extensions": (item.extensions, dict),
+    }
+    for name, (value, kind) in expected.items():
+        if value is not None and not isinstance(value, kind):
+            described = "a string" if kind is str else "an object"
+            raise HTTPException(
+                400, f"The GraphQL operation's `{name}` must be {described} or null."
+            )
+
+
+class CrmGraphQL(GraphQL[Context, None]):
+    graphql_transport_ws_handler_class = AuthenticatingTransportWSHandler
+
+    def __init__(self, services: Services, tokens: TokenCodec, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.services = services
+        self.tokens = tokens
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        request = Request(scope=scope, receive=receive)
+        media_type = negotiate_media_type(request.headers.get("accept"))
+        try:
+            if needs_preflight_header(request) and not has_preflight_header(request):
+                raise CodedHTTPException(
+                    400,
+                    "CSRF_PREVENTED",
+                    "This request could have come from another site (a GET or a form "
+                    "content type), so it needs one of these headers with any non-empty "
+                    f"value: {', '.join(PREFLIGHT_HEADERS)}. Or POST application/json.",
+                )
+            response = await self.run(request)
+        except HTTPException as error:
+            response = self.http_error(error, media_type)
+        await response(scope, receive, send)
+
+    def http_error(self, error: HTTPException, media_type: str) -> Response:
+        record = current_record.get()
+        if record:
+            record.note_outcome(Outcome.REJECTED)
+        code = (
+            error.code
+            if isinstance(error, CodedHTTPException)
+            else HTTP_ERROR_CODES.get(error.status_code, "BAD_REQUEST")
+        )
+        headers = {"Allow": "POST"} if error.status_code == 405 else None
+        return error_response(error.status_code, error.reason, code, media_type, headers)
+
+    async def get_context(self, request: Any, response: Any) -> Context:
+        if isinstance(request, WebSocket):
+            # A WebSocket authenticates with its connection_init message (on_ws_connect).
+            authentication: Authentication | InvalidToken = InvalidToken("Not authenticated.")
+        else:
+            authentication = authenticate_header(self.tokens, request.headers.get("authorization"))
+        return Context(self.services, authentication, request=request, response=response)
+
+    async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
+        context.authentication = authenticate_connection(self.tokens, context.connection_params)
+        return UNSET
+
+    async def get_sub_response(self, request: Request) -> Response:
+        sub_response = await super().get_sub_response(request)
+        sub_response.media_type = negotiate_media_type(request.headers.get("accept"))
+        return sub_response
+
+    def encode_json(self, data: object) -> bytes:
+        return orjson.dumps(data)
+
+    def decode_json(self, data: str | bytes) -> object:
+        try:
+            return json.loads(data)
+        except UnicodeDecodeError as error:  # not a JSONDecodeError: Strawberry would say 500
+            raise json.JSONDecodeError("The body is not valid UTF-8", "", error.start) from None
+
+    async def execute_single(self, **kwargs: Any) -> ExecutionResult:
+        try:
+            return await super().execute_single(**kwargs)
+        except HTTPException as error:
+            if isinstance(error.__cause__, InvalidOperationTypeError):
+                # The specification's answer to a mutation over GET.
+                raise HTTPException(405, error.reason) from error
+            raise
+
+    def _validate_batch_request(
+        self, request_data: list[GraphQLRequestData], protocol: GraphQLRequestProtocol
+    ) -> None:
+        batching = self.schema.config.batching_config
+        if batching is None:
+            raise HTTPException(
+                400, "Batching is off (setting batching_enabled): send one operation per request."
+            )
+        if not request_data:
+            raise HTTPException(400, "A batch needs at least one operation.")
+        if len(request_data) > batching["max_operations"]:
+            raise HTTPException(
+                400,
+                f"This batch holds {len(request_data)} operations; the limit is "
+                f"{batching['max_operations']} (setting max_batch_operations).",
+            )
+        super()._validate_batch_request(request_data, protocol)
+
+    async def parse_http_body(self, request: Any) -> GraphQLRequestData | list[GraphQLRequestData]:
+        try:
+            data = await super().parse_http_body(request)
+        except (AttributeError, TypeError):  # Strawberry calls .get() on whatever JSON came
+            raise HTTPException(
+                400, "The request body must be a JSON object (or a list of them, when batching)."
+            ) from None
+        for item in data if isinstance(data, list) else [data]:
+            check_parameter_types(item)
+        return data
+
+    async def process_result(
+        self, request: Request, result: ExecutionResult
+    ) -> GraphQLHTTPResponse:
+        record = current_record.get()
+        if record:
+            record.note_outcome(outcome_of(result))
+        if not is_request_error(result):
+            return await super().process_result(request, result)
+        errors = []
+        for error in result.errors or ():
+            formatted = error.formatted
+            if error_code(error) is None:
+                formatted["extensions"] = {
+                    **(formatted.get("extensions") or {}),
+                    "code": request_error_code(error),
+                }
+            errors.append(formatted)
+        response: GraphQLHTTPResponse = {"errors": errors}
+        if result.extensions:
+            response["extensions"] = result.extensions
+        return response
+
+    def create_response(
+        self,
+        response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse],
+        sub_response: Response,
+    ) -> Response:
+        media_type = sub_response.media_type or JSON
+        status = 200
+        # Without `data` the request failed before execution: the newer media type says so.
+        if (
+            media_type == GRAPHQL_RESPONSE_JSON
+            and isinstance(response_data, dict)
+            and "data" not in response_data
+        ):
+            status = 400
+        response = Response(
+            self.encode_json(response_data),
+            status_code=sub_response.status_code or status,
+            media_type=f"{media_type}; charset=utf-8",
+        )
+        for name, value in sub_response.headers.items():
+            if name.lower() not in ("content-type", "content-length"):
+                response.headers.append(name, value)
+        if sub_response.background:
+            response.background = sub_response.background
+        return response
+
+
+class RecordOperation(SchemaExtension):
+    """Notes the operation's name and type for the request log once the document is parsed."""
+
+    def on_validate(self) -> Iterator[None]:
+        record = current_record.get()
+        if record:
+            context = self.execution_context
+            try:
+                operation_type: str | None = context.operation_type.value
+            except RuntimeError:  # no such operation in the document: validation reports it
+                operation_type = None
+            record.note_operation(context.operation_name, operation_type)
+        yield

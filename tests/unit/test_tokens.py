@@ -1,0 +1,132 @@
+"""Issuing and checking bearer tokens, without a server."""
+
+import stat
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import jwt
+import pytest
+
+from crm_graphql.domain.access import Actor, Role
+from crm_graphql.tokens import (
+    InvalidToken,
+    TokenCodec,
+    bearer_token,
+    development_secret,
+    parse_ttl,
+)
+
+SECRET = "unit-test-secret-" + "0123456789abcdef" * 3  # 64 bytes: enough for HS512 too
+CODEC = TokenCodec(SECRET, issuer="crm-graphql", audience="crm-graphql")
+ALICE = Actor(user_id="alice", name="Alice", role=Role.MANAGER)
+
+
+def claims(**overrides: object) -> dict[str, object]:
+    now = datetime.now(UTC)
+    base: dict[str, object] = {
+        "sub": "alice",
+        "name": "Alice",
+        "role": "manager",
+        "iss": "crm-graphql",
+        "aud": "crm-graphql",
+        "iat": now,
+        "exp": now + timedelta(minutes=5),
+    }
+    base.update(overrides)
+    return {k: v for k, v in base.items() if v is not None}
+
+
+def test_an_issued_token_names_the_actor_and_expires_at_its_ttl():
+    now = datetime.now(UTC).replace(microsecond=0)
+    authentication = CODEC.verify(CODEC.issue(ALICE, timedelta(hours=8), now=now))
+    assert authentication.actor == ALICE
+    assert authentication.expires_at == now + timedelta(hours=8)
+
+
+@pytest.mark.parametrize(
+    ("token", "message"),
+    [
+        (jwt.encode(claims(exp=datetime.now(UTC) - timedelta(minutes=1)), SECRET), "expired"),
+        (jwt.encode(claims(), "another-secret-of-enough-length-0123456789"), "signature"),
+        (jwt.encode(claims(aud="another-api"), SECRET), "audience"),
+        (jwt.encode(claims(iss="someone-else"), SECRET), "issuer"),
+        (jwt.encode(claims(exp=None), SECRET), "`exp`"),
+        (jwt.encode(claims(sub=None), SECRET), "`sub`"),
+        (jwt.encode(claims(role="root"), SECRET), "`role`"),
+        (jwt.encode(claims(sub=""), SECRET), "`sub`"),
+        (jwt.encode(claims(), SECRET, algorithm="HS512"), "Only HS256"),
+        (jwt.encode(claims(), None, algorithm="none"), "Only HS256"),
+        ("not-a-token", "malformed"),
+    ],
+    ids=[
+        "expired",
+        "wrong-secret",
+        "wrong-audience",
+        "wrong-issuer",
+        "no-expiry",
+        "no-subject",
+        "unknown-role",
+        "empty-subject",
+        "hs512",
+        "alg-none",
+        "garbage",
+    ],
+)
+def test_unacceptable_tokens_are_refused_with_the_reason(token: str, message: str):
+    with pytest.raises(InvalidToken, match=message):
+        CODEC.verify(token)
+
+
+def test_the_leeway_accepts_a_token_that_expired_within_it():
+    codec = TokenCodec(SECRET, "crm-graphql", "crm-graphql", leeway_seconds=60)
+    token = jwt.encode(claims(exp=datetime.now(UTC) - timedelta(seconds=10)), SECRET)
+    assert codec.verify(token).actor == ALICE
+    with pytest.raises(InvalidToken, match="expired"):
+        CODEC.verify(token)
+
+
+def test_a_short_secret_is_refused():
+    with pytest.raises(ValueError, match="at least 32 bytes"):
+        TokenCodec("too-short", "crm-graphql", "crm-graphql")
+
+
+@pytest.mark.parametrize(
+    ("header", "token"),
+    [("Bearer abc", "abc"), ("bearer  abc ", "abc"), ("BEARER abc", "abc")],
+)
+def test_bearer_header(header: str, token: str):
+    assert bearer_token(header) == token
+
+
+@pytest.mark.parametrize("header", [None, "", "Basic abc", "Bearer", "Bearer   ", "abc"])
+def test_a_missing_or_other_authorization_header_is_refused(header: str | None):
+    with pytest.raises(InvalidToken):
+        bearer_token(header)
+
+
+@pytest.mark.parametrize(
+    ("text", "ttl"),
+    [
+        ("45s", timedelta(seconds=45)),
+        ("30m", timedelta(minutes=30)),
+        ("8h", timedelta(hours=8)),
+        ("7d", timedelta(days=7)),
+    ],
+)
+def test_ttl(text: str, ttl: timedelta):
+    assert parse_ttl(text) == ttl
+
+
+@pytest.mark.parametrize("text", ["", "8", "h", "0h", "-1h", "8w", "1.5h"])
+def test_ttl_refuses_what_is_not_a_lifetime(text: str):
+    with pytest.raises(ValueError, match="not a lifetime"):
+        parse_ttl(text)
+
+
+def test_the_development_secret_is_made_once_and_private(tmp_path: Path):
+    data_dir = tmp_path / "data"
+    first = development_secret(data_dir)
+    assert len(first.encode()) >= 32
+    assert development_secret(data_dir) == first
+    mode = stat.S_IMODE((data_dir / "jwt-secret").stat().st_mode)
+    assert mode == 0o600
