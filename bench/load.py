@@ -27,7 +27,8 @@ import uvloop
 
 from bench.http_client import KeepAliveClient
 from tests.support.database import database_for_tests, recreate_database, with_database
-from tests.support.server import ServerProcess
+from tests.support.graphql import token_for
+from tests.support.server import ServerProcess, api_env
 
 CREATE = """mutation($input: CreateLeadInput!) {
   createLead(input: $input) { lead { id stage } errors { code } } }"""
@@ -199,8 +200,8 @@ async def measure(
 
 
 def server_env(database_url: str) -> dict[str, str]:
-    env = {"CRM_DATABASE_URL": database_url, "CRM_LOG_LEVEL": "warning"}
-    return env
+    # Every feature on, as in production: authentication, audit rows, events, request logs.
+    return api_env(database_url, CRM_EXPOSE_SQL_COUNT="false")
 
 
 def main() -> None:
@@ -253,7 +254,7 @@ def main() -> None:
 
 
 def bench_headers() -> dict[str, str]:
-    return {}
+    return {"Authorization": f"Bearer {token_for('manager', sub='bench-manager')}"}
 
 
 if __name__ == "__main__":

@@ -67,15 +67,24 @@ def create_app(settings: Settings | None = None) -> Starlette:
             return JSONResponse({"status": "unavailable", "database": "unreachable"}, 503)
         if version != head:
             return JSONResponse({"status": "unavailable", "schema": version, "expected": head}, 503)
-        return JSONResponse({"status": "ok", "schema": version})
+        # Informational: without LISTEN, events are late (caught up on reconnect), not lost.
+        feed = {
+            "listening": services.changes.listening,
+            "subscribers": services.changes.subscriber_count,
+        }
+        return JSONResponse({"status": "ok", "schema": version, "changeFeed": feed})
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         shutdown.install()
         app.state.shutdown = shutdown  # subscriptions may watch shutdown.stopping
+        await services.changes.start()
         try:
             yield
         finally:
+            # By now the shutdown middleware has closed every WebSocket (1001), so no
+            # subscription is waiting on the feed; then the LISTEN connection, then the pool.
+            await services.changes.stop()
             await services.close()
             await engine.dispose()
 

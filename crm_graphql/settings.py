@@ -94,6 +94,12 @@ class Settings(BaseSettings):
     # pipelineStats: the longest window one request may cover (two years, a leap day included).
     analytics_max_window_days: int = Field(default=731, ge=1)
 
+    # Subscriptions: events a subscriber may have waiting before it is cut off as too slow; how
+    # often the LISTEN connection proves it is alive; the longest wait between reconnects.
+    subscriber_queue_size: int = Field(default=256, ge=1)
+    listen_health_interval: float = Field(default=10.0, gt=0)
+    listen_reconnect_max_backoff: float = Field(default=30.0, gt=0)
+
     @field_validator("jwt_secret")
     @classmethod
     def secret_long_enough(cls, secret: SecretStr | None) -> SecretStr | None:

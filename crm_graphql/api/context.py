@@ -77,3 +77,10 @@ class Context:
     def renew_loaders(self) -> None:
         """Forget what was loaded so far: after a write it may no longer be true."""
         self._loaders = None
+
+    def start_subscription_event(self) -> None:
+        """Resolve the next subscription event as a new operation: for a caller whose token is
+        still valid (else UNAUTHENTICATED, which ends the subscription) and with loaders of its
+        own, since the context lives as long as the socket and its loaders would serve stale
+        leads."""
+        self._loaders = Loaders.create(self.services, self.actor)

@@ -20,6 +20,7 @@ from crm_graphql.api.faults import ReportDatabaseFaults, fault_code
 from crm_graphql.api.limits import QueryLimits, create_limits_rule
 from crm_graphql.api.mutations import Mutation
 from crm_graphql.api.queries import Query
+from crm_graphql.api.subscriptions import Subscription
 from crm_graphql.api.types import LeadType, SaleType
 from crm_graphql.domain.access import Forbidden
 from crm_graphql.settings import Settings
@@ -73,6 +74,7 @@ def create_schema(
     return CrmSchema(
         query=Query,
         mutation=Mutation,
+        subscription=Subscription,
         types=[LeadType, SaleType],
         config=config,
         extensions=[

@@ -20,7 +20,7 @@ from crm_graphql.domain.enums import (
     SaleStage,
     ScoreRecommendation,
 )
-from crm_graphql.domain.lead import Lead, Sale, StageChange
+from crm_graphql.domain.lead import Lead, LeadStageChanged, Sale, StageChange
 from crm_graphql.domain.scoring import (
     ActivityRecord,
     LeadEvidence,
@@ -232,7 +232,18 @@ async def record_lead_stage_change(
     to_stage: LeadStage,
     by: str,
 ) -> StageChange[LeadStage]:
-    """Write the audit row and queue its notification; both take effect only on commit."""
+    """Write the audit row and queue its notification; both take effect only on commit.
+
+    The transaction-level lock makes lead audit ids commit in id order: no transaction draws an
+    id until the one before it has committed or rolled back, so a reader that sees id n also
+    sees every committed id below n, and "id > last delivered" never skips a late commit.
+    PostgreSQL already serialises the commits of notifying transactions (NOTIFY holds a global
+    lock from pre-commit to the end), so this only widens that section by this one statement.
+    """
+    await conn.execute(
+        text("SELECT pg_advisory_xact_lock(hashtextextended(:channel, 0))"),
+        {"channel": LEAD_STAGE_CHANNEL},
+    )
     row = (
         await conn.execute(
             insert(stage_changes)
@@ -428,6 +439,55 @@ async def insert_scoring_model(
             .returning(*scoring_models.c)
         )
     ).one()
+
+
+# --- the lead stage change feed ------------------------------------------------------------
+
+
+async def last_lead_stage_change_id(conn: AsyncConnection) -> int:
+    last = await conn.scalar(
+        select(func.max(stage_changes.c.id)).where(stage_changes.c.lead_id.is_not(None))
+    )
+    return last or 0
+
+
+async def lead_stage_changes_after(
+    conn: AsyncConnection,
+    after: int,
+    *,
+    until: int | None = None,
+    lead_id: int | None = None,
+    limit: int,
+) -> list[LeadStageChanged]:
+    """Lead stage changes with after < id <= until, oldest first, each with its lead's current
+    row (one joined read serves every subscriber of a batch)."""
+    statement = (
+        select(
+            *(column.label(f"change_{column.name}") for column in stage_changes.c),
+            *leads.c,
+        )
+        .join_from(stage_changes, leads, stage_changes.c.lead_id == leads.c.id)
+        .where(stage_changes.c.id > after)
+        .order_by(stage_changes.c.id)
+        .limit(limit)
+    )
+    if until is not None:
+        statement = statement.where(stage_changes.c.id <= until)
+    if lead_id is not None:
+        statement = statement.where(stage_changes.c.lead_id == lead_id)
+    return [
+        LeadStageChanged(
+            change=StageChange(
+                id=row.change_id,
+                from_stage=LeadStage(row.change_from_stage) if row.change_from_stage else None,
+                to_stage=LeadStage(row.change_to_stage),
+                at=row.change_at,
+                by=row.change_by,
+            ),
+            lead=lead_from_row(row),
+        )
+        for row in await conn.execute(statement)
+    ]
 
 
 # --- pages ----------------------------------------------------------------------------------

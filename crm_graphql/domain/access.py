@@ -114,3 +114,10 @@ def readable_lead_stages(actor: Actor) -> frozenset[LeadStage] | None:
 def may_read_lead(actor: Actor, stage: LeadStage) -> bool:
     stages = readable_lead_stages(actor)
     return stages is None or stage in stages
+
+
+def may_see_lead_stage_change(actor: Actor, to_stage: LeadStage, lead_stage: LeadStage) -> bool:
+    """Whether a leadStageChanged event goes to the actor: they may read the lead both in the
+    stage the change put it in and in the stage it is in when the event goes out. A sales user
+    thus gets the transfers (QUALIFIED to TRANSFERRED) and none of the funnel before them."""
+    return may_read_lead(actor, to_stage) and may_read_lead(actor, lead_stage)

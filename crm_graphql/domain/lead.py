@@ -58,6 +58,14 @@ class StageChange(Generic[StageT]):
     by: str | None = None
 
 
+@dataclass(frozen=True)
+class LeadStageChanged:
+    """A committed lead stage change with the lead as it was read when the event went out."""
+
+    change: StageChange[LeadStage]
+    lead: Lead
+
+
 def normalize_business_domain(value: str | None) -> str | None:
     """The business domain as stored: trimmed, 1 to 120 characters, or None."""
     if value is None:

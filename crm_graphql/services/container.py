@@ -2,6 +2,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from crm_graphql.events.feed import ChangeFeed
 from crm_graphql.scoring import Scorers, build_scorers
 from crm_graphql.services.analytics import AnalyticsService
 from crm_graphql.services.leads import LeadService
@@ -16,6 +17,7 @@ class Services:
     sales: SaleService
     queries: Queries
     analytics: AnalyticsService
+    changes: ChangeFeed
     scorers: Scorers
 
     @classmethod
@@ -26,6 +28,7 @@ class Services:
             sales=SaleService(engine),
             queries=Queries(engine, settings),
             analytics=AnalyticsService(engine, settings.analytics_max_window_days),
+            changes=ChangeFeed.create(engine, settings),
             scorers=scorers,
         )
 

@@ -1,7 +1,7 @@
 """Authentication on the WebSocket (graphql-transport-ws): the token travels in the
 connection_init payload; without an acceptable one the server closes with 4401 and runs
-nothing. There is no Subscription type yet (issue 3), so operations here are queries, which the
-protocol carries the same way."""
+nothing. Operations here are queries, which the protocol carries the same way as
+subscriptions; leadStageChanged under authentication is tested in test_subscriptions.py."""
 
 import json
 from collections.abc import AsyncIterator

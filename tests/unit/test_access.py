@@ -9,10 +9,12 @@ from crm_graphql.domain.access import (
     Permission,
     Role,
     may_read_lead,
+    may_see_lead_stage_change,
     readable_lead_stages,
     require,
 )
 from crm_graphql.domain.enums import LeadStage
+from crm_graphql.domain.lifecycle import LEAD_TRANSITIONS
 
 P = Permission
 EXPECTED = {
@@ -60,3 +62,26 @@ def test_sales_reads_only_transferred_leads_the_others_read_all(stage: LeadStage
 def test_readable_stages_are_all_for_readers_of_every_lead():
     assert readable_lead_stages(actor(Role.MANAGER)) is None
     assert readable_lead_stages(actor(Role.SALES)) == {LeadStage.TRANSFERRED}
+
+
+# Every change a lead can make, with every stage the lead may be in when its event goes out:
+# the target itself or a stage one step on from it.
+CHANGES_AND_LATER_STAGES = [
+    (to, later)
+    for to in LeadStage
+    for later in LeadStage
+    if later is to or later in LEAD_TRANSITIONS[to]
+]
+
+
+@pytest.mark.parametrize(("to", "lead_stage"), CHANGES_AND_LATER_STAGES)
+def test_sales_sees_the_transfers_and_no_other_stage_change(to: LeadStage, lead_stage: LeadStage):
+    sees = may_see_lead_stage_change(actor(Role.SALES), to, lead_stage)
+    assert sees is (to is LeadStage.TRANSFERRED)
+    assert may_see_lead_stage_change(actor(Role.MANAGER), to, lead_stage)
+    assert may_see_lead_stage_change(actor(Role.ADMIN), to, lead_stage)
+
+
+def test_a_stage_change_is_hidden_when_the_lead_is_now_out_of_sight():
+    # Not reachable today (TRANSFERRED is final); the event must still never show such a lead.
+    assert not may_see_lead_stage_change(actor(Role.SALES), LeadStage.TRANSFERRED, LeadStage.LOST)

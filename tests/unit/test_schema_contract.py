@@ -18,8 +18,7 @@ from crm_graphql.api.schema import schema
 SCHEMA_FILE = Path(__file__).resolve().parents[2] / "schema.graphql"
 
 # DESIGN.md's contract, which clients and codegen depend on. Later issues may add to the
-# schema; none may rename or remove these. Subscription and LeadStageChangedEvent belong to
-# issue 3 and join this list when it lands.
+# schema; none may rename or remove these.
 CONTRACT = """
 scalar DateTime
 interface Node { id: ID! }
@@ -61,6 +60,11 @@ type Mutation {
   transferToSales(input: TransferToSalesInput!): TransferToSalesPayload!
   advanceSaleStage(input: AdvanceSaleStageInput!): AdvanceSaleStagePayload!
 }
+type Subscription {
+  leadStageChanged(leadId: ID, after: String): LeadStageChangedEvent!
+}
+type LeadStageChangedEvent { lead: Lead!  from: LeadStage  to: LeadStage!  at: DateTime!
+                             cursor: String! }
 input LeadFilter { stage: [LeadStage!]  source: [LeadSource!]  minScore: Float
                    hasBusinessDomain: Boolean }
 input LeadOrder { field: LeadOrderField! = CREATED_AT  direction: OrderDirection! = DESC }
@@ -111,6 +115,14 @@ def test_export_schema_writes_and_checks_the_file(
 CONTRACT_SCHEMA = build_schema(CONTRACT)
 ACTUAL_SCHEMA = build_schema(schema.as_str())  # both sides as plain graphql-core types
 CONTRACT_TYPES = sorted(n for n in CONTRACT_SCHEMA.type_map if not n.startswith("__"))
+
+
+def test_the_contract_root_types_are_the_schemas_roots():
+    for operation in ("query_type", "mutation_type", "subscription_type"):
+        wanted = getattr(CONTRACT_SCHEMA, operation)
+        actual = getattr(ACTUAL_SCHEMA, operation)
+        assert actual is not None, f"the schema has no {operation}"
+        assert actual.name == wanted.name, operation
 
 
 @pytest.mark.parametrize("name", CONTRACT_TYPES)

@@ -1,0 +1,276 @@
+"""Live lead stage changes for one server process.
+
+One dedicated asyncpg connection LISTENs (outside the pool: asyncpg's pool runs `UNLISTEN *`
+when a connection goes back). A notification is only a wake-up: the audit table is the source
+of truth. On each wake-up the feed reads every lead stage change after the last one it
+delivered, in one query for all subscribers, and puts each event into the bounded queue of every
+subscriber that wants it. A subscriber whose queue is full is cut off, so a client that stops
+reading costs a bounded amount of memory. When the LISTEN connection is lost the feed reconnects
+with backoff and then reads everything committed meanwhile, so subscribers miss nothing.
+
+Ordering: lead audit ids commit in id order (see `record_lead_stage_change`), so "id > last
+delivered" is an exact position, and a subscriber's cursor is simply an audit id.
+"""
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import socket
+from collections.abc import AsyncGenerator, Callable
+from dataclasses import dataclass, field
+
+import asyncpg
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from crm_graphql.db import repository as repo
+from crm_graphql.db.repository import LEAD_STAGE_CHANNEL
+from crm_graphql.domain.access import Actor, may_see_lead_stage_change
+from crm_graphql.domain.lead import LeadStageChanged
+from crm_graphql.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+# Shown in pg_stat_activity, so operators (and tests) can find the LISTEN connection.
+LISTEN_APPLICATION_NAME = "crm-graphql-listen"
+FIRST_RECONNECT_DELAY = 0.1  # seconds; doubles per failed attempt up to the configured maximum
+READ_BATCH_SIZE = 500  # changes read per query; a longer backlog takes several reads
+REPLAY_PAGE_SIZE = 500  # changes per query when a subscriber replays history
+
+
+class ConnectionLost(Exception):
+    """The LISTEN connection closed (server restart, pg_terminate_backend, network)."""
+
+
+def visible_to(actor: Actor, event: LeadStageChanged) -> bool:
+    return may_see_lead_stage_change(actor, event.change.to_stage, event.lead.stage)
+
+
+@dataclass(eq=False)
+class Subscriber:
+    actor: Actor
+    lead_id: int | None
+    queue: asyncio.Queue[LeadStageChanged]
+    on_overflow: Callable[[], None]
+
+    def wants(self, event: LeadStageChanged) -> bool:
+        # Events the actor may not see never take room in the queue.
+        wanted_lead = self.lead_id is None or self.lead_id == event.lead.id
+        return wanted_lead and visible_to(self.actor, event)
+
+
+@dataclass(eq=False)
+class ChangeFeed:
+    engine: AsyncEngine
+    dsn: str
+    queue_size: int
+    health_interval: float
+    max_reconnect_delay: float
+    # The id of the last change fanned out; None until the first read after LISTEN began.
+    position: int | None = None
+    listening: bool = False
+    _connections: int = 0  # LISTEN connections established so far
+    _subscribers: set[Subscriber] = field(default_factory=set)
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _ready: asyncio.Event = field(default_factory=asyncio.Event)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @classmethod
+    def create(cls, engine: AsyncEngine, settings: Settings) -> "ChangeFeed":
+        return cls(
+            engine=engine,
+            dsn=engine.url.set(drivername="postgresql").render_as_string(hide_password=False),
+            queue_size=settings.subscriber_queue_size,
+            health_interval=settings.listen_health_interval,
+            max_reconnect_delay=settings.listen_reconnect_max_backoff,
+        )
+
+    async def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._listen_forever(), name="change-feed-listen"),
+            asyncio.create_task(self._deliver_forever(), name="change-feed-deliver"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._subscribers)
+
+    async def changes(
+        self,
+        actor: Actor,
+        lead_id: int | None,
+        after: int | None,
+        on_overflow: Callable[[], None],
+    ) -> AsyncGenerator[LeadStageChanged, None]:
+        """Changes to one lead (or all), after the change `after` when given, else from now,
+        leaving out those the actor may not see (`may_see_lead_stage_change`).
+
+        History is replayed from the audit table up to the feed's position, page by page at
+        the consumer's pace; the subscriber joins the live fan-out in the same step that finds
+        the replay caught up, so the switch has neither a gap nor a duplicate.
+        `on_overflow` is called (once) if the consumer falls `queue_size` events behind; the
+        stream then yields nothing more and the caller is expected to close the connection.
+        """
+        await self._ready.wait()
+        position = after
+        while position is not None and self.position is not None and position < self.position:
+            head = self.position
+            async with self.engine.connect() as conn:
+                page = await repo.lead_stage_changes_after(
+                    conn, position, until=head, lead_id=lead_id, limit=REPLAY_PAGE_SIZE
+                )
+            for event in page:
+                if visible_to(actor, event):
+                    yield event
+            position = page[-1].change.id if len(page) == REPLAY_PAGE_SIZE else head
+        subscriber = Subscriber(actor, lead_id, asyncio.Queue(self.queue_size), on_overflow)
+        self._subscribers.add(subscriber)
+        if position is None:
+            position = self.position or 0
+        try:
+            while True:
+                event = await subscriber.queue.get()
+                # A cursor from a replica whose feed is ahead of ours can be past what we fan out.
+                if event.change.id > position:
+                    position = event.change.id
+                    yield event
+        finally:
+            self._subscribers.discard(subscriber)
+
+    # --- fan-out ------------------------------------------------------------------------------
+
+    def _fan_out(self, events: list[LeadStageChanged]) -> None:
+        # No await in here: a subscriber joins between batches, never in the middle of one.
+        for event in events:
+            for subscriber in list(self._subscribers):
+                if not subscriber.wants(event):
+                    continue
+                try:
+                    subscriber.queue.put_nowait(event)
+                except asyncio.QueueFull:
+                    self._cut_off(subscriber)
+            self.position = event.change.id
+
+    def _cut_off(self, subscriber: Subscriber) -> None:
+        self._subscribers.discard(subscriber)
+        logger.warning(
+            "subscriber too slow: %d events waiting; closing its connection", self.queue_size
+        )
+        while not subscriber.queue.empty():  # release the backlog now, not when the socket ends
+            subscriber.queue.get_nowait()
+        subscriber.on_overflow()
+
+    async def _deliver_forever(self) -> None:
+        retry_delay = FIRST_RECONNECT_DELAY
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                async with self.engine.connect() as conn:
+                    if self.position is None:
+                        # LISTEN is already active: anything committed from here on wakes us.
+                        self.position = await repo.last_lead_stage_change_id(conn)
+                        self._ready.set()
+                        continue
+                    events = await repo.lead_stage_changes_after(
+                        conn, self.position, limit=READ_BATCH_SIZE
+                    )
+            except Exception as error:
+                if isinstance(error, SQLAlchemyError | OSError):
+                    logger.warning("reading lead stage changes failed (%s); retrying", error)
+                else:  # a bug must not end live events for good
+                    logger.exception("reading lead stage changes failed; retrying")
+                await asyncio.sleep(retry_delay)
+                retry_delay = min(retry_delay * 2, self.max_reconnect_delay)
+                self._wake.set()
+                continue
+            retry_delay = FIRST_RECONNECT_DELAY
+            self._fan_out(events)
+            if len(events) == READ_BATCH_SIZE:
+                self._wake.set()
+
+    # --- the LISTEN connection ----------------------------------------------------------------
+
+    def _on_notification(
+        self, _conn: object, _pid: int, _channel: str, payload: str | bytes
+    ) -> None:
+        # A notification for a change already fanned out (read in an earlier batch) needs no read.
+        try:
+            change_id = int(json.loads(payload)["id"])
+        except (ValueError, KeyError, TypeError):
+            change_id = None
+        if change_id is None or self.position is None or change_id > self.position:
+            self._wake.set()
+
+    async def _listen_forever(self) -> None:
+        delay = FIRST_RECONNECT_DELAY
+        while True:
+            connections_before = self._connections
+            try:
+                await self._listen()
+            except (ConnectionLost, OSError, TimeoutError, asyncpg.PostgresError) as error:
+                logger.warning("LISTEN connection lost (%s)", error)
+            except asyncpg.InterfaceError as error:
+                logger.warning("LISTEN connection failed (%s)", error)
+            except Exception:  # whatever it was, the way out is a new connection
+                logger.exception("LISTEN connection failed")
+            if self._connections > connections_before:
+                delay = FIRST_RECONNECT_DELAY  # it was up: the first retry comes quickly
+            # Jitter keeps replicas from reconnecting in lockstep after a server restart.
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+            delay = min(delay * 2, self.max_reconnect_delay)
+
+    async def _listen(self) -> None:
+        conn = await asyncpg.connect(
+            self.dsn,
+            timeout=self.health_interval,
+            server_settings={"application_name": LISTEN_APPLICATION_NAME},
+        )
+        lost = asyncio.Event()
+        conn.add_termination_listener(lambda _: lost.set())
+        try:
+            enable_tcp_keepalive(conn, self.health_interval)
+            await conn.add_listener(LEAD_STAGE_CHANNEL, self._on_notification)
+            self.listening = True
+            self._connections += 1
+            logger.info("listening for lead stage changes")
+            self._wake.set()  # catch up on whatever committed while nobody listened
+            while not lost.is_set():
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.health_interval):
+                        await lost.wait()
+                if not lost.is_set():
+                    # A dead peer sends nothing; only a query (or keepalive) finds out.
+                    await conn.fetchval("SELECT 1", timeout=self.health_interval)
+            raise ConnectionLost("the server closed the connection")
+        finally:
+            self.listening = False
+            conn.terminate()
+
+
+def enable_tcp_keepalive(conn: asyncpg.Connection, interval: float) -> None:
+    """Let the kernel notice a silent peer too. asyncpg has no keepalive options, so this
+    reaches for the socket under its transport; without one (unix socket) it does nothing."""
+    transport = getattr(conn, "_transport", None)
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is None or sock.family == socket.AF_UNIX:
+        return
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    seconds = max(1, int(interval))
+    for option, value in (
+        ("TCP_KEEPIDLE", seconds),
+        ("TCP_KEEPINTVL", seconds),
+        ("TCP_KEEPCNT", 3),
+    ):
+        if hasattr(socket, option):
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)

@@ -1,0 +1,486 @@
+"""leadStageChanged over WebSocket, against two real server processes (replicas A and B)
+sharing one PostgreSQL database. Sockets authenticate as a manager unless a test says
+otherwise; changes go through replica B as a manager (`test-manager`)."""
+
+import asyncio
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import asyncpg
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from crm_graphql.api.ids import encode_global_id
+from crm_graphql.api.subscriptions import encode_change_cursor
+from crm_graphql.db import repository as repo
+from crm_graphql.domain.access import Actor, Role
+from crm_graphql.domain.enums import LeadSource, LeadStage
+from tests.conftest import TABLES
+from tests.support.database import plain_dsn, with_database
+from tests.support.graphql import (
+    ADVANCE_STAGE,
+    ANALYZE_LEAD,
+    CREATE_LEAD,
+    TEST_TOKENS,
+    TRANSFER,
+    GraphQLClient,
+    token_for,
+)
+from tests.support.server import ServerProcess, api_env
+from tests.support.subscriptions import (
+    LEAD_STAGE_CHANGED,
+    TIMEOUT,
+    GraphQLWebSocket,
+    connection_init,
+    graphql_websocket,
+    open_websocket,
+)
+
+QUEUE_SIZE = 8  # small, so a client that stops reading is cut off after little traffic
+FAT_EVENT_ALIASES = 1000
+MANAGER = {"id": "test-manager"}  # who makes the changes through replica B
+
+
+@pytest.fixture(scope="module")
+def replicas(
+    database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[ServerProcess, ServerProcess]]:
+    logs = tmp_path_factory.mktemp("replicas")
+    env = api_env(
+        database_url,
+        CRM_SUBSCRIBER_QUEUE_SIZE=str(QUEUE_SIZE),
+        # FAT_EVENT's thousand aliases, beyond the abuse limits' defaults.
+        CRM_MAX_ALIASES=str(FAT_EVENT_ALIASES),
+        CRM_MAX_QUERY_TOKENS=str(10 * FAT_EVENT_ALIASES),
+    )
+    replica_a = ServerProcess(env, logs / "a.log").start()
+    try:
+        replica_b = ServerProcess(env, logs / "b.log").start()
+        try:
+            yield replica_a, replica_b
+        finally:
+            replica_b.stop()
+    finally:
+        replica_a.stop()
+
+
+@pytest.fixture
+def replica_a(replicas: tuple[ServerProcess, ServerProcess]) -> ServerProcess:
+    return replicas[0]
+
+
+@pytest.fixture
+async def through_b(
+    replicas: tuple[ServerProcess, ServerProcess], db: asyncpg.Connection
+) -> AsyncIterator[GraphQLClient]:
+    """GraphQL over HTTP to replica B, on emptied tables, once the sockets of earlier tests
+    are gone from both replicas (tests count subscribers to know theirs are registered)."""
+    for replica in replicas:
+        await wait_for_feed(replica, subscribers=0)
+    # Ids keep counting, as in production: the running feeds' positions stay valid.
+    await db.execute(f"TRUNCATE {TABLES} CASCADE")
+    async with httpx.AsyncClient(base_url=replicas[1].url, timeout=TIMEOUT) as http:
+        yield GraphQLClient(http, token_for("manager"))
+
+
+async def feed_state(replica: ServerProcess) -> dict[str, Any]:
+    async with httpx.AsyncClient(base_url=replica.url, timeout=TIMEOUT) as http:
+        return (await http.get("/readyz")).json()["changeFeed"]
+
+
+async def eventually(check: Callable[[], Awaitable[bool]]) -> None:
+    """Poll until `check` holds. It waits for a state (a subscription registered, LISTEN back,
+    a writer blocked); it measures nothing."""
+    async with asyncio.timeout(TIMEOUT):
+        while True:
+            if await check():
+                return
+            await asyncio.sleep(0.05)
+
+
+async def wait_for_feed(replica: ServerProcess, **expected: Any) -> None:
+    """Until replica's change feed reports `expected` in /readyz."""
+
+    async def reached() -> bool:
+        state = await feed_state(replica)
+        return all(state[key] == value for key, value in expected.items())
+
+    await eventually(reached)
+
+
+async def subscribe(
+    ws: GraphQLWebSocket, replica: ServerProcess, subscribers: int = 1, **variables: Any
+) -> str:
+    operation_id = await ws.subscribe(LEAD_STAGE_CHANGED, variables)
+    await wait_for_feed(replica, subscribers=subscribers)
+    return operation_id
+
+
+async def create_lead(
+    gql: GraphQLClient, source: str = "PARTNER", domain: str | None = None
+) -> str:
+    data = await gql(CREATE_LEAD, {"input": {"source": source, "businessDomain": domain}})
+    assert data["createLead"]["errors"] == []
+    return data["createLead"]["lead"]["id"]
+
+
+async def advance(gql: GraphQLClient, lead_id: str, to: str) -> list[dict[str, Any]]:
+    data = await gql(ADVANCE_STAGE, {"input": {"leadId": lead_id, "to": to}})
+    return data["advanceStage"]["errors"]
+
+
+def moves(events: list[dict[str, Any]]) -> list[tuple[str, str | None, str]]:
+    return [(e["lead"]["id"], e["from"], e["to"]) for e in events]
+
+
+async def test_a_subscriber_on_replica_a_receives_changes_made_through_replica_b(
+    replica_a: ServerProcess, through_b: GraphQLClient
+):
+    async with graphql_websocket(replica_a.url) as ws:
+        await subscribe(ws, replica_a)
+        lead = await create_lead(through_b, domain="fintech")
+        created = await ws.next_change()
+        assert moves([created]) == [(lead, None, "NEW")]
+        assert created["lead"]["history"] == [{"from": None, "to": "NEW", "by": MANAGER}]
+
+        assert (await through_b(ANALYZE_LEAD, {"input": {"leadId": lead}}))["analyzeLead"][
+            "errors"
+        ] == []
+        assert await advance(through_b, lead, "CONTACTED") == []
+        contacted = await ws.next_change()
+        # Fresh data per event: the socket's first event must not leave a cached lead behind.
+        assert contacted["lead"]["stage"] == "CONTACTED"
+        assert contacted["lead"]["history"] == [
+            {"from": None, "to": "NEW", "by": MANAGER},
+            {"from": "NEW", "to": "CONTACTED", "by": MANAGER},
+        ]
+        assert await advance(through_b, lead, "QUALIFIED") == []
+        transfer = (await through_b(TRANSFER, {"input": {"leadId": lead}}))["transferToSales"]
+        assert transfer["errors"] == []
+        assert moves(await ws.changes(2)) == [
+            (lead, "CONTACTED", "QUALIFIED"),
+            (lead, "QUALIFIED", "TRANSFERRED"),
+        ]
+
+
+async def test_a_subscriber_with_a_lead_id_gets_only_that_leads_changes(
+    replica_a: ServerProcess, through_b: GraphQLClient
+):
+    watched = await create_lead(through_b)
+    other = await create_lead(through_b)
+    async with graphql_websocket(replica_a.url) as ws:
+        await subscribe(ws, replica_a, leadId=watched)
+        assert await advance(through_b, other, "CONTACTED") == []
+        assert await advance(through_b, watched, "LOST") == []
+        assert moves([await ws.next_change()]) == [(watched, "NEW", "LOST")]
+
+
+async def test_a_refused_change_sends_nothing(replica_a: ServerProcess, through_b: GraphQLClient):
+    async with graphql_websocket(replica_a.url) as ws:
+        await subscribe(ws, replica_a)
+        lead = await create_lead(through_b)
+        assert moves([await ws.next_change()]) == [(lead, None, "NEW")]
+
+        assert [e["code"] for e in await advance(through_b, lead, "QUALIFIED")] == [
+            "INVALID_TRANSITION"
+        ]
+        refused = (await through_b(TRANSFER, {"input": {"leadId": lead}}))["transferToSales"]
+        assert refused["errors"] != []
+        assert await advance(through_b, lead, "CONTACTED") == []
+        # Had the refusals sent anything, it would come before this.
+        assert moves([await ws.next_change()]) == [(lead, "NEW", "CONTACTED")]
+
+
+async def test_changes_made_while_the_listen_connection_is_down_arrive_in_order_once(
+    replica_a: ServerProcess,
+    through_b: GraphQLClient,
+    database_url: str,
+):
+    name = urlsplit(database_url).path.lstrip("/")
+    # A database cannot refuse connections while it is the one the command runs in.
+    admin = await asyncpg.connect(plain_dsn(with_database(database_url, "postgres")))
+    async with graphql_websocket(replica_a.url) as ws:
+        await subscribe(ws, replica_a)
+        first = await create_lead(through_b)
+        assert moves([await ws.next_change()]) == [(first, None, "NEW")]
+
+        # Keep the replicas from reconnecting, so the changes below certainly commit while
+        # nobody listens (B's pool keeps the connections it already has).
+        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        try:
+            killed = await admin.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE application_name = 'crm-graphql-listen' AND datname = $1",
+                name,
+            )
+            assert killed >= 2  # one per replica (and the suite's other server, if up)
+            await wait_for_feed(replica_a, listening=False)
+
+            assert await advance(through_b, first, "CONTACTED") == []
+            second = await create_lead(through_b)
+            assert await advance(through_b, first, "QUALIFIED") == []
+            assert await advance(through_b, second, "LOST") == []
+            assert (await feed_state(replica_a))["listening"] is False
+        finally:
+            await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+            await admin.close()
+
+        assert moves(await ws.changes(4)) == [
+            (first, "NEW", "CONTACTED"),
+            (second, None, "NEW"),
+            (first, "CONTACTED", "QUALIFIED"),
+            (second, "NEW", "LOST"),
+        ]
+        await wait_for_feed(replica_a, listening=True)
+        assert await advance(through_b, first, "LOST") == []
+        # A duplicate of the catch-up would arrive before this live change.
+        assert moves([await ws.next_change()]) == [(first, "QUALIFIED", "LOST")]
+
+
+FAT_EVENT = (
+    "subscription { leadStageChanged { "
+    + " ".join(f"c{n}: cursor" for n in range(FAT_EVENT_ALIASES))
+    + " } }"
+)
+
+
+async def test_a_slow_subscriber_is_cut_off_while_the_others_go_on(
+    replica_a: ServerProcess, through_b: GraphQLClient
+):
+    async with (
+        graphql_websocket(replica_a.url, slow_reader=True) as slow,
+        graphql_websocket(replica_a.url) as fast,
+    ):
+        # Large events fill the socket buffers of a client that stops reading in a few hundred
+        # changes; then its queue on the server fills and it is cut off.
+        await slow.subscribe(FAT_EVENT)
+        await subscribe(fast, replica_a, subscribers=2)
+        made = 0
+        while "subscriber too slow" not in replica_a.log():
+            assert made < 3000, "the slow subscriber was never cut off"
+            lead = await create_lead(through_b)
+            made += 1
+            assert moves([await fast.next_change()]) == [(lead, None, "NEW")]
+
+        code, reason, received = await slow.closed()
+        assert (code, reason) == (1013, "subscriber too slow")
+        assert received < made
+
+        lead = await create_lead(through_b)
+        assert moves([await fast.next_change()]) == [(lead, None, "NEW")]
+        assert (await feed_state(replica_a))["subscribers"] == 1
+
+
+async def test_a_cursor_from_before_ten_changes_replays_them_then_continues_live(
+    replicas: tuple[ServerProcess, ServerProcess], through_b: GraphQLClient
+):
+    replica_a, replica_b = replicas
+    async with graphql_websocket(replica_a.url) as ws:
+        await subscribe(ws, replica_a)
+        lead = await create_lead(through_b)
+        cursor = (await ws.next_change())["cursor"]
+
+    made = []
+    for _ in range(3):
+        new = await create_lead(through_b)
+        assert await advance(through_b, new, "CONTACTED") == []
+        assert await advance(through_b, new, "QUALIFIED") == []
+        made += [(new, None, "NEW"), (new, "NEW", "CONTACTED"), (new, "CONTACTED", "QUALIFIED")]
+    assert await advance(through_b, lead, "LOST") == []
+    made.append((lead, "NEW", "LOST"))
+    assert len(made) == 10
+
+    # The cursor came from replica A; it resumes on replica B as well.
+    async with graphql_websocket(replica_b.url) as ws:
+        await ws.subscribe(LEAD_STAGE_CHANGED, {"after": cursor})
+        replayed = await ws.changes(10)
+        assert moves(replayed) == made
+        await wait_for_feed(replica_b, subscribers=1)
+        live = await create_lead(through_b)
+        assert moves([await ws.next_change()]) == [(live, None, "NEW")]
+
+
+async def test_a_replay_from_the_start_of_history_for_one_lead(
+    replica_a: ServerProcess, through_b: GraphQLClient
+):
+    lead = await create_lead(through_b)
+    await create_lead(through_b)
+    assert await advance(through_b, lead, "CONTACTED") == []
+    async with graphql_websocket(replica_a.url) as ws:
+        await ws.subscribe(LEAD_STAGE_CHANGED, {"leadId": lead, "after": encode_change_cursor(0)})
+        assert moves(await ws.changes(2)) == [(lead, None, "NEW"), (lead, "NEW", "CONTACTED")]
+
+
+@pytest.mark.parametrize(
+    ("variables", "code", "field"),
+    [
+        ({"after": "not-a-cursor"}, "INVALID_INPUT", "after"),
+        ({"leadId": "not-an-id"}, "INVALID_INPUT", "leadId"),
+        ({"leadId": "TGVhZDo5OTk5"}, "NOT_FOUND", "leadId"),  # Lead:9999
+    ],
+)
+async def test_bad_arguments_are_refused_with_a_specific_error(
+    replica_a: ServerProcess,
+    through_b: GraphQLClient,
+    variables: dict[str, str],
+    code: str,
+    field: str,
+):
+    async with graphql_websocket(replica_a.url) as ws:
+        operation_id = await ws.subscribe(LEAD_STAGE_CHANGED, variables)
+        message = await ws.receive()
+        assert message["id"] == operation_id
+        assert message["type"] == "error"
+        [error] = message["payload"]
+        assert error["extensions"] == {"code": code, "field": [field]}
+
+
+async def test_a_change_committed_after_a_later_one_began_is_not_skipped(
+    replica_a: ServerProcess,
+    through_b: GraphQLClient,
+    db: asyncpg.Connection,
+    database_url: str,
+):
+    """A transaction that drew its audit id first and commits last must still be delivered
+    (a reader of "ids after the last one delivered" would skip it if ids could commit out of
+    order); here the second writer waits for the first."""
+    engine = create_async_engine(database_url)
+    async with graphql_websocket(replica_a.url) as ws:
+        await subscribe(ws, replica_a)
+        try:
+            async with engine.connect() as slow_writer:
+                transaction = await slow_writer.begin()
+                writer = Actor("test-writer", "Test Writer", Role.MANAGER)
+                await repo.record_user(slow_writer, writer)
+                lead = await repo.insert_lead(slow_writer, LeadSource.MANUAL, None, writer.user_id)
+                await repo.record_lead_stage_change(
+                    slow_writer, lead.id, None, LeadStage.NEW, writer.user_id
+                )
+                later = asyncio.create_task(create_lead(through_b))
+
+                async def later_writer_waits_or_is_done() -> bool:
+                    return later.done() or await db.fetchval(
+                        "SELECT count(*) > 0 FROM pg_stat_activity"
+                        " WHERE wait_event_type = 'Lock' AND datname = current_database()"
+                    )
+
+                await eventually(later_writer_waits_or_is_done)
+                await transaction.commit()
+            other = await later
+        finally:
+            await engine.dispose()
+        assert moves(await ws.changes(2)) == [
+            (encode_global_id("Lead", lead.id), None, "NEW"),
+            (other, None, "NEW"),
+        ]
+
+
+async def transfer(gql: GraphQLClient, lead_id: str) -> None:
+    """Take a NEW lead with a business domain through CONTACTED and QUALIFIED to TRANSFERRED
+    (analyzing it on the way: a transfer needs a fresh, high enough score)."""
+    analyzed = await gql(ANALYZE_LEAD, {"input": {"leadId": lead_id}})
+    assert analyzed["analyzeLead"]["errors"] == []
+    assert await advance(gql, lead_id, "CONTACTED") == []
+    assert await advance(gql, lead_id, "QUALIFIED") == []
+    assert (await gql(TRANSFER, {"input": {"leadId": lead_id}}))["transferToSales"]["errors"] == []
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        None,
+        "not-a-token",
+        TEST_TOKENS.issue(Actor("gone", "Gone", Role.ADMIN), timedelta(hours=-1)),
+    ],
+    ids=["no token", "malformed", "expired"],
+)
+async def test_a_subscriber_without_a_valid_token_gets_nothing(
+    replica_a: ServerProcess, through_b: GraphQLClient, token: str | None
+):
+    async with open_websocket(replica_a.url) as ws:
+        await ws.send(connection_init(token))
+        # Sent without waiting for an ack, as a careless client might.
+        await ws.subscribe(LEAD_STAGE_CHANGED)
+        await create_lead(through_b)
+        code, reason, received = await ws.closed()
+    assert code == 4401
+    assert (reason or "").startswith("Unauthorized")
+    assert received == 0  # no connection_ack, no event
+    assert (await feed_state(replica_a))["subscribers"] == 0
+
+
+async def test_a_sales_subscriber_receives_transfers_and_nothing_of_the_funnel_before(
+    replica_a: ServerProcess, through_b: GraphQLClient
+):
+    async with (
+        graphql_websocket(replica_a.url, token=token_for("sales")) as sales,
+        graphql_websocket(replica_a.url) as manager,
+    ):
+        await subscribe(sales, replica_a)
+        await subscribe(manager, replica_a, subscribers=2)
+        first = await create_lead(through_b, domain="fintech")
+        await transfer(through_b, first)
+        lost = await create_lead(through_b)
+        assert await advance(through_b, lost, "LOST") == []
+        second = await create_lead(through_b, domain="fintech")
+        await transfer(through_b, second)
+
+        assert len(await manager.changes(10)) == 10
+        # Every change of `lost` and the funnel of `second` came between these two.
+        transfers = await sales.changes(2)
+        assert moves(transfers) == [
+            (first, "QUALIFIED", "TRANSFERRED"),
+            (second, "QUALIFIED", "TRANSFERRED"),
+        ]
+        # The lead is readable to sales, with its whole history (as `lead(id:)` shows it).
+        assert transfers[0]["lead"]["stage"] == "TRANSFERRED"
+        assert [change["to"] for change in transfers[0]["lead"]["history"]] == [
+            "NEW",
+            "CONTACTED",
+            "QUALIFIED",
+            "TRANSFERRED",
+        ]
+
+    # A replay leaves out the same events: the funnel of `first` would come first.
+    async with graphql_websocket(replica_a.url, token=token_for("sales")) as sales:
+        await sales.subscribe(LEAD_STAGE_CHANGED, {"after": encode_change_cursor(0)})
+        assert moves(await sales.changes(2)) == moves(transfers)
+
+
+async def test_a_sales_subscriber_cannot_watch_a_lead_before_its_transfer(
+    replica_a: ServerProcess, through_b: GraphQLClient
+):
+    lead = await create_lead(through_b)
+    async with graphql_websocket(replica_a.url, token=token_for("sales")) as sales:
+        operation_id = await sales.subscribe(LEAD_STAGE_CHANGED, {"leadId": lead})
+        message = await sales.receive()
+    assert message["id"] == operation_id
+    assert message["type"] == "error"
+    # As for an ID never issued: its existence does not leak.
+    assert [error["extensions"] for error in message["payload"]] == [
+        {"code": "NOT_FOUND", "field": ["leadId"]}
+    ]
+
+
+async def test_sigterm_closes_an_active_subscription_with_1001_and_stops_the_feed(
+    database_url: str, db: asyncpg.Connection, tmp_path: Path
+):
+    server = ServerProcess(api_env(database_url), tmp_path / "server.log").start()
+    try:
+        async with graphql_websocket(server.url) as ws:
+            await subscribe(ws, server)
+            assert server.process is not None
+            server.process.send_signal(signal.SIGTERM)
+            code, reason, received = await ws.closed()
+        assert (code, reason, received) == (1001, "shutting down", 0)
+        # uvicorn re-raises the signal once its graceful shutdown is done.
+        assert server.process.wait(timeout=TIMEOUT) in (0, -signal.SIGTERM)
+        # The lifespan shutdown (which stops the feed and its LISTEN connection) ran to its end.
+        assert "Application shutdown complete" in server.log()
+    finally:
+        server.stop()
