@@ -92,6 +92,8 @@ class Settings(BaseSettings):
     llm_notes_budget_chars: int = Field(default=4000, ge=0)
     max_page_size: int = Field(default=100, ge=1)
     default_page_size: int = Field(default=20, ge=1)
+    # pipelineStats: the longest window one request may cover (two years, a leap day included).
+    analytics_max_window_days: int = Field(default=731, ge=1)
 
     # Subscriptions: events a subscriber may have waiting before it is cut off as too slow; how
     # often the LISTEN connection proves it is alive; the longest wait between reconnects.

@@ -1,6 +1,7 @@
 import strawberry
 from graphql import GraphQLError
 
+from crm_graphql.api.analytics import PipelineStats, PipelineStatsInput
 from crm_graphql.api.ids import decode_global_id, decode_id_of
 from crm_graphql.api.inputs import LeadFilter, LeadOrder, SaleFilter
 from crm_graphql.api.types import (
@@ -109,3 +110,16 @@ class Query:
         except RuleViolation as violation:
             raise as_graphql_error(violation) from None
         return SaleConnection.from_page(page)
+
+    @strawberry.field(
+        description="Funnel, conversion, time in stage, sales and score track record for a "
+        "window, from the stage-change audit trail (definitions: docs/analytics.md)."
+    )
+    async def pipeline_stats(self, info: LeadInfo, input: PipelineStatsInput) -> PipelineStats:
+        try:
+            stats = await info.context.services.analytics.pipeline_stats(
+                info.context.actor, input.from_, input.to, input.group_by, input.as_of
+            )
+        except RuleViolation as violation:
+            raise as_graphql_error(violation) from None
+        return PipelineStats.from_domain(stats)

@@ -200,6 +200,30 @@ Index(
     stage_changes.c.id,
     postgresql_where=stage_changes.c.sale_id.is_not(None),
 )
+# Pipeline analytics (db/analytics.py): each subject's changes in time order, covering the
+# columns it reads, and the terminal change of each lead.
+Index(
+    "ix_stage_changes_lead_id_at_id",
+    stage_changes.c.lead_id,
+    stage_changes.c.at,
+    stage_changes.c.id,
+    postgresql_include=["to_stage"],
+    postgresql_where=stage_changes.c.lead_id.is_not(None),
+)
+Index(
+    "ix_stage_changes_sale_id_at_id",
+    stage_changes.c.sale_id,
+    stage_changes.c.at,
+    stage_changes.c.id,
+    postgresql_include=["from_stage", "to_stage"],
+    postgresql_where=stage_changes.c.sale_id.is_not(None),
+)
+Index(
+    "ix_stage_changes_lead_outcome",
+    stage_changes.c.lead_id,
+    postgresql_include=["to_stage", "at"],
+    postgresql_where=text("lead_id IS NOT NULL AND to_stage IN ('TRANSFERRED', 'LOST')"),
+)
 
 activities = Table(
     "activities",

@@ -36,6 +36,9 @@ class Permission(StrEnum):
     # mergeLeads on leads the actor owns both of; MERGE_ANY_LEADS lifts the ownership condition.
     MERGE_LEADS = "merge_leads"
     MERGE_ANY_LEADS = "merge_any_leads"
+    # pipelineStats: the whole funnel's figures, which sales (who sees only handed-over leads)
+    # may not read.
+    READ_ANALYTICS = "read_analytics"
 
 
 _LEAD_WORK = frozenset(
@@ -53,7 +56,7 @@ _LEAD_WORK = frozenset(
 )
 
 ROLE_PERMISSIONS: Mapping[Role, frozenset[Permission]] = {
-    Role.MANAGER: _LEAD_WORK,
+    Role.MANAGER: _LEAD_WORK | {Permission.READ_ANALYTICS},
     Role.SALES: frozenset(
         {
             Permission.READ_TRANSFERRED_LEADS,

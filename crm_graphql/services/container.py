@@ -4,6 +4,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crm_graphql.events.feed import ChangeFeed
 from crm_graphql.scoring import Scorers, build_scorers
+from crm_graphql.services.analytics import AnalyticsService
 from crm_graphql.services.leads import LeadService
 from crm_graphql.services.queries import Queries
 from crm_graphql.services.sales import SaleService
@@ -15,6 +16,7 @@ class Services:
     leads: LeadService
     sales: SaleService
     queries: Queries
+    analytics: AnalyticsService
     changes: ChangeFeed
     scorers: Scorers
 
@@ -30,6 +32,7 @@ class Services:
             ),
             sales=SaleService(engine),
             queries=Queries(engine, settings),
+            analytics=AnalyticsService(engine, settings.analytics_max_window_days),
             changes=ChangeFeed.create(engine, settings),
             scorers=scorers,
         )

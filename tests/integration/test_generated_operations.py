@@ -10,6 +10,7 @@ import base64
 import itertools
 import json
 import os
+from datetime import UTC, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,13 @@ ids = st.one_of(
     st.builds(global_id, st.just("Sale"), st.integers(1, 4)),
     st.text(max_size=20),
 ).map(lambda value: graphql.StringValueNode(value=value))
-custom = {"ID": ids}
+# Instants in any year, in UTC, at an offset or without one (refused), and arbitrary strings.
+OFFSETS = [UTC, timezone(timedelta(hours=14)), timezone(-timedelta(hours=12))]
+date_times = st.one_of(
+    st.datetimes(timezones=st.sampled_from(OFFSETS) | st.none()).map(lambda d: d.isoformat()),
+    st.text(max_size=30),
+).map(lambda value: graphql.StringValueNode(value=value))
+custom = {"ID": ids, "DateTime": date_times}
 operations = st.one_of(
     queries(SCHEMA, custom_scalars=custom),
     mutations(SCHEMA, custom_scalars=custom),

@@ -29,6 +29,7 @@ EXPECTED = {
         P.ADVANCE_LEAD_STAGE,
         P.TRANSFER_LEAD,
         P.MERGE_LEADS,
+        P.READ_ANALYTICS,
     },
     Role.SALES: {P.READ_TRANSFERRED_LEADS, P.READ_SALES, P.ADVANCE_SALE_STAGE},
     Role.ADMIN: set(Permission),
