@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from crm_graphql.api.ids import encode_global_id
 from crm_graphql.db import repository as repo
+from crm_graphql.db.driver import connect, driver, unit_of_work
 from crm_graphql.db.engine import create_engine
 from crm_graphql.domain.access import Actor, Role
 from crm_graphql.domain.contact import ContactInput
@@ -198,31 +199,41 @@ class Importer:
         layout = Layout.from_header(header)
         report = ImportReport(unknown_columns=layout.unknown)
         chunks = self._chunks(reader, layout)
-        async with self.engine.connect() as conn:
+        async with connect(self.engine) as conn:
             # A dry run is the real run in one transaction that is rolled back at the end, so
-            # it reports exactly what the import would do, duplicates across batches included.
-            outer = await conn.begin() if self.dry_run else None
-            await self._prepare_users(conn)
-            # Validation is CPU work in this process and the insert is work in PostgreSQL: the
-            # next chunk is validated in a thread while the current one is written.
-            upcoming = asyncio.create_task(asyncio.to_thread(next, chunks, None))
-            while (chunk := await upcoming) is not None:
-                upcoming = asyncio.create_task(asyncio.to_thread(next, chunks, None))
-                report.rows += chunk.rows
-                report.already_imported += chunk.repeats
-                report.rejected.extend(chunk.invalid)
-                if chunk.valid:
-                    await self._import_batch(conn, chunk.valid, report)
-                if self.progress:
-                    self.progress(report.rows)
+            # it reports exactly what the import would do, duplicates across batches included;
+            # each batch's unit of work is then a savepoint inside it.
+            outer = (await driver(conn)).transaction() if self.dry_run else None
             if outer is not None:
-                await outer.rollback()
+                await outer.start()
+            try:
+                await self._import_chunks(conn, chunks, report)
+            finally:
+                if outer is not None:
+                    await outer.rollback()
         report.seconds = time.perf_counter() - started
         return report
 
+    async def _import_chunks(
+        self, conn: AsyncConnection, chunks: Iterator["Chunk"], report: ImportReport
+    ) -> None:
+        await self._prepare_users(conn)
+        # Validation is CPU work in this process and the insert is work in PostgreSQL: the
+        # next chunk is validated in a thread while the current one is written.
+        upcoming = asyncio.create_task(asyncio.to_thread(next, chunks, None))
+        while (chunk := await upcoming) is not None:
+            upcoming = asyncio.create_task(asyncio.to_thread(next, chunks, None))
+            report.rows += chunk.rows
+            report.already_imported += chunk.repeats
+            report.rejected.extend(chunk.invalid)
+            if chunk.valid:
+                await self._import_batch(conn, chunk.valid, report)
+            if self.progress:
+                self.progress(report.rows)
+
     async def _prepare_users(self, conn: AsyncConnection) -> None:
         """Record the import's system user (attribution references it) and check the owner."""
-        async with conn.begin_nested() if self.dry_run else conn.begin():
+        async with unit_of_work(conn):
             await repo.record_user(conn, IMPORT_ACTOR)
             if not await repo.users_by_ids(conn, [self.owner_id]):
                 raise ImportFileError(
@@ -259,7 +270,7 @@ class Importer:
     async def _import_batch(
         self, conn: AsyncConnection, batch: list[ValidRow], report: ImportReport
     ) -> None:
-        async with conn.begin_nested() if self.dry_run else conn.begin():
+        async with unit_of_work(conn):
             created = await repo.insert_imported_leads(
                 conn, [r.values for r in batch], IMPORT_ACTOR.user_id, self.owner_id
             )

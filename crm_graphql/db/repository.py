@@ -1,16 +1,21 @@
-"""SQL for the use cases and loaders, in SQLAlchemy Core. Every function takes the caller's
-connection, so the caller decides the transaction."""
+"""SQL for the use cases and loaders. Every function takes the caller's connection, so the
+caller decides the transaction. The hot path (the mutations and the DataLoaders) sends fixed
+SQL texts straight to asyncpg (db/driver.py); the rest is SQLAlchemy Core."""
 
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, exists, func, insert, literal, or_, select, text, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+import asyncpg
+from sqlalchemy import ColumnElement, Row, func, insert, or_, select, text, update
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from crm_graphql.db import driver
 from crm_graphql.db.tables import (
     DUPLICATE_KEY_COLUMNS,
     GUARDED_OPEN_LEAD,
@@ -180,69 +185,6 @@ def user_from_row(row: Row[Any]) -> User:
 LAST_SEEN_RESOLUTION = timedelta(minutes=1)
 
 
-async def record_user(conn: AsyncConnection, actor: Actor) -> None:
-    """Make sure the actor has a users row (attribution columns reference it), in one statement.
-
-    An existing row is refreshed (name, role, last_seen) only when it changed or last_seen is
-    older than LAST_SEEN_RESOLUTION, and SKIP LOCKED leaves it to whoever already refreshes it:
-    a plain upsert would lock the row until commit and make one person's writes queue behind
-    each other.
-    """
-    due = (
-        select(users.c.id)
-        .where(
-            users.c.id == actor.user_id,
-            or_(
-                users.c.name != actor.name,
-                users.c.role != actor.role.value,
-                users.c.last_seen < func.now() - LAST_SEEN_RESOLUTION,
-            ),
-        )
-        .with_for_update(key_share=True, skip_locked=True)
-    )
-    refreshed = (
-        update(users)
-        .where(users.c.id.in_(due.scalar_subquery()))
-        .values(name=actor.name, role=actor.role.value, last_seen=func.now())
-        .returning(users.c.id)
-        .cte("refreshed")
-    )
-    new_row = select(literal(actor.user_id), literal(actor.name), literal(actor.role.value)).where(
-        ~exists(select(refreshed.c.id))
-    )
-    await conn.execute(
-        pg_insert(users)
-        .from_select(["id", "name", "role"], new_row)
-        .on_conflict_do_nothing(index_elements=[users.c.id])
-    )
-
-
-async def insert_lead(
-    conn: AsyncConnection,
-    source: LeadSource,
-    fields: LeadFields,
-    created_by: str,
-    duplicate_of: int | None = None,
-) -> Lead | None:
-    """The new lead, owned by its creator, or None when it would duplicate an open lead the
-    guard covers (the unique indexes decide, so concurrent inserts of the same email leave
-    exactly one lead)."""
-    row = (
-        await conn.execute(
-            pg_insert(leads)
-            .values(
-                **new_lead_values(source, fields),
-                created_by=created_by,
-                owner_id=created_by,
-                duplicate_of=duplicate_of,
-            )
-            .on_conflict_do_nothing()
-            .returning(*leads.c)
-        )
-    ).one_or_none()
-    return lead_from_row(row) if row else None
-
-
 @dataclass(frozen=True)
 class Duplicate:
     lead_id: int
@@ -262,45 +204,8 @@ async def find_duplicate(
     return None
 
 
-async def lock_leads(conn: AsyncConnection, lead_ids: Sequence[int]) -> dict[int, Lead]:
-    """Lock in id order, so two transactions locking the same leads cannot deadlock."""
-    rows = await conn.execute(
-        select(*leads.c).where(leads.c.id.in_(lead_ids)).order_by(leads.c.id).with_for_update()
-    )
-    return {row.id: lead_from_row(row) for row in rows}
-
-
-async def lock_lead(conn: AsyncConnection, lead_id: int) -> Lead | None:
-    row = (
-        await conn.execute(select(*leads.c).where(leads.c.id == lead_id).with_for_update())
-    ).one_or_none()
-    return lead_from_row(row) if row else None
-
-
-async def update_lead(conn: AsyncConnection, lead_id: int, **values: Any) -> Lead:
-    row = (
-        await conn.execute(
-            update(leads)
-            .where(leads.c.id == lead_id)
-            .values(**values, updated_at=func.now())
-            .returning(*leads.c)
-        )
-    ).one()
-    return lead_from_row(row)
-
-
 def score_values(score: Score) -> dict[str, Any]:
     return {"score_value": score.value, "score": score_to_json(score)}
-
-
-async def increment_activity_count(conn: AsyncConnection, lead_id: int) -> Lead:
-    return await update_lead(conn, lead_id, activity_count=leads.c.activity_count + 1)
-
-
-async def insert_activity(
-    conn: AsyncConnection, lead_id: int, kind: ActivityKind, note: str | None
-) -> None:
-    await conn.execute(insert(activities).values(lead_id=lead_id, kind=kind.value, note=note))
 
 
 async def move_activities(conn: AsyncConnection, from_lead_id: int, to_lead_id: int) -> None:
@@ -330,49 +235,6 @@ async def record_lead_merge(
         insert(stage_changes).values(
             lead_id=lead_id, from_stage=stage.value, to_stage=stage.value, by=by, note=note
         )
-    )
-
-
-async def record_lead_stage_change(
-    conn: AsyncConnection,
-    lead_id: int,
-    from_stage: LeadStage | None,
-    to_stage: LeadStage,
-    by: str,
-    note: str | None = None,
-) -> StageChange[LeadStage]:
-    """Write the audit row and queue its notification; both take effect only on commit.
-
-    The transaction-level lock makes lead audit ids commit in id order: no transaction draws an
-    id until the one before it has committed or rolled back, so a reader that sees id n also
-    sees every committed id below n, and "id > last delivered" never skips a late commit.
-    PostgreSQL already serialises the commits of notifying transactions (NOTIFY holds a global
-    lock from pre-commit to the end), so this only widens that section by this one statement.
-    """
-    await _order_lead_audit_ids(conn)
-    row = (
-        await conn.execute(
-            insert(stage_changes)
-            .values(
-                lead_id=lead_id,
-                from_stage=from_stage.value if from_stage else None,
-                to_stage=to_stage.value,
-                by=by,
-                note=note,
-            )
-            .returning(*stage_changes.c)
-        )
-    ).one()
-    await _notify_lead_stage_changes(conn, {"id": row.id, "lead": lead_id})
-    return lead_change_from_row(row)
-
-
-async def _order_lead_audit_ids(conn: AsyncConnection) -> None:
-    """Lead audit ids commit in id order (see record_lead_stage_change): every writer of lead
-    audit rows takes this lock before drawing an id."""
-    await conn.execute(
-        text("SELECT pg_advisory_xact_lock(hashtextextended(:channel, 0))"),
-        {"channel": LEAD_STAGE_CHANNEL},
     )
 
 
@@ -428,7 +290,8 @@ async def insert_imported_leads(
 async def record_lead_creations(conn: AsyncConnection, lead_ids: Sequence[int], by: str) -> None:
     """The (none -> NEW) audit rows of many new leads, and one notification for all of them:
     it carries the highest audit id, so a listener reading by id picks up the whole batch."""
-    await _order_lead_audit_ids(conn)
+    # Lead audit ids commit in id order: see _RECORD_LEAD_STAGE_CHANGE.
+    await driver.execute(conn, _ORDER_LEAD_AUDIT_IDS, LEAD_STAGE_CHANNEL)
     last_audit_id = await conn.scalar(
         _RECORD_CREATIONS, {"lead_ids": list(lead_ids), "stage": LeadStage.NEW.value, "by": by}
     )
@@ -464,89 +327,7 @@ async def open_leads_by_duplicate_keys(
     return found
 
 
-async def insert_sale(conn: AsyncConnection, lead_id: int, transferred_by: str) -> Sale:
-    row = (
-        await conn.execute(
-            insert(sales)
-            .values(lead_id=lead_id, stage=SaleStage.NEW.value, transferred_by=transferred_by)
-            .returning(*sales.c)
-        )
-    ).one()
-    return sale_from_row(row)
-
-
-async def lock_sale(conn: AsyncConnection, sale_id: int) -> Sale | None:
-    row = (
-        await conn.execute(select(*sales.c).where(sales.c.id == sale_id).with_for_update())
-    ).one_or_none()
-    return sale_from_row(row) if row else None
-
-
-async def update_sale_stage(conn: AsyncConnection, sale_id: int, stage: SaleStage) -> Sale:
-    row = (
-        await conn.execute(
-            update(sales)
-            .where(sales.c.id == sale_id)
-            .values(stage=stage.value, updated_at=func.now())
-            .returning(*sales.c)
-        )
-    ).one()
-    return sale_from_row(row)
-
-
-async def record_sale_stage_change(
-    conn: AsyncConnection,
-    sale_id: int,
-    from_stage: SaleStage | None,
-    to_stage: SaleStage,
-    by: str,
-) -> None:
-    await conn.execute(
-        insert(stage_changes).values(
-            sale_id=sale_id,
-            from_stage=from_stage.value if from_stage else None,
-            to_stage=to_stage.value,
-            by=by,
-        )
-    )
-
-
 # --- batched reads for the DataLoaders ------------------------------------------------------
-
-
-async def leads_by_ids(conn: AsyncConnection, ids: Sequence[int]) -> dict[int, Lead]:
-    rows = await conn.execute(select(*leads.c).where(leads.c.id.in_(ids)))
-    return {row.id: lead_from_row(row) for row in rows}
-
-
-async def sales_by_ids(conn: AsyncConnection, ids: Sequence[int]) -> dict[int, Sale]:
-    rows = await conn.execute(select(*sales.c).where(sales.c.id.in_(ids)))
-    return {row.id: sale_from_row(row) for row in rows}
-
-
-async def sales_by_lead_ids(conn: AsyncConnection, lead_ids: Sequence[int]) -> dict[int, Sale]:
-    rows = await conn.execute(select(*sales.c).where(sales.c.lead_id.in_(lead_ids)))
-    return {row.lead_id: sale_from_row(row) for row in rows}
-
-
-async def users_by_ids(conn: AsyncConnection, ids: Sequence[str]) -> dict[str, User]:
-    rows = await conn.execute(select(*users.c).where(users.c.id.in_(ids)))
-    return {row.id: user_from_row(row) for row in rows}
-
-
-async def lead_history(
-    conn: AsyncConnection, lead_ids: Sequence[int]
-) -> dict[int, list[StageChange[LeadStage]]]:
-    """Each lead's own changes, in order: a linear chain, wherever a merge has moved them."""
-    rows = await conn.execute(
-        select(*stage_changes.c, STAGE_CHANGE_ORIGIN.label("origin"))
-        .where(stage_changes.c.lead_id.is_not(None), STAGE_CHANGE_ORIGIN.in_(lead_ids))
-        .order_by(STAGE_CHANGE_ORIGIN, stage_changes.c.id)
-    )
-    history: dict[int, list[StageChange[LeadStage]]] = {lead_id: [] for lead_id in lead_ids}
-    for row in rows:
-        history[row.origin].append(lead_change_from_row(row))
-    return history
 
 
 async def lead_history_with_merged(
@@ -567,20 +348,6 @@ async def lead_history_with_merged(
         for lead_id in {row.origin, row.lead_id}:
             if lead_id in history:
                 history[lead_id].append(change)
-    return history
-
-
-async def sale_history(
-    conn: AsyncConnection, sale_ids: Sequence[int]
-) -> dict[int, list[StageChange[SaleStage]]]:
-    rows = await conn.execute(
-        select(*stage_changes.c)
-        .where(stage_changes.c.sale_id.in_(sale_ids))
-        .order_by(stage_changes.c.sale_id, stage_changes.c.id)
-    )
-    history: dict[int, list[StageChange[SaleStage]]] = {sale_id: [] for sale_id in sale_ids}
-    for row in rows:
-        history[row.sale_id].append(sale_change_from_row(row))
     return history
 
 
@@ -724,3 +491,290 @@ async def count_rows(
     conn: AsyncConnection, table: Any, conditions: Iterable[ColumnElement[bool]]
 ) -> int:
     return await conn.scalar(select(func.count()).select_from(table).where(*conditions)) or 0
+
+
+# --- the hot path: fixed SQL texts sent straight to asyncpg (db/driver.py) --------------------
+
+LEAD_COLUMNS = ", ".join(column.name for column in leads.c)
+SALE_COLUMNS = ", ".join(column.name for column in sales.c)
+CHANGE_COLUMNS = ", ".join(column.name for column in stage_changes.c)
+USER_COLUMNS = ", ".join(column.name for column in users.c)
+ORIGIN = str(STAGE_CHANGE_ORIGIN.compile(dialect=postgresql.dialect()))
+
+# Attribution columns reference users, so a writer's row must exist before its first change.
+# An existing row is refreshed (name, role, last_seen) only when it changed or last_seen is
+# older than LAST_SEEN_RESOLUTION, and SKIP LOCKED leaves it to whoever already refreshes it:
+# a plain upsert would lock the row until commit and make one person's writes queue behind
+# each other.
+_RECORD_USER = """
+WITH due AS (
+    SELECT id FROM users
+    WHERE id = $1 AND (name <> $2 OR role <> $3 OR last_seen < now() - $4::interval)
+    FOR NO KEY UPDATE SKIP LOCKED
+), refreshed AS (
+    UPDATE users SET name = $2, role = $3, last_seen = now()
+    WHERE id IN (SELECT id FROM due) RETURNING id
+)
+INSERT INTO users (id, name, role)
+SELECT $1, $2, $3 WHERE NOT EXISTS (SELECT 1 FROM refreshed)
+ON CONFLICT (id) DO NOTHING
+"""
+
+
+async def record_user(conn: AsyncConnection, actor: Actor) -> None:
+    """Make sure the actor has a users row, in one statement (see _RECORD_USER)."""
+    await driver.execute(
+        conn, _RECORD_USER, actor.user_id, actor.name, actor.role.value, LAST_SEEN_RESOLUTION
+    )
+
+
+_INSERT_LEAD = f"""
+INSERT INTO leads (source, stage, business_domain, contact_name, company_name, email, phone,
+                   website, website_domain, created_by, owner_id, duplicate_of)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11)
+ON CONFLICT DO NOTHING
+RETURNING {LEAD_COLUMNS}
+"""
+
+
+async def insert_lead(
+    conn: AsyncConnection,
+    source: LeadSource,
+    fields: LeadFields,
+    created_by: str,
+    duplicate_of: int | None = None,
+) -> Lead | None:
+    """The new lead, owned by its creator, or None when it would duplicate an open lead the
+    guard covers (the unique indexes decide, so concurrent inserts of the same email leave
+    exactly one lead)."""
+    values = new_lead_values(source, fields)
+    row = await driver.fetchrow(
+        conn,
+        _INSERT_LEAD,
+        *(values[name] for name in NEW_LEAD_COLUMNS),
+        created_by,
+        duplicate_of,
+    )
+    return lead_from_row(row) if row else None
+
+
+NEW_LEAD_COLUMNS = (
+    "source",
+    "stage",
+    "business_domain",
+    "contact_name",
+    "company_name",
+    "email",
+    "phone",
+    "website",
+    "website_domain",
+)
+
+_LOCK_LEADS = f"SELECT {LEAD_COLUMNS} FROM leads WHERE id = ANY($1) ORDER BY id FOR UPDATE"
+
+
+async def lock_leads(conn: AsyncConnection, lead_ids: Sequence[int]) -> dict[int, Lead]:
+    """Lock in id order, so two transactions locking the same leads cannot deadlock."""
+    rows = await driver.fetch(conn, _LOCK_LEADS, list(lead_ids))
+    return {row.id: lead_from_row(row) for row in rows}
+
+
+async def lock_lead(conn: AsyncConnection, lead_id: int) -> Lead | None:
+    return (await lock_leads(conn, [lead_id])).get(lead_id)
+
+
+@lru_cache(maxsize=64)
+def _update_lead_sql(columns: tuple[str, ...]) -> str:
+    assignments = ", ".join(f"{name} = ${i}" for i, name in enumerate(columns, start=2))
+    return (
+        f"UPDATE leads SET {assignments}, updated_at = now() WHERE id = $1 RETURNING {LEAD_COLUMNS}"
+    )
+
+
+async def update_lead(conn: AsyncConnection, lead_id: int, **values: Any) -> Lead:
+    columns = tuple(sorted(values))
+    unknown = set(columns) - set(leads.c.keys())
+    if unknown:
+        raise ValueError(f"not columns of leads: {sorted(unknown)}")
+    parameters = [
+        json.dumps(values[name]) if isinstance(values[name], dict | list) else values[name]
+        for name in columns
+    ]
+    row = await driver.fetchrow(conn, _update_lead_sql(columns), lead_id, *parameters)
+    if row is None:
+        raise LookupError(f"lead {lead_id} vanished under its row lock")
+    return lead_from_row(row)
+
+
+_ADD_ACTIVITY = f"""
+WITH activity AS (INSERT INTO activities (lead_id, kind, note) VALUES ($1, $2, $3))
+UPDATE leads SET activity_count = activity_count + 1, updated_at = now() WHERE id = $1
+RETURNING {LEAD_COLUMNS}
+"""
+
+
+async def add_activity(
+    conn: AsyncConnection, lead_id: int, kind: ActivityKind, note: str | None
+) -> Lead:
+    """Log the activity and count it on the lead, in one statement."""
+    row = await driver.fetchrow(conn, _ADD_ACTIVITY, lead_id, kind.value, note)
+    if row is None:
+        raise LookupError(f"lead {lead_id} vanished under its row lock")
+    return lead_from_row(row)
+
+
+# The transaction-level lock makes lead audit ids commit in id order: no transaction draws an id
+# until the one before it has committed or rolled back, so a reader that sees id n also sees
+# every committed id below n, and "id > last delivered" never skips a late commit. PostgreSQL
+# already serialises the commits of notifying transactions (NOTIFY holds a global lock from
+# pre-commit to the end), so this only widens that section by this one statement. The insert
+# takes its row from `ordered`, so the lock is held before the id is drawn.
+_ORDER_LEAD_AUDIT_IDS = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))"
+_RECORD_LEAD_STAGE_CHANGE = f"""
+WITH ordered AS ({_ORDER_LEAD_AUDIT_IDS}),
+change AS (
+    INSERT INTO stage_changes (lead_id, from_stage, to_stage, by, note)
+    SELECT $2, $3, $4, $5, $6 FROM ordered
+    RETURNING {CHANGE_COLUMNS}
+)
+SELECT {CHANGE_COLUMNS}, pg_notify($1, json_build_object('id', id, 'lead', lead_id)::text)
+FROM change
+"""
+
+
+async def record_lead_stage_change(
+    conn: AsyncConnection,
+    lead_id: int,
+    from_stage: LeadStage | None,
+    to_stage: LeadStage,
+    by: str,
+    note: str | None = None,
+) -> StageChange[LeadStage]:
+    """Write the audit row and queue its notification, in one statement; both take effect only
+    on commit."""
+    row = await driver.fetchrow(
+        conn,
+        _RECORD_LEAD_STAGE_CHANGE,
+        LEAD_STAGE_CHANNEL,
+        lead_id,
+        from_stage.value if from_stage else None,
+        to_stage.value,
+        by,
+        note,
+    )
+    assert row is not None  # an INSERT ... SELECT of one row returns it
+    return lead_change_from_row(row)
+
+
+_INSERT_SALE = f"""
+WITH sale AS (
+    INSERT INTO sales (lead_id, stage, transferred_by) VALUES ($1, $2, $3)
+    RETURNING {SALE_COLUMNS}
+), created AS (
+    INSERT INTO stage_changes (sale_id, from_stage, to_stage, by)
+    SELECT id, NULL, stage, $3 FROM sale
+)
+SELECT {SALE_COLUMNS} FROM sale
+"""
+
+
+async def insert_sale(conn: AsyncConnection, lead_id: int, transferred_by: str) -> Sale:
+    """The lead's Sale in stage NEW with the first row of its history, in one statement."""
+    row = await driver.fetchrow(conn, _INSERT_SALE, lead_id, SaleStage.NEW.value, transferred_by)
+    assert row is not None  # an INSERT ... VALUES returns its row (or raises)
+    return sale_from_row(row)
+
+
+_LOCK_SALE = f"SELECT {SALE_COLUMNS} FROM sales WHERE id = $1 FOR UPDATE"
+
+
+async def lock_sale(conn: AsyncConnection, sale_id: int) -> Sale | None:
+    row = await driver.fetchrow(conn, _LOCK_SALE, sale_id)
+    return sale_from_row(row) if row else None
+
+
+_ADVANCE_SALE = f"""
+WITH sale AS (
+    UPDATE sales SET stage = $2, updated_at = now() WHERE id = $1 RETURNING {SALE_COLUMNS}
+), change AS (
+    INSERT INTO stage_changes (sale_id, from_stage, to_stage, by)
+    SELECT id, $3, stage, $4 FROM sale
+)
+SELECT {SALE_COLUMNS} FROM sale
+"""
+
+
+async def advance_sale(
+    conn: AsyncConnection, sale_id: int, from_stage: SaleStage, to_stage: SaleStage, by: str
+) -> Sale:
+    """Move the sale and write its audit row, in one statement."""
+    row = await driver.fetchrow(conn, _ADVANCE_SALE, sale_id, to_stage.value, from_stage.value, by)
+    if row is None:
+        raise LookupError(f"sale {sale_id} vanished under its row lock")
+    return sale_from_row(row)
+
+
+# --- batched reads for the DataLoaders ------------------------------------------------------
+
+_LEADS_BY_IDS = f"SELECT {LEAD_COLUMNS} FROM leads WHERE id = ANY($1)"
+_SALES_BY_IDS = f"SELECT {SALE_COLUMNS} FROM sales WHERE id = ANY($1)"
+_SALES_BY_LEAD_IDS = f"SELECT {SALE_COLUMNS} FROM sales WHERE lead_id = ANY($1)"
+_USERS_BY_IDS = f"SELECT {USER_COLUMNS} FROM users WHERE id = ANY($1)"
+_LEAD_HISTORY = f"""
+SELECT {CHANGE_COLUMNS}, {ORIGIN} AS origin FROM stage_changes
+WHERE lead_id IS NOT NULL AND {ORIGIN} = ANY($1)
+ORDER BY {ORIGIN}, id
+"""
+_SALE_HISTORY = (
+    f"SELECT {CHANGE_COLUMNS} FROM stage_changes WHERE sale_id = ANY($1) ORDER BY sale_id, id"
+)
+
+
+async def leads_by_ids(conn: AsyncConnection, ids: Sequence[int]) -> dict[int, Lead]:
+    rows = await driver.fetch(conn, _LEADS_BY_IDS, list(ids))
+    return {row.id: lead_from_row(row) for row in rows}
+
+
+async def sales_by_ids(conn: AsyncConnection, ids: Sequence[int]) -> dict[int, Sale]:
+    rows = await driver.fetch(conn, _SALES_BY_IDS, list(ids))
+    return {row.id: sale_from_row(row) for row in rows}
+
+
+async def sales_by_lead_ids(conn: AsyncConnection, lead_ids: Sequence[int]) -> dict[int, Sale]:
+    rows = await driver.fetch(conn, _SALES_BY_LEAD_IDS, list(lead_ids))
+    return {row.lead_id: sale_from_row(row) for row in rows}
+
+
+async def users_by_ids(conn: AsyncConnection, ids: Sequence[str]) -> dict[str, User]:
+    rows = await driver.fetch(conn, _USERS_BY_IDS, list(ids))
+    return {row.id: user_from_row(row) for row in rows}
+
+
+async def lead_history(
+    conn: AsyncConnection, lead_ids: Sequence[int]
+) -> dict[int, list[StageChange[LeadStage]]]:
+    """Each lead's own changes, in order: a linear chain, wherever a merge has moved them."""
+    history: dict[int, list[StageChange[LeadStage]]] = {lead_id: [] for lead_id in lead_ids}
+    for row in await driver.fetch(conn, _LEAD_HISTORY, list(lead_ids)):
+        history[row.origin].append(lead_change_from_row(row))
+    return history
+
+
+async def sale_history(
+    conn: AsyncConnection, sale_ids: Sequence[int]
+) -> dict[int, list[StageChange[SaleStage]]]:
+    history: dict[int, list[StageChange[SaleStage]]] = {sale_id: [] for sale_id in sale_ids}
+    for row in await driver.fetch(conn, _SALE_HISTORY, list(sale_ids)):
+        history[row.sale_id].append(sale_change_from_row(row))
+    return history
+
+
+def is_unique_violation(error: Exception, constraint_prefix: str) -> bool:
+    """Whether `error`, from SQLAlchemy or straight from asyncpg, is a unique violation of a
+    constraint whose name starts with `constraint_prefix`."""
+    cause = getattr(error, "orig", error)
+    return f'unique constraint "{constraint_prefix}' in str(cause)
+
+
+# What a unique violation raises: SQLAlchemy wraps the driver's error, the hot path does not.
+UNIQUE_VIOLATIONS = (IntegrityError, asyncpg.UniqueViolationError)

@@ -17,13 +17,16 @@ class StatementCounter:
 _current: ContextVar[StatementCounter | None] = ContextVar("statement_counter", default=None)
 
 
-def install_statement_counter(engine: AsyncEngine) -> None:
-    def count(*_: Any) -> None:
-        counter = _current.get()
-        if counter is not None:
-            counter.count += 1
+def count_statement(*_: Any) -> None:
+    """One more statement for the operation running in this context, if it counts them."""
+    counter = _current.get()
+    if counter is not None:
+        counter.count += 1
 
-    event.listen(engine.sync_engine, "before_cursor_execute", count)
+
+def install_statement_counter(engine: AsyncEngine) -> None:
+    """Counts what goes through SQLAlchemy; db/driver.py counts what goes straight to asyncpg."""
+    event.listen(engine.sync_engine, "before_cursor_execute", count_statement)
 
 
 class ReportStatementCount(SchemaExtension):

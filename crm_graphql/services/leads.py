@@ -8,10 +8,10 @@ from enum import Enum
 from functools import partial
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from crm_graphql.db import repository as repo
+from crm_graphql.db.driver import transaction
 from crm_graphql.domain.access import Actor, Permission, require, require_merge
 from crm_graphql.domain.contact import (
     ContactInput,
@@ -86,8 +86,8 @@ def _duplicate_keys(values: dict[str, Any]) -> dict[str, str]:
     return {field: value for field, value in keys.items() if value is not None}
 
 
-def _is_duplicate_guard(error: IntegrityError) -> bool:
-    return "uq_leads_open_" in str(error.orig)
+def _is_duplicate_guard(error: Exception) -> bool:
+    return repo.is_unique_violation(error, "uq_leads_open_")
 
 
 class LeadService:
@@ -118,7 +118,7 @@ class LeadService:
         fields = validate_lead_fields(business_domain, contact, self.default_phone_region)
         keys = fields.contact.duplicate_keys
         for _ in range(CREATE_ATTEMPTS):
-            async with self.engine.begin() as conn:
+            async with transaction(self.engine) as conn:
                 await repo.record_user(conn, actor)
                 lead = await repo.insert_lead(conn, source, fields, actor.user_id)
                 if lead is None:
@@ -140,13 +140,13 @@ class LeadService:
         require(actor, Permission.UPDATE_LEAD)
         values = self._validated_changes(changes)
         try:
-            async with self.engine.begin() as conn:
+            async with transaction(self.engine) as conn:
                 lead = await self._lock_unlocked(conn, lead_id)
                 if not values:
                     return lead
                 await repo.record_user(conn, actor)
                 return await repo.update_lead(conn, lead_id, **values)
-        except IntegrityError as error:
+        except repo.UNIQUE_VIOLATIONS as error:
             if not _is_duplicate_guard(error):
                 raise
             raise await self._duplicate_of(_duplicate_keys(values), lead_id) from error
@@ -164,7 +164,7 @@ class LeadService:
                 )
             )
         try:
-            async with self.engine.begin() as conn:
+            async with transaction(self.engine) as conn:
                 locked = await repo.lock_leads(conn, sorted((keep_id, merge_id)))
                 keep, other = locked.get(keep_id), locked.get(merge_id)
                 if keep is None:
@@ -216,7 +216,7 @@ class LeadService:
                     "A duplicate lead was merged into this one.",
                 )
                 return Merge(kept=kept, merged=merged)
-        except IntegrityError as error:
+        except repo.UNIQUE_VIOLATIONS as error:
             if not _is_duplicate_guard(error):
                 raise
             # A field copied from the merged lead is held by a third open lead.
@@ -264,11 +264,10 @@ class LeadService:
     ) -> Lead:
         require(actor, Permission.LOG_ACTIVITY)
         note = _validate_note(note)
-        async with self.engine.begin() as conn:
+        async with transaction(self.engine) as conn:
             await self._lock_unlocked(conn, lead_id)
             await repo.record_user(conn, actor)
-            await repo.insert_activity(conn, lead_id, kind, note)
-            return await repo.increment_activity_count(conn, lead_id)
+            return await repo.add_activity(conn, lead_id, kind, note)
 
     async def analyze(
         self, actor: Actor, lead_id: int, scorer_kind: ScorerKind | None = None
@@ -292,14 +291,14 @@ class LeadService:
                 else None
             )
         score = await scorer.score(current.snapshot, datetime.now(UTC), evidence)
-        async with self.engine.begin() as conn:
+        async with transaction(self.engine) as conn:
             await self._lock_unlocked(conn, lead_id)
             await repo.record_user(conn, actor)
             return await repo.update_lead(conn, lead_id, **repo.score_values(score))
 
     async def advance_stage(self, actor: Actor, lead_id: int, to: LeadStage) -> Lead:
         require(actor, Permission.ADVANCE_LEAD_STAGE)
-        async with self.engine.begin() as conn:
+        async with transaction(self.engine) as conn:
             lead = await self._lock(conn, lead_id)
             violation = check_lead_transition(lead.stage, to)
             if violation:
@@ -312,7 +311,7 @@ class LeadService:
     async def transfer_to_sales(self, actor: Actor, lead_id: int) -> Transfer:
         require(actor, Permission.TRANSFER_LEAD)
         try:
-            async with self.engine.begin() as conn:
+            async with transaction(self.engine) as conn:
                 lead = await self._lock(conn, lead_id)
                 violations = transfer_violations(lead, self.transfer_threshold)
                 if violations:
@@ -323,18 +322,17 @@ class LeadService:
                 await repo.record_lead_stage_change(
                     conn, lead_id, lead.stage, LeadStage.TRANSFERRED, actor.user_id
                 )
-                await repo.record_sale_stage_change(conn, sale.id, None, sale.stage, actor.user_id)
                 return Transfer(updated, sale)
-        except IntegrityError as error:
+        except repo.UNIQUE_VIOLATIONS as error:
             # The row lock serialises transfers; the unique constraint is the last line.
-            if "uq_sales_lead_id" in str(error.orig):
+            if repo.is_unique_violation(error, "uq_sales_lead_id"):
                 raise RuleViolation(lead_locked_violation()) from error
             raise
 
     async def assign(self, actor: Actor, lead_id: int, owner_id: str) -> Lead:
         """Make another known user the lead's owner."""
         require(actor, Permission.ASSIGN_LEAD)
-        async with self.engine.begin() as conn:
+        async with transaction(self.engine) as conn:
             await self._lock_unlocked(conn, lead_id)
             if owner_id not in await repo.users_by_ids(conn, [owner_id]):
                 raise RuleViolation(

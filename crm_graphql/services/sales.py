@@ -1,6 +1,7 @@
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crm_graphql.db import repository as repo
+from crm_graphql.db.driver import transaction
 from crm_graphql.domain.access import Actor, Permission, require
 from crm_graphql.domain.enums import SaleStage
 from crm_graphql.domain.errors import RuleViolation
@@ -15,7 +16,7 @@ class SaleService:
 
     async def advance_stage(self, actor: Actor, sale_id: int, to: SaleStage) -> Sale:
         require(actor, Permission.ADVANCE_SALE_STAGE)
-        async with self.engine.begin() as conn:
+        async with transaction(self.engine) as conn:
             sale = await repo.lock_sale(conn, sale_id)
             if sale is None:
                 raise not_found("sale", "saleId")
@@ -23,6 +24,4 @@ class SaleService:
             if violation:
                 raise RuleViolation(violation)
             await repo.record_user(conn, actor)
-            updated = await repo.update_sale_stage(conn, sale_id, to)
-            await repo.record_sale_stage_change(conn, sale_id, sale.stage, to, actor.user_id)
-            return updated
+            return await repo.advance_sale(conn, sale_id, sale.stage, to, actor.user_id)

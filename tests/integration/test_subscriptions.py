@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from crm_graphql.api.ids import encode_global_id
 from crm_graphql.api.subscriptions import encode_change_cursor
 from crm_graphql.db import repository as repo
+from crm_graphql.db.driver import transaction
 from crm_graphql.domain.access import Actor, Role
 from crm_graphql.domain.contact import ContactDetails
 from crm_graphql.domain.enums import LeadSource, LeadStage
@@ -355,8 +356,8 @@ async def test_a_change_committed_after_a_later_one_began_is_not_skipped(
     async with graphql_websocket(replica_a.url) as ws:
         await subscribe(ws, replica_a)
         try:
-            async with engine.connect() as slow_writer:
-                transaction = await slow_writer.begin()
+            # Commits when the block ends, after the later writer is seen waiting.
+            async with transaction(engine) as slow_writer:
                 writer = Actor("test-writer", "Test Writer", Role.MANAGER)
                 await repo.record_user(slow_writer, writer)
                 no_fields = LeadFields(business_domain=None, contact=ContactDetails())
@@ -376,7 +377,6 @@ async def test_a_change_committed_after_a_later_one_began_is_not_skipped(
                     )
 
                 await eventually(later_writer_waits_or_is_done)
-                await transaction.commit()
             other = await later
         finally:
             await engine.dispose()
