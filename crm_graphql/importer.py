@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from crm_graphql.api.ids import encode_global_id
 from crm_graphql.db import repository as repo
-from crm_graphql.db.driver import connect, driver, unit_of_work
+from crm_graphql.db.driver import driver, unit_of_work
 from crm_graphql.db.engine import create_engine
 from crm_graphql.domain.access import Actor, Role
 from crm_graphql.domain.contact import ContactInput
@@ -199,7 +199,7 @@ class Importer:
         layout = Layout.from_header(header)
         report = ImportReport(unknown_columns=layout.unknown)
         chunks = self._chunks(reader, layout)
-        async with connect(self.engine) as conn:
+        async with self.engine.connect() as conn:
             # A dry run is the real run in one transaction that is rolled back at the end, so
             # it reports exactly what the import would do, duplicates across batches included;
             # each batch's unit of work is then a savepoint inside it.

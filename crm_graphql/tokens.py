@@ -3,6 +3,7 @@
 import os
 import re
 import secrets
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -36,6 +37,9 @@ class Authentication:
     expires_at: datetime
 
 
+VERIFIED_TOKENS_KEPT = 4096
+
+
 class TokenCodec:
     def __init__(self, secret: str, issuer: str, audience: str, leeway_seconds: int = 0) -> None:
         if len(secret.encode()) < MIN_SECRET_BYTES:
@@ -44,6 +48,9 @@ class TokenCodec:
         self.issuer = issuer
         self.audience = audience
         self.leeway = leeway_seconds
+        # Clients send the same token with every request: checking its signature and claims
+        # once is enough until it expires.
+        self._verified: OrderedDict[str, Authentication] = OrderedDict()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "TokenCodec":
@@ -70,6 +77,17 @@ class TokenCodec:
         return jwt.encode(claims, self._secret, algorithm=ALGORITHM)
 
     def verify(self, token: str) -> Authentication:
+        known = self._verified.get(token)
+        if known is not None and known.expires_at > datetime.now(UTC):
+            self._verified.move_to_end(token)
+            return known
+        authentication = self._verify_signed(token)
+        self._verified[token] = authentication
+        if len(self._verified) > VERIFIED_TOKENS_KEPT:
+            self._verified.popitem(last=False)
+        return authentication
+
+    def _verify_signed(self, token: str) -> Authentication:
         try:
             claims = jwt.decode(
                 token,

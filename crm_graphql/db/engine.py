@@ -18,6 +18,9 @@ def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
         # A connection broken by a restart fails its request with SERVICE_UNAVAILABLE and
         # invalidates the pool, so the following requests connect afresh: no ping per checkout.
         pool_pre_ping=False,
+        # Transactions are opened by db/driver.py on the driver's connection, so a use case's
+        # raw and Core statements share one; anything else runs one statement at a time.
+        isolation_level="AUTOCOMMIT",
         # Each request takes a connection only for the statements it runs.
         pool_timeout=settings.db_pool_timeout_s,
         connect_args={

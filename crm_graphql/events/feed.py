@@ -177,11 +177,15 @@ class ChangeFeed:
             self._wake.clear()
             try:
                 async with self.engine.connect() as conn:
-                    if self.position is None:
+                    if self.position is None or not self._subscribers:
                         # LISTEN is already active: anything committed from here on wakes us.
-                        self.position = await repo.last_lead_stage_change_id(conn)
-                        self._ready.set()
-                        continue
+                        # With nobody to deliver to, only the position moves: a subscriber
+                        # who comes later replays from the audit table up to it.
+                        head = await repo.last_lead_stage_change_id(conn)
+                        if self.position is None or not self._subscribers:  # still nobody
+                            self.position = head
+                            self._ready.set()
+                            continue
                     events = await repo.lead_stage_changes_after(
                         conn, self.position, limit=READ_BATCH_SIZE
                     )

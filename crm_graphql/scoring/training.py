@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crm_graphql.db import repository as repo
+from crm_graphql.db.driver import transaction
 from crm_graphql.domain.enums import LeadStage
 from crm_graphql.domain.lead import Lead
 from crm_graphql.domain.learned import FEATURE_NAMES, LogisticModel, lead_features
@@ -280,7 +281,7 @@ async def train(engine: AsyncEngine, heuristic: HeuristicScorer, seed: int) -> R
     report = evaluate_model(
         unsaved, holdout, heuristic, seed=seed, train_counts=class_counts(training)
     )
-    async with engine.begin() as conn:
+    async with transaction(engine) as conn:
         row = await repo.insert_scoring_model(conn, MODEL_KIND, params, report.metrics())
     return replace(report, model_version=row.version, trained_at=row.trained_at)
 

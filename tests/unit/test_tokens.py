@@ -1,6 +1,7 @@
 """Issuing and checking bearer tokens, without a server."""
 
 import stat
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -130,3 +131,21 @@ def test_the_development_secret_is_made_once_and_private(tmp_path: Path):
     assert development_secret(data_dir) == first
     mode = stat.S_IMODE((data_dir / "jwt-secret").stat().st_mode)
     assert mode == 0o600
+
+
+def test_a_token_checked_once_is_still_refused_once_it_has_expired():
+    codec = TokenCodec(SECRET, "crm-graphql", "crm-graphql")
+    actor = Actor("alice", "Alice", Role.MANAGER)
+    token = codec.issue(actor, timedelta(seconds=1))
+    assert codec.verify(token).actor == actor  # now remembered as verified
+    time.sleep(1.1)  # waits for the expiry; nothing here is timed
+    with pytest.raises(InvalidToken, match="expired"):
+        codec.verify(token)
+
+
+def test_a_remembered_token_is_only_trusted_by_the_codec_that_checked_it():
+    token = CODEC.issue(Actor("bob", "Bob", Role.SALES), timedelta(hours=1))
+    assert CODEC.verify(token).actor.user_id == "bob"
+    other = TokenCodec("another-secret-0123456789-abcdefghijklmnop", "crm-graphql", "crm-graphql")
+    with pytest.raises(InvalidToken, match="signature"):
+        other.verify(token)
