@@ -290,8 +290,7 @@ async def insert_imported_leads(
 async def record_lead_creations(conn: AsyncConnection, lead_ids: Sequence[int], by: str) -> None:
     """The (none -> NEW) audit rows of many new leads, and one notification for all of them:
     it carries the highest audit id, so a listener reading by id picks up the whole batch."""
-    # Lead audit ids commit in id order: see _RECORD_LEAD_STAGE_CHANGE.
-    await driver.execute(conn, _ORDER_LEAD_AUDIT_IDS, LEAD_STAGE_CHANNEL)
+    await driver.execute(conn, _order_lead_audit_ids("$1"), LEAD_STAGE_CHANNEL)
     last_audit_id = await conn.scalar(
         _RECORD_CREATIONS, {"lead_ids": list(lead_ids), "stage": LeadStage.NEW.value, "by": by}
     )
@@ -505,8 +504,10 @@ ORIGIN = str(STAGE_CHANGE_ORIGIN.compile(dialect=postgresql.dialect()))
 # An existing row is refreshed (name, role, last_seen) only when it changed or last_seen is
 # older than LAST_SEEN_RESOLUTION, and SKIP LOCKED leaves it to whoever already refreshes it:
 # a plain upsert would lock the row until commit and make one person's writes queue behind
-# each other.
-_RECORD_USER = """
+# each other. These CTEs (parameters $1 to $4, see _writer) open the statements that start a
+# write, so the writer is recorded without a statement of its own; foreign keys are checked at
+# the end of the statement, when the row exists.
+_WRITER = """
 WITH due AS (
     SELECT id FROM users
     WHERE id = $1 AND (name <> $2 OR role <> $3 OR last_seen < now() - $4::interval)
@@ -514,48 +515,50 @@ WITH due AS (
 ), refreshed AS (
     UPDATE users SET name = $2, role = $3, last_seen = now()
     WHERE id IN (SELECT id FROM due) RETURNING id
-)
-INSERT INTO users (id, name, role)
-SELECT $1, $2, $3 WHERE NOT EXISTS (SELECT 1 FROM refreshed)
-ON CONFLICT (id) DO NOTHING
-"""
+), writer AS (
+    INSERT INTO users (id, name, role)
+    SELECT $1, $2, $3 WHERE NOT EXISTS (SELECT 1 FROM refreshed)
+    ON CONFLICT (id) DO NOTHING
+)"""
+
+
+def _writer(actor: Actor) -> tuple[str, str, str, timedelta]:
+    return actor.user_id, actor.name, actor.role.value, LAST_SEEN_RESOLUTION
 
 
 async def record_user(conn: AsyncConnection, actor: Actor) -> None:
-    """Make sure the actor has a users row, in one statement (see _RECORD_USER)."""
-    await driver.execute(
-        conn, _RECORD_USER, actor.user_id, actor.name, actor.role.value, LAST_SEEN_RESOLUTION
-    )
+    """Make sure the actor has a users row (see _WRITER), for writes that lock no lead."""
+    await driver.execute(conn, f"{_WRITER} SELECT 1", *_writer(actor))
 
 
-_INSERT_LEAD = f"""
-INSERT INTO leads (source, stage, business_domain, contact_name, company_name, email, phone,
-                   website, website_domain, created_by, owner_id, duplicate_of)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11)
-ON CONFLICT DO NOTHING
-RETURNING {LEAD_COLUMNS}
+def _order_lead_audit_ids(channel: str) -> str:
+    """The lock every writer of lead audit rows takes before drawing an id.
+
+    It makes lead audit ids commit in id order: no transaction draws an id until the one
+    before it has committed or rolled back, so a reader that sees id n also sees every
+    committed id below n, and "id > last delivered" never skips a late commit. PostgreSQL
+    already serialises the commits of notifying transactions (NOTIFY holds a global lock from
+    pre-commit to the end), so this only widens that section a little."""
+    return f"SELECT pg_advisory_xact_lock(hashtextextended({channel}, 0))"
+
+
+def _audit_lead_change(by: str, from_stage: str, channel: str) -> str:
+    """The tail of a statement whose CTE `lead` yields a lead that has just changed stage: its
+    audit row and notification, selecting the lead's columns. The arguments are SQL (parameter
+    names). The insert takes its row from `ordered`, so the lock is held before the id is
+    drawn."""
+    lead_columns = ", ".join(f"lead.{column.name}" for column in leads.c)
+    return f"""
+, ordered AS ({_order_lead_audit_ids(channel)}),
+change AS (
+    INSERT INTO stage_changes (lead_id, from_stage, to_stage, by)
+    SELECT lead.id, {from_stage}, lead.stage, {by} FROM lead, ordered
+    RETURNING id, lead_id
+)
+SELECT {lead_columns},
+       pg_notify({channel}, json_build_object('id', change.id, 'lead', change.lead_id)::text)
+FROM lead, change
 """
-
-
-async def insert_lead(
-    conn: AsyncConnection,
-    source: LeadSource,
-    fields: LeadFields,
-    created_by: str,
-    duplicate_of: int | None = None,
-) -> Lead | None:
-    """The new lead, owned by its creator, or None when it would duplicate an open lead the
-    guard covers (the unique indexes decide, so concurrent inserts of the same email leave
-    exactly one lead)."""
-    values = new_lead_values(source, fields)
-    row = await driver.fetchrow(
-        conn,
-        _INSERT_LEAD,
-        *(values[name] for name in NEW_LEAD_COLUMNS),
-        created_by,
-        duplicate_of,
-    )
-    return lead_from_row(row) if row else None
 
 
 NEW_LEAD_COLUMNS = (
@@ -569,6 +572,39 @@ NEW_LEAD_COLUMNS = (
     "website",
     "website_domain",
 )
+_CREATE_LEAD = (
+    _WRITER
+    + f""", lead AS (
+    INSERT INTO leads ({", ".join(NEW_LEAD_COLUMNS)}, created_by, owner_id, duplicate_of)
+    VALUES ($6, $7, $8, $9, $10, $11, $12, $13, $14, $1, $1, $15)
+    ON CONFLICT DO NOTHING
+    RETURNING *
+)"""
+    + _audit_lead_change(by="$1", from_stage="NULL", channel="$5")
+)
+
+
+async def create_lead(
+    conn: AsyncConnection,
+    actor: Actor,
+    source: LeadSource,
+    fields: LeadFields,
+    duplicate_of: int | None = None,
+) -> Lead | None:
+    """The new lead, owned by its creator, with its (none -> NEW) audit row and notification, in
+    one statement; or None when it would duplicate an open lead the guard covers (the unique
+    indexes decide, so concurrent inserts of the same email leave exactly one lead)."""
+    values = new_lead_values(source, fields)
+    row = await driver.fetchrow(
+        conn,
+        _CREATE_LEAD,
+        *_writer(actor),
+        LEAD_STAGE_CHANNEL,
+        *(values[name] for name in NEW_LEAD_COLUMNS),
+        duplicate_of,
+    )
+    return lead_from_row(row) if row else None
+
 
 _LOCK_LEADS = f"SELECT {LEAD_COLUMNS} FROM leads WHERE id = ANY($1) ORDER BY id FOR UPDATE"
 
@@ -579,8 +615,13 @@ async def lock_leads(conn: AsyncConnection, lead_ids: Sequence[int]) -> dict[int
     return {row.id: lead_from_row(row) for row in rows}
 
 
-async def lock_lead(conn: AsyncConnection, lead_id: int) -> Lead | None:
-    return (await lock_leads(conn, [lead_id])).get(lead_id)
+_LOCK_LEAD_FOR = f"{_WRITER} SELECT {LEAD_COLUMNS} FROM leads WHERE id = $5 FOR UPDATE"
+
+
+async def lock_lead_for(conn: AsyncConnection, actor: Actor, lead_id: int) -> Lead | None:
+    """Lock the lead the actor is about to change and record the actor, in one statement."""
+    row = await driver.fetchrow(conn, _LOCK_LEAD_FOR, *_writer(actor), lead_id)
+    return lead_from_row(row) if row else None
 
 
 @lru_cache(maxsize=64)
@@ -623,15 +664,26 @@ async def add_activity(
     return lead_from_row(row)
 
 
-# The transaction-level lock makes lead audit ids commit in id order: no transaction draws an id
-# until the one before it has committed or rolled back, so a reader that sees id n also sees
-# every committed id below n, and "id > last delivered" never skips a late commit. PostgreSQL
-# already serialises the commits of notifying transactions (NOTIFY holds a global lock from
-# pre-commit to the end), so this only widens that section by this one statement. The insert
-# takes its row from `ordered`, so the lock is held before the id is drawn.
-_ORDER_LEAD_AUDIT_IDS = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))"
+_MOVE_LEAD = (
+    "WITH lead AS (UPDATE leads SET stage = $2, updated_at = now() WHERE id = $3 RETURNING *)"
+    + _audit_lead_change(by="$1", from_stage="$5", channel="$4")
+)
+
+
+async def move_lead(
+    conn: AsyncConnection, lead_id: int, from_stage: LeadStage, to_stage: LeadStage, by: str
+) -> Lead:
+    """Move the lead to another stage with its audit row and notification, in one statement."""
+    row = await driver.fetchrow(
+        conn, _MOVE_LEAD, by, to_stage.value, lead_id, LEAD_STAGE_CHANNEL, from_stage.value
+    )
+    if row is None:
+        raise LookupError(f"lead {lead_id} vanished under its row lock")
+    return lead_from_row(row)
+
+
 _RECORD_LEAD_STAGE_CHANGE = f"""
-WITH ordered AS ({_ORDER_LEAD_AUDIT_IDS}),
+WITH ordered AS ({_order_lead_audit_ids("$1")}),
 change AS (
     INSERT INTO stage_changes (lead_id, from_stage, to_stage, by, note)
     SELECT $2, $3, $4, $5, $6 FROM ordered
@@ -650,8 +702,8 @@ async def record_lead_stage_change(
     by: str,
     note: str | None = None,
 ) -> StageChange[LeadStage]:
-    """Write the audit row and queue its notification, in one statement; both take effect only
-    on commit."""
+    """Write the audit row of a change already made to the lead, and queue its notification,
+    in one statement; both take effect only on commit."""
     row = await driver.fetchrow(
         conn,
         _RECORD_LEAD_STAGE_CHANGE,
@@ -685,11 +737,12 @@ async def insert_sale(conn: AsyncConnection, lead_id: int, transferred_by: str) 
     return sale_from_row(row)
 
 
-_LOCK_SALE = f"SELECT {SALE_COLUMNS} FROM sales WHERE id = $1 FOR UPDATE"
+_LOCK_SALE_FOR = f"{_WRITER} SELECT {SALE_COLUMNS} FROM sales WHERE id = $5 FOR UPDATE"
 
 
-async def lock_sale(conn: AsyncConnection, sale_id: int) -> Sale | None:
-    row = await driver.fetchrow(conn, _LOCK_SALE, sale_id)
+async def lock_sale_for(conn: AsyncConnection, actor: Actor, sale_id: int) -> Sale | None:
+    """Lock the sale the actor is about to change and record the actor, in one statement."""
+    row = await driver.fetchrow(conn, _LOCK_SALE_FOR, *_writer(actor), sale_id)
     return sale_from_row(row) if row else None
 
 

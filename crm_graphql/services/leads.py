@@ -119,20 +119,18 @@ class LeadService:
         keys = fields.contact.duplicate_keys
         for _ in range(CREATE_ATTEMPTS):
             async with transaction(self.engine) as conn:
-                await repo.record_user(conn, actor)
-                lead = await repo.insert_lead(conn, source, fields, actor.user_id)
+                lead = await repo.create_lead(conn, actor, source, fields)
                 if lead is None:
                     existing = await repo.find_duplicate(conn, keys)
                     if existing is None:
                         continue  # the lead it met was closed meanwhile: try again
                     if not allow_duplicate:
                         raise duplicate(existing.field, existing.lead_id, ALLOW_DUPLICATE_HINT)
-                    lead = await repo.insert_lead(
-                        conn, source, fields, actor.user_id, duplicate_of=existing.lead_id
+                    lead = await repo.create_lead(
+                        conn, actor, source, fields, duplicate_of=existing.lead_id
                     )
                     if lead is None:  # only the guard's indexes can refuse; it exempts this row
                         raise RuntimeError("an insert outside the duplicate guard was refused")
-                await repo.record_lead_stage_change(conn, lead.id, None, lead.stage, actor.user_id)
                 return lead
         raise RuntimeError(f"createLead met a closing duplicate {CREATE_ATTEMPTS} times")
 
@@ -141,10 +139,9 @@ class LeadService:
         values = self._validated_changes(changes)
         try:
             async with transaction(self.engine) as conn:
-                lead = await self._lock_unlocked(conn, lead_id)
+                lead = await self._lock_unlocked(conn, actor, lead_id)
                 if not values:
                     return lead
-                await repo.record_user(conn, actor)
                 return await repo.update_lead(conn, lead_id, **values)
         except repo.UNIQUE_VIOLATIONS as error:
             if not _is_duplicate_guard(error):
@@ -265,8 +262,7 @@ class LeadService:
         require(actor, Permission.LOG_ACTIVITY)
         note = _validate_note(note)
         async with transaction(self.engine) as conn:
-            await self._lock_unlocked(conn, lead_id)
-            await repo.record_user(conn, actor)
+            await self._lock_unlocked(conn, actor, lead_id)
             return await repo.add_activity(conn, lead_id, kind, note)
 
     async def analyze(
@@ -292,36 +288,30 @@ class LeadService:
             )
         score = await scorer.score(current.snapshot, datetime.now(UTC), evidence)
         async with transaction(self.engine) as conn:
-            await self._lock_unlocked(conn, lead_id)
-            await repo.record_user(conn, actor)
+            await self._lock_unlocked(conn, actor, lead_id)
             return await repo.update_lead(conn, lead_id, **repo.score_values(score))
 
     async def advance_stage(self, actor: Actor, lead_id: int, to: LeadStage) -> Lead:
         require(actor, Permission.ADVANCE_LEAD_STAGE)
         async with transaction(self.engine) as conn:
-            lead = await self._lock(conn, lead_id)
+            lead = await self._lock(conn, actor, lead_id)
             violation = check_lead_transition(lead.stage, to)
             if violation:
                 raise RuleViolation(violation)
-            await repo.record_user(conn, actor)
-            updated = await repo.update_lead(conn, lead_id, stage=to.value)
-            await repo.record_lead_stage_change(conn, lead_id, lead.stage, to, actor.user_id)
-            return updated
+            return await repo.move_lead(conn, lead_id, lead.stage, to, actor.user_id)
 
     async def transfer_to_sales(self, actor: Actor, lead_id: int) -> Transfer:
         require(actor, Permission.TRANSFER_LEAD)
         try:
             async with transaction(self.engine) as conn:
-                lead = await self._lock(conn, lead_id)
+                lead = await self._lock(conn, actor, lead_id)
                 violations = transfer_violations(lead, self.transfer_threshold)
                 if violations:
                     raise RuleViolation(*violations)
-                await repo.record_user(conn, actor)
-                updated = await repo.update_lead(conn, lead_id, stage=LeadStage.TRANSFERRED.value)
-                sale = await repo.insert_sale(conn, lead_id, actor.user_id)
-                await repo.record_lead_stage_change(
+                updated = await repo.move_lead(
                     conn, lead_id, lead.stage, LeadStage.TRANSFERRED, actor.user_id
                 )
+                sale = await repo.insert_sale(conn, lead_id, actor.user_id)
                 return Transfer(updated, sale)
         except repo.UNIQUE_VIOLATIONS as error:
             # The row lock serialises transfers; the unique constraint is the last line.
@@ -333,7 +323,7 @@ class LeadService:
         """Make another known user the lead's owner."""
         require(actor, Permission.ASSIGN_LEAD)
         async with transaction(self.engine) as conn:
-            await self._lock_unlocked(conn, lead_id)
+            await self._lock_unlocked(conn, actor, lead_id)
             if owner_id not in await repo.users_by_ids(conn, [owner_id]):
                 raise RuleViolation(
                     Violation(
@@ -342,17 +332,17 @@ class LeadService:
                         ("ownerId",),
                     )
                 )
-            await repo.record_user(conn, actor)
             return await repo.update_lead(conn, lead_id, owner_id=owner_id)
 
-    async def _lock(self, conn: AsyncConnection, lead_id: int) -> Lead:
-        lead = await repo.lock_lead(conn, lead_id)
+    async def _lock(self, conn: AsyncConnection, actor: Actor, lead_id: int) -> Lead:
+        """The lead the actor is about to change, locked; the actor recorded as a user."""
+        lead = await repo.lock_lead_for(conn, actor, lead_id)
         if lead is None:
             raise not_found("lead", "leadId")
         return lead
 
-    async def _lock_unlocked(self, conn: AsyncConnection, lead_id: int) -> Lead:
-        lead = await self._lock(conn, lead_id)
+    async def _lock_unlocked(self, conn: AsyncConnection, actor: Actor, lead_id: int) -> Lead:
+        lead = await self._lock(conn, actor, lead_id)
         if lead.locked:
             raise RuleViolation(lead_locked_violation())
         return lead

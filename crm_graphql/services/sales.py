@@ -17,11 +17,10 @@ class SaleService:
     async def advance_stage(self, actor: Actor, sale_id: int, to: SaleStage) -> Sale:
         require(actor, Permission.ADVANCE_SALE_STAGE)
         async with transaction(self.engine) as conn:
-            sale = await repo.lock_sale(conn, sale_id)
+            sale = await repo.lock_sale_for(conn, actor, sale_id)
             if sale is None:
                 raise not_found("sale", "saleId")
             violation = check_sale_transition(sale.stage, to)
             if violation:
                 raise RuleViolation(violation)
-            await repo.record_user(conn, actor)
             return await repo.advance_sale(conn, sale_id, sale.stage, to, actor.user_id)

@@ -21,7 +21,7 @@ from crm_graphql.db import repository as repo
 from crm_graphql.db.driver import transaction
 from crm_graphql.domain.access import Actor, Role
 from crm_graphql.domain.contact import ContactDetails
-from crm_graphql.domain.enums import LeadSource, LeadStage
+from crm_graphql.domain.enums import LeadSource
 from crm_graphql.domain.lead import LeadFields
 from tests.conftest import TABLES
 from tests.support.database import plain_dsn, with_database
@@ -359,15 +359,9 @@ async def test_a_change_committed_after_a_later_one_began_is_not_skipped(
             # Commits when the block ends, after the later writer is seen waiting.
             async with transaction(engine) as slow_writer:
                 writer = Actor("test-writer", "Test Writer", Role.MANAGER)
-                await repo.record_user(slow_writer, writer)
                 no_fields = LeadFields(business_domain=None, contact=ContactDetails())
-                lead = await repo.insert_lead(
-                    slow_writer, LeadSource.MANUAL, no_fields, writer.user_id
-                )
+                lead = await repo.create_lead(slow_writer, writer, LeadSource.MANUAL, no_fields)
                 assert lead is not None
-                await repo.record_lead_stage_change(
-                    slow_writer, lead.id, None, LeadStage.NEW, writer.user_id
-                )
                 later = asyncio.create_task(create_lead(through_b))
 
                 async def later_writer_waits_or_is_done() -> bool:
