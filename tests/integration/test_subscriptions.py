@@ -4,7 +4,7 @@ otherwise; changes go through replica B as a manager (`test-manager`)."""
 
 import asyncio
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,7 @@ from tests.support.subscriptions import (
     TIMEOUT,
     GraphQLWebSocket,
     connection_init,
+    eventually,
     graphql_websocket,
     open_websocket,
 )
@@ -94,16 +95,6 @@ async def through_b(
 async def feed_state(replica: ServerProcess) -> dict[str, Any]:
     async with httpx.AsyncClient(base_url=replica.url, timeout=TIMEOUT) as http:
         return (await http.get("/readyz")).json()["changeFeed"]
-
-
-async def eventually(check: Callable[[], Awaitable[bool]]) -> None:
-    """Poll until `check` holds. It waits for a state (a subscription registered, LISTEN back,
-    a writer blocked); it measures nothing."""
-    async with asyncio.timeout(TIMEOUT):
-        while True:
-            if await check():
-                return
-            await asyncio.sleep(0.05)
 
 
 async def wait_for_feed(replica: ServerProcess, **expected: Any) -> None:

@@ -4,7 +4,7 @@ import asyncio
 import itertools
 import json
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import urlsplit
@@ -130,3 +130,13 @@ async def graphql_websocket(
         await client.send(connection_init(token or token_for("manager")))
         assert (await client.receive())["type"] == "connection_ack"
         yield client
+
+
+async def eventually(check: Callable[[], Awaitable[bool]]) -> None:
+    """Poll until `check` holds. It waits for a state (a subscription registered, LISTEN back,
+    a writer blocked); it measures nothing."""
+    async with asyncio.timeout(TIMEOUT):
+        while True:
+            if await check():
+                return
+            await asyncio.sleep(0.05)

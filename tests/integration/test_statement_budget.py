@@ -1,0 +1,97 @@
+"""The statement budget of each use case and of the benchmark's reads (issue 5): every SQL
+statement a request sends must be needed. Counts come from extensions.sqlStatements, which the
+test server reports (BEGIN and COMMIT are not statements the server chooses to send).
+
+Raise a number here only with a reason: a new statement on the hot path costs every client."""
+
+from typing import Any
+
+import pytest
+
+from tests.support.graphql import GraphQLClient
+from tests.support.leads import create_lead, qualified_lead, transferred_lead
+
+
+def mutation(field: str, payload: str = "lead { id }") -> str:
+    """A mutation whose payload reads nothing beyond the changed row, so only the use case's
+    own statements are counted."""
+    input_type = field[0].upper() + field[1:] + "Input"
+    return (
+        f"mutation($input: {input_type}!) "
+        f"{{ {field}(input: $input) {{ {payload} errors {{ code }} }} }}"
+    )
+
+
+async def sent(client: GraphQLClient, query: str, variables: dict[str, Any]) -> int:
+    body = await client.raw(query, variables)
+    assert "errors" not in body, body["errors"]
+    payload = next(iter(body["data"].values()))
+    assert payload.get("errors", []) == [], payload
+    return body["extensions"]["sqlStatements"]
+
+
+async def test_each_mutation_sends_only_the_statements_it_needs(gql: GraphQLClient):
+    new_lead = (await create_lead(gql))["id"]
+    qualified = await qualified_lead(gql)
+    _, sale = await transferred_lead(gql)
+    counts = {
+        # the lead, its writer, its audit row and its notification: one statement
+        "createLead": await sent(gql, mutation("createLead"), {"input": {"source": "MANUAL"}}),
+        # lock (recording the writer), then the update
+        "updateLead": await sent(
+            gql, mutation("updateLead"), {"input": {"leadId": new_lead, "businessDomain": "x"}}
+        ),
+        # lock, then the activity and its count in one statement
+        "logActivity": await sent(
+            gql, mutation("logActivity"), {"input": {"leadId": new_lead, "kind": "CALL"}}
+        ),
+        # a read to score without holding the row lock (a remote scorer may be slow), the
+        # lock, the update
+        "analyzeLead": await sent(gql, mutation("analyzeLead"), {"input": {"leadId": new_lead}}),
+        # lock, then stage, audit row and notification in one statement
+        "advanceStage": await sent(
+            gql, mutation("advanceStage"), {"input": {"leadId": new_lead, "to": "CONTACTED"}}
+        ),
+        # lock, the move as above, the Sale with its first history row
+        "transferToSales": await sent(
+            gql,
+            mutation("transferToSales", "lead { id } sale { id }"),
+            {"input": {"leadId": qualified}},
+        ),
+        # lock (recording the writer), then stage and audit row in one statement
+        "advanceSaleStage": await sent(
+            gql.as_role("sales"),
+            mutation("advanceSaleStage", "sale { id }"),
+            {"input": {"saleId": sale, "to": "KYC"}},
+        ),
+    }
+    assert counts == {
+        "createLead": 1,
+        "updateLead": 2,
+        "logActivity": 2,
+        "analyzeLead": 3,
+        "advanceStage": 2,
+        "transferToSales": 3,
+        "advanceSaleStage": 2,
+    }
+
+
+@pytest.mark.parametrize(
+    ("query", "variables_for", "budget"),
+    [
+        # bench/load.py's page: the page, totalCount, then one batch each for sales and
+        # histories, whatever the page size
+        ("LEADS_PAGE", lambda _: {}, 4),
+        # bench/load.py's single lead: the lead, its sale, its history
+        ("ONE_LEAD", lambda lead_id: {"id": lead_id}, 3),
+    ],
+)
+async def test_the_benchmark_reads_stay_within_their_budget(
+    gql: GraphQLClient, query: str, variables_for: Any, budget: int
+):
+    from bench import load
+
+    lead_id, _ = await transferred_lead(gql)
+    for _ in range(3):
+        await create_lead(gql)
+    assert await sent(gql, getattr(load, query), variables_for(lead_id)) == budget
