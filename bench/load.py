@@ -2,6 +2,7 @@
 
     python -m bench.load --scenario flow --clients 16 --duration 20
     python -m bench.load --scenario all --json bench/results/load.json
+    python -m bench.load --baseline /tmp/base   # side by side with another checkout
 
 Scenarios: `flow` (create, analyze, advance to CONTACTED, advance to QUALIFIED, transfer: the
 REST service's main flow), `leads` (a page of 50 leads with sale, history and score), `lead`
@@ -211,46 +212,72 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=20.0, help="measured seconds")
     parser.add_argument("--warmup", type=float, default=5.0)
     parser.add_argument("--workers", type=int, default=1, help="server processes")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="a checkout of another version (e.g. `git worktree add /tmp/base REV`): each "
+        "scenario runs against it, then against this one, so the ratio comes from one run",
+    )
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args()
 
     scenarios = ["flow", "leads", "lead"] if args.scenario == "all" else [args.scenario]
+    versions: list[tuple[str, Path | None]] = [("this", None)]
+    if args.baseline:
+        versions.insert(0, ("baseline", args.baseline.resolve()))
     with ExitStack() as stack:
         if "CRM_BENCH_DATABASE_URL" in os.environ:
             os.environ["CRM_TEST_DATABASE_URL"] = os.environ["CRM_BENCH_DATABASE_URL"]
         server_url = stack.enter_context(database_for_tests())
         database_url = with_database(server_url, "crm_bench")
         log = Path(tempfile.mkdtemp(prefix="crm-bench-")) / "server.log"
-        results = []
+        results: list[dict[str, Any]] = []
         for scenario in scenarios:
-            asyncio.run(recreate_database(database_url))
-            server = ServerProcess(server_env(database_url), log, "--workers", str(args.workers))
-            server.start()
-            try:
-                headers = bench_headers()
-                result = uvloop.run(
-                    measure(
-                        scenario,
-                        "127.0.0.1",
-                        server.port,
-                        headers,
-                        args.clients,
-                        args.warmup,
-                        args.duration,
-                    )
+            per_version: dict[str, Result] = {}
+            for version, code in versions:
+                result = run_scenario(scenario, database_url, log, args, code)
+                per_version[version] = result
+                results.append({"version": version, **asdict(result)})
+                print(
+                    f"{scenario:6} {version:8} {result.per_second:8.1f} {result.unit}/s  "
+                    f"p50 {result.latency_ms['p50']:6.2f} ms  "
+                    f"p99 {result.latency_ms['p99']:6.2f} ms"
+                    f"  ({result.completed} ok, {result.failed} failed, {args.clients} clients)",
+                    flush=True,
                 )
-            finally:
-                server.stop()
-            results.append(result)
-            print(
-                f"{scenario:6} {result.per_second:8.1f} {result.unit}/s  "
-                f"p50 {result.latency_ms['p50']:6.2f} ms  p99 {result.latency_ms['p99']:6.2f} ms"
-                f"  ({result.completed} ok, {result.failed} failed, {args.clients} clients)",
-                flush=True,
-            )
+            if "baseline" in per_version and per_version["baseline"].per_second:
+                ratio = per_version["this"].per_second / per_version["baseline"].per_second
+                print(f"{scenario:6} this / baseline: {ratio:.2f}x", flush=True)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps([asdict(r) for r in results], indent=2))
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+def run_scenario(
+    scenario: str, database_url: str, log: Path, args: argparse.Namespace, code: Path | None
+) -> Result:
+    """One scenario against a fresh database and a fresh server: this checkout's code, or the
+    package in `code` (put first on the server's import path)."""
+    asyncio.run(recreate_database(database_url))
+    env = server_env(database_url)
+    if code is not None:
+        env["PYTHONPATH"] = str(code)
+    server = ServerProcess(env, log, "--workers", str(args.workers), cwd=code)
+    server.start()
+    try:
+        return uvloop.run(
+            measure(
+                scenario,
+                "127.0.0.1",
+                server.port,
+                bench_headers(),
+                args.clients,
+                args.warmup,
+                args.duration,
+            )
+        )
+    finally:
+        server.stop()
 
 
 def bench_headers() -> dict[str, str]:
