@@ -433,11 +433,15 @@ async def insert_scoring_model(
 # --- the lead stage change feed ------------------------------------------------------------
 
 
+_LAST_LEAD_STAGE_CHANGE_ID = (
+    "SELECT coalesce(max(id), 0) AS id FROM stage_changes WHERE lead_id IS NOT NULL"
+)
+
+
 async def last_lead_stage_change_id(conn: AsyncConnection) -> int:
-    last = await conn.scalar(
-        select(func.max(stage_changes.c.id)).where(stage_changes.c.lead_id.is_not(None))
-    )
-    return last or 0
+    """The change feed asks this on every wake-up while nobody subscribes: the hot path."""
+    row = await driver.fetchrow(conn, _LAST_LEAD_STAGE_CHANGE_ID)
+    return row.id if row else 0
 
 
 async def lead_stage_changes_after(
