@@ -133,6 +133,20 @@ def contact_values(contact: ContactDetails) -> dict[str, Any]:
     }
 
 
+# The columns new_lead_values fills, in the order the inserts list them.
+NEW_LEAD_COLUMNS = (
+    "source",
+    "stage",
+    "business_domain",
+    "contact_name",
+    "company_name",
+    "email",
+    "phone",
+    "website",
+    "website_domain",
+)
+
+
 def new_lead_values(source: LeadSource, fields: LeadFields) -> dict[str, Any]:
     return {
         "source": source.value,
@@ -250,18 +264,7 @@ async def _notify_lead_stage_changes(conn: AsyncConnection, payload: dict[str, A
 
 # One statement per batch whose text never changes: the rows travel as one array per column.
 # (A multi-row VALUES clause made by SQLAlchemy costs more to compile than the insert itself.)
-IMPORTED_LEAD_COLUMNS = (
-    "source",
-    "stage",
-    "business_domain",
-    "contact_name",
-    "company_name",
-    "email",
-    "phone",
-    "website",
-    "website_domain",
-    "import_key",
-)
+IMPORTED_LEAD_COLUMNS = (*NEW_LEAD_COLUMNS, "import_key")
 _INSERT_IMPORTED_LEADS = text(
     f"INSERT INTO leads ({', '.join(IMPORTED_LEAD_COLUMNS)}, created_by, owner_id) "
     "SELECT imported.*, CAST(:created_by AS text), CAST(:owner_id AS text) "
@@ -565,17 +568,6 @@ FROM lead, change
 """
 
 
-NEW_LEAD_COLUMNS = (
-    "source",
-    "stage",
-    "business_domain",
-    "contact_name",
-    "company_name",
-    "email",
-    "phone",
-    "website",
-    "website_domain",
-)
 _CREATE_LEAD = (
     _WRITER
     + f""", lead AS (
