@@ -31,7 +31,7 @@ class Row(asyncpg.Record):
 
 @asynccontextmanager
 async def unit_of_work(conn: AsyncConnection) -> AsyncIterator[None]:
-    """A transaction on a connection from `connect`; inside another one it is a savepoint."""
+    """A transaction on a pooled connection; inside another one it is a savepoint."""
     async with (await driver(conn)).transaction():
         yield
 
