@@ -549,17 +549,17 @@ def _order_lead_audit_ids(channel: str) -> str:
     return f"SELECT pg_advisory_xact_lock(hashtextextended({channel}, 0))"
 
 
-def _audit_lead_change(by: str, from_stage: str, channel: str) -> str:
+def _audit_lead_change(by: str, from_stage: str, channel: str, note: str = "NULL") -> str:
     """The tail of a statement whose CTE `lead` yields a lead that has just changed stage: its
     audit row and notification, selecting the lead's columns. The arguments are SQL (parameter
     names). The insert takes its row from `ordered`, so the lock is held before the id is
-    drawn."""
+    drawn. Every lead audit row is written through here, except the bulk import's."""
     lead_columns = ", ".join(f"lead.{column.name}" for column in leads.c)
     return f"""
 , ordered AS ({_order_lead_audit_ids(channel)}),
 change AS (
-    INSERT INTO stage_changes (lead_id, from_stage, to_stage, by)
-    SELECT lead.id, {from_stage}, lead.stage, {by} FROM lead, ordered
+    INSERT INTO stage_changes (lead_id, from_stage, to_stage, by, note)
+    SELECT lead.id, {from_stage}, lead.stage, {by}, {note} FROM lead, ordered
     RETURNING id, lead_id
 )
 SELECT {lead_columns},
@@ -622,6 +622,10 @@ async def lock_lead_for(conn: AsyncConnection, actor: Actor, lead_id: int) -> Le
 
 @lru_cache(maxsize=64)
 def _update_lead_sql(columns: tuple[str, ...]) -> str:
+    """The UPDATE for this set of columns, checked and built once per set."""
+    unknown = set(columns) - set(leads.c.keys())
+    if unknown:
+        raise ValueError(f"not columns of leads: {sorted(unknown)}")
     assignments = ", ".join(f"{name} = ${i}" for i, name in enumerate(columns, start=2))
     return (
         f"UPDATE leads SET {assignments}, updated_at = now() WHERE id = $1 RETURNING {LEAD_COLUMNS}"
@@ -630,9 +634,6 @@ def _update_lead_sql(columns: tuple[str, ...]) -> str:
 
 async def update_lead(conn: AsyncConnection, lead_id: int, **values: Any) -> Lead:
     columns = tuple(sorted(values))
-    unknown = set(columns) - set(leads.c.keys())
-    if unknown:
-        raise ValueError(f"not columns of leads: {sorted(unknown)}")
     parameters = [
         json.dumps(values[name]) if isinstance(values[name], dict | list) else values[name]
         for name in columns
@@ -678,40 +679,19 @@ async def move_lead(
     return lead_from_row(row)
 
 
-_RECORD_LEAD_STAGE_CHANGE = f"""
-WITH ordered AS ({_order_lead_audit_ids("$1")}),
-change AS (
-    INSERT INTO stage_changes (lead_id, from_stage, to_stage, by, note)
-    SELECT $2, $3, $4, $5, $6 FROM ordered
-    RETURNING {CHANGE_COLUMNS}
+_RECORD_LEAD_STAGE_CHANGE = "WITH lead AS (SELECT * FROM leads WHERE id = $2)" + _audit_lead_change(
+    by="$3", from_stage="$4", channel="$1", note="$5"
 )
-SELECT {CHANGE_COLUMNS}, pg_notify($1, json_build_object('id', id, 'lead', lead_id)::text)
-FROM change
-"""
 
 
 async def record_lead_stage_change(
-    conn: AsyncConnection,
-    lead_id: int,
-    from_stage: LeadStage | None,
-    to_stage: LeadStage,
-    by: str,
-    note: str | None = None,
-) -> StageChange[LeadStage]:
-    """Write the audit row of a change already made to the lead, and queue its notification,
-    in one statement; both take effect only on commit."""
-    row = await driver.fetchrow(
-        conn,
-        _RECORD_LEAD_STAGE_CHANGE,
-        LEAD_STAGE_CHANNEL,
-        lead_id,
-        from_stage.value if from_stage else None,
-        to_stage.value,
-        by,
-        note,
+    conn: AsyncConnection, lead_id: int, from_stage: LeadStage, by: str, note: str | None = None
+) -> None:
+    """The audit row and notification of a stage change already written by another statement
+    (a merge writes several columns with it); the new stage is the lead's current one."""
+    await driver.execute(
+        conn, _RECORD_LEAD_STAGE_CHANGE, LEAD_STAGE_CHANNEL, lead_id, by, from_stage.value, note
     )
-    assert row is not None  # an INSERT ... SELECT of one row returns it
-    return lead_change_from_row(row)
 
 
 _INSERT_SALE = f"""

@@ -8,8 +8,9 @@ subscriber that wants it. A subscriber whose queue is full is cut off, so a clie
 reading costs a bounded amount of memory. When the LISTEN connection is lost the feed reconnects
 with backoff and then reads everything committed meanwhile, so subscribers miss nothing.
 
-Ordering: lead audit ids commit in id order (see `record_lead_stage_change`), so "id > last
-delivered" is an exact position, and a subscriber's cursor is simply an audit id.
+Ordering: lead audit ids commit in id order (see `_order_lead_audit_ids` in
+db/repository.py), so "id > last delivered" is an exact position, and a subscriber's cursor is
+simply an audit id.
 """
 
 import asyncio

@@ -187,12 +187,7 @@ class LeadService:
                     activity_count=0,
                 )
                 await repo.record_lead_stage_change(
-                    conn,
-                    merge_id,
-                    other.stage,
-                    LeadStage.LOST,
-                    actor.user_id,
-                    note=MERGED_LOST_REASON,
+                    conn, merge_id, other.stage, actor.user_id, note=MERGED_LOST_REASON
                 )
                 filled = merged_fields(keep, other)
                 kept = await repo.update_lead(
