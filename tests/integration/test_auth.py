@@ -7,13 +7,7 @@ import asyncpg
 import jwt
 import pytest
 
-from tests.support.auth import (
-    database_state,
-    error_codes,
-    new_lead,
-    qualified_lead,
-    transferred_lead,
-)
+from tests.support.auth import error_codes, new_lead
 from tests.support.graphql import (
     ADVANCE_SALE,
     ADVANCE_STAGE,
@@ -23,6 +17,7 @@ from tests.support.graphql import (
     TRANSFER,
     GraphQLClient,
 )
+from tests.support.leads import all_rows, qualified_lead, transferred_lead
 
 
 def claims(**overrides: object) -> dict[str, object]:
@@ -67,7 +62,7 @@ async def test_without_a_token_nothing_is_read_or_changed(
     gql: GraphQLClient, db: asyncpg.Connection
 ):
     lead_id = await new_lead(gql)
-    before = await database_state(db)
+    before = await all_rows(db)
     anonymous = gql.with_token(None)
 
     for query in ("{ leads { totalCount } }", "{ sales { totalCount } }", "{ viewer { id } }"):
@@ -82,7 +77,7 @@ async def test_without_a_token_nothing_is_read_or_changed(
     write = await anonymous.raw(CREATE_LEAD, {"input": {"source": "MANUAL"}})
     assert error_codes(write) == ["UNAUTHENTICATED"]
     assert write["data"] is None
-    assert await database_state(db) == before
+    assert await all_rows(db) == before
 
 
 @pytest.mark.parametrize("kind", REFUSED_TOKENS)
@@ -90,7 +85,7 @@ async def test_an_unacceptable_token_is_refused(
     gql: GraphQLClient, db: asyncpg.Connection, kind: str
 ):
     await new_lead(gql)
-    before = await database_state(db)
+    before = await all_rows(db)
     client = gql.with_token(REFUSED_TOKENS[kind]())
 
     read = await client.raw("{ leads { totalCount } }")
@@ -98,7 +93,7 @@ async def test_an_unacceptable_token_is_refused(
     assert read["data"] is None
     write = await client.raw(CREATE_LEAD, {"input": {"source": "MANUAL"}})
     assert error_codes(write) == ["UNAUTHENTICATED"]
-    assert await database_state(db) == before
+    assert await all_rows(db) == before
 
 
 async def test_an_authorization_header_that_is_not_bearer_is_refused(gql: GraphQLClient):
@@ -204,12 +199,12 @@ async def test_an_admin_reassigns_a_lead_to_a_known_person(
     }
     assert assigned["assignLead"]["lead"]["createdBy"] == {"id": "alice", "name": "Alice"}
 
-    before = await database_state(db)
+    before = await all_rows(db)
     unknown = await admin(ASSIGN_LEAD, {"input": {"leadId": lead_id, "ownerId": "nobody"}})
     assert [(e["code"], e["field"]) for e in unknown["assignLead"]["errors"]] == [
         ("NOT_FOUND", ["ownerId"])
     ]
-    assert await database_state(db) == before
+    assert await all_rows(db) == before
 
 
 async def test_a_transferred_lead_cannot_be_reassigned(gql: GraphQLClient):

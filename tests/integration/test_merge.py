@@ -1,6 +1,6 @@
 """mergeLeads over HTTP: what moves, what is filled, what the histories show, what is refused."""
 
-from tests.support.auth import database_state, error_codes
+from tests.support.auth import error_codes
 from tests.support.graphql import (
     ADVANCE_STAGE,
     ANALYZE_LEAD,
@@ -8,6 +8,7 @@ from tests.support.graphql import (
     TRANSFER,
     GraphQLClient,
 )
+from tests.support.leads import all_rows
 
 LEAD = """
   id stage activityCount businessDomain contactName companyName email phone website lostReason
@@ -179,7 +180,7 @@ async def test_admin_merges_any_leads_a_manager_only_leads_they_own_both_of(gql:
     alice_first = await create(alice, email="first@alice.com")
     alice_second = await create(alice, email="second@alice.com")
     bobs = await create(bob, email="lead@bob.com")
-    before = await database_state(db)
+    before = await all_rows(db)
 
     refused = [
         (bob, bobs, alice_first, "The role manager may not merge leads owned by someone else."),
@@ -193,7 +194,7 @@ async def test_admin_merges_any_leads_a_manager_only_leads_they_own_both_of(gql:
         assert error_codes(body) == ["FORBIDDEN"], body
         assert body["errors"][0]["message"].startswith(message)
         assert body["data"] is None
-    assert await database_state(db) == before
+    assert await all_rows(db) == before
 
     # The owner of both merges them; the merge's history rows name who merged.
     assert (await merge(alice, alice_first["id"], alice_second["id"]))["errors"] == []

@@ -8,13 +8,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from tests.support.auth import (
-    database_state,
-    error_codes,
-    new_lead,
-    qualified_lead,
-    transferred_lead,
-)
+from tests.support.auth import error_codes, new_lead
 from tests.support.graphql import (
     ADVANCE_SALE,
     ADVANCE_STAGE,
@@ -27,6 +21,7 @@ from tests.support.graphql import (
     UPDATE_LEAD,
     GraphQLClient,
 )
+from tests.support.leads import all_rows, qualified_lead, transferred_lead
 
 Prepare = Callable[[GraphQLClient], Awaitable[dict[str, Any]]]
 
@@ -111,10 +106,10 @@ async def test_operation_by_role(
     gql: GraphQLClient, db: asyncpg.Connection, operation: Operation, role: str
 ):
     variables = await operation.prepare(gql.as_role("admin"))
-    before = await database_state(db)
+    before = await all_rows(db)
 
     body = await gql.as_role(role).raw(operation.document, variables)
-    after = await database_state(db)
+    after = await all_rows(db)
 
     if role in operation.allowed:
         assert "errors" not in body, body
