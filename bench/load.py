@@ -26,6 +26,7 @@ from typing import Any
 
 import uvloop
 
+from bench.cpu import cpu_seconds
 from bench.http_client import KeepAliveClient
 from tests.support.database import database_for_tests, recreate_database, with_database
 from tests.support.graphql import token_for
@@ -62,6 +63,8 @@ class Result:
     unit: str = "requests"
     requests: int = 0
     latency_ms: dict[str, float] = field(default_factory=dict)
+    # CPU milliseconds per flow or request while measuring: steadier than throughput.
+    cpu_ms_per_unit: dict[str, float] = field(default_factory=dict)
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -144,6 +147,7 @@ async def run_flow_for(client: KeepAliveClient, lead_id: str) -> None:
 
 async def measure(
     scenario: str,
+    server_pid: int,
     host: str,
     port: int,
     headers: dict[str, str],
@@ -180,7 +184,14 @@ async def measure(
         finally:
             await client.close()
 
-    await asyncio.gather(*(worker() for _ in range(clients)))
+    async def cpu_while_measuring() -> dict[str, float]:
+        await asyncio.sleep(warmup)
+        return cpu_seconds(server_pid)
+
+    cpu_before, *_ = await asyncio.gather(
+        cpu_while_measuring(), *(worker() for _ in range(clients))
+    )
+    cpu_after = cpu_seconds(server_pid)
     latencies = sorted(rec.latencies)
     return Result(
         scenario=scenario,
@@ -196,6 +207,10 @@ async def measure(
             "p90": round(percentile(latencies, 0.90), 2),
             "p99": round(percentile(latencies, 0.99), 2),
             "mean": round(statistics.fmean(latencies), 2) if latencies else float("nan"),
+        },
+        cpu_ms_per_unit={
+            name: round((cpu_after[name] - cpu_before[name]) * 1000 / max(rec.completed, 1), 2)
+            for name in cpu_after
         },
     )
 
@@ -242,6 +257,8 @@ def main() -> None:
                     f"{scenario:6} {version:8} {result.per_second:8.1f} {result.unit}/s  "
                     f"p50 {result.latency_ms['p50']:6.2f} ms  "
                     f"p99 {result.latency_ms['p99']:6.2f} ms"
+                    f"  cpu/{result.unit[:-1]}: server {result.cpu_ms_per_unit['server']:.2f} ms"
+                    f" postgres {result.cpu_ms_per_unit['postgres']:.2f} ms"
                     f"  ({result.completed} ok, {result.failed} failed, {args.clients} clients)",
                     flush=True,
                 )
@@ -268,6 +285,7 @@ def run_scenario(
         return uvloop.run(
             measure(
                 scenario,
+                server.pid,
                 "127.0.0.1",
                 server.port,
                 bench_headers(),

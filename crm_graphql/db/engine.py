@@ -1,3 +1,4 @@
+import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from crm_graphql.settings import Settings
@@ -23,6 +24,8 @@ def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
         isolation_level="AUTOCOMMIT",
         # Each request takes a connection only for the statements it runs.
         pool_timeout=settings.db_pool_timeout_s,
+        # Every lead read decodes its score's JSONB; the standard library's decoder costs more.
+        json_deserializer=orjson.loads,
         connect_args={
             "timeout": settings.db_connect_timeout_s,
             "command_timeout": settings.statement_timeout_ms / 1000 + CLIENT_TIMEOUT_MARGIN_S,

@@ -58,6 +58,11 @@ class ServerProcess:
         self.stop()
         raise RuntimeError(f"server did not become ready:\n{self.log()}")
 
+    @property
+    def pid(self) -> int:
+        assert self.process, "not started"
+        return self.process.pid
+
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
             self.process.terminate()

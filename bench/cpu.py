@@ -1,0 +1,41 @@
+"""CPU seconds spent by the server's processes and by PostgreSQL while a benchmark measures.
+
+Throughput on a shared machine drifts with the neighbours; CPU time per flow or request does
+much less, so the load generator reports both."""
+
+import os
+from pathlib import Path
+
+TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
+
+
+def _stat_fields(pid: int) -> tuple[str, list[str]] | None:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # the process ended between listing and reading
+        return None
+    name_end = text.rindex(")")
+    return text[text.index("(") + 1 : name_end], text[name_end + 2 :].split()
+
+
+def _cpu_seconds(fields: list[str]) -> float:
+    # utime and stime: fields 14 and 15 of /proc/PID/stat, counted from 1 with the name as 2.
+    return (int(fields[11]) + int(fields[12])) / TICKS_PER_SECOND
+
+
+def cpu_seconds(server_pid: int) -> dict[str, float]:
+    """Total CPU of the server process and its children (workers), and of every process
+    named postgres on this machine."""
+    server = postgres = 0.0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        stat = _stat_fields(int(entry))
+        if stat is None:
+            continue
+        name, fields = stat
+        if int(entry) == server_pid or int(fields[1]) == server_pid:  # fields[1]: parent pid
+            server += _cpu_seconds(fields)
+        elif name == "postgres":
+            postgres += _cpu_seconds(fields)
+    return {"server": server, "postgres": postgres}
