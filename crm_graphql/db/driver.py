@@ -31,9 +31,14 @@ class Row(asyncpg.Record):
 
 @asynccontextmanager
 async def unit_of_work(conn: AsyncConnection) -> AsyncIterator[None]:
-    """A transaction on a pooled connection; inside another one it is a savepoint."""
-    async with (await driver(conn)).transaction():
-        yield
+    """A transaction on a pooled connection; inside another one it is a savepoint. Its BEGIN
+    and its COMMIT (or ROLLBACK) are counted as statements: each is a round trip."""
+    count_statement()
+    try:
+        async with (await driver(conn)).transaction():
+            yield
+    finally:
+        count_statement()
 
 
 @asynccontextmanager

@@ -117,6 +117,14 @@ class LeadService:
         require(actor, Permission.CREATE_LEAD)
         fields = validate_lead_fields(business_domain, contact, self.default_phone_region)
         keys = fields.contact.duplicate_keys
+        if not keys:
+            # Nothing the duplicate guard could refuse: the one statement is the use case, and
+            # alone it is atomic, so it runs without BEGIN and COMMIT round trips.
+            async with self.engine.connect() as conn:
+                lead = await repo.create_lead(conn, actor, source, fields)
+            if lead is None:
+                raise RuntimeError("an insert outside the duplicate guard was refused")
+            return lead
         for _ in range(CREATE_ATTEMPTS):
             async with transaction(self.engine) as conn:
                 lead = await repo.create_lead(conn, actor, source, fields)
