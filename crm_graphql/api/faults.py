@@ -6,12 +6,12 @@ past `statement_timeout_ms` is TIMEOUT. Both roll back whatever the use case was
 """
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import asyncpg
 from graphql import GraphQLError
 from sqlalchemy import exc as sa_exc
-from strawberry.extensions import SchemaExtension
+from strawberry.extensions import MaskErrors
 
 logger = logging.getLogger("crm_graphql.errors")
 
@@ -64,19 +64,26 @@ MESSAGES = {
 }
 
 
-class ReportDatabaseFaults(SchemaExtension):
-    """Replaces errors caused by the database's state with coded, client-safe ones.
+def is_database_fault(error: GraphQLError) -> bool:
+    original = error.original_error
+    return original is not None and fault_code(original) is not None
 
-    Listed after MaskErrors, so it runs first when the operation ends and MaskErrors leaves
-    these (no longer unexpected) errors alone."""
 
-    def on_operation(self) -> Iterator[None]:
-        yield
-        result = self.execution_context.result
-        errors = getattr(result, "errors", None)
-        if result is None or not errors:
-            return
-        result.errors = [coded_fault(error) for error in errors]
+class ClientSafeErrors(MaskErrors):
+    """Errors the client did not cause, made safe to show: a database fault becomes a coded
+    error the client can act on (SERVICE_UNAVAILABLE, TIMEOUT), anything else unexpected is
+    masked. One extension for both: each extension costs every request."""
+
+    def __init__(self, is_unexpected: Callable[[GraphQLError], bool], error_message: str) -> None:
+        super().__init__(
+            should_mask_error=lambda error: is_database_fault(error) or is_unexpected(error),
+            error_message=error_message,
+        )
+
+    def anonymise_error(self, error: GraphQLError) -> GraphQLError:
+        if is_database_fault(error):
+            return coded_fault(error)
+        return super().anonymise_error(error)
 
 
 def coded_fault(error: GraphQLError) -> GraphQLError:

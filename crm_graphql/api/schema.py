@@ -1,22 +1,18 @@
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from functools import cache
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import (
-    AddValidationRules,
-    DisableIntrospection,
-    MaskErrors,
-    MaxTokensLimiter,
-    ParserCache,
-    SchemaExtension,
-    ValidationCache,
-)
+from strawberry.extensions import SchemaExtension
 from strawberry.schema.config import StrawberryConfig
+from strawberry.schema.name_converter import NameConverter
 from strawberry.types import ExecutionContext
+from strawberry.utils.str_converters import to_camel_case
 
 from crm_graphql.api.context import FORBIDDEN
-from crm_graphql.api.faults import ReportDatabaseFaults, fault_code
+from crm_graphql.api.documents import DocumentCache
+from crm_graphql.api.faults import ClientSafeErrors, fault_code
 from crm_graphql.api.limits import QueryLimits, create_limits_rule
 from crm_graphql.api.mutations import Mutation
 from crm_graphql.api.queries import Query
@@ -56,19 +52,30 @@ class CrmSchema(strawberry.Schema):
                 )
 
 
+class CachedNameConverter(NameConverter):
+    """Strawberry converts the Python names of an input's fields to GraphQL names on every
+    request that sends the input; a name's GraphQL name never changes, so it is kept (the
+    schema's names are a fixed, small set)."""
+
+    def apply_naming_config(self, name: str) -> str:
+        return _camel_case(name) if self.auto_camel_case else name
+
+
+_camel_case = cache(to_camel_case)
+
+
 def create_schema(
     settings: Settings | None = None, extra_extensions: Sequence[type[SchemaExtension]] = ()
 ) -> CrmSchema:
     settings = settings or Settings()
-    limits_rule = create_limits_rule(QueryLimits.from_settings(settings))
-    # Factories, so every request gets fresh extension instances.
-    guards: list[Callable[[], SchemaExtension]] = [
-        lambda: MaxTokensLimiter(max_token_count=settings.max_query_tokens),
-        lambda: AddValidationRules([limits_rule]),
-    ]
-    if settings.production:
-        guards.append(DisableIntrospection)
-    config = StrawberryConfig(disable_field_suggestions=settings.production)
+    documents = DocumentCache(
+        max_tokens=settings.max_query_tokens,
+        extra_rules=(create_limits_rule(QueryLimits.from_settings(settings)),),
+        introspection=not settings.production,
+    )
+    config = StrawberryConfig(
+        disable_field_suggestions=settings.production, name_converter=CachedNameConverter()
+    )
     if settings.batching_enabled:
         config.batching_config = {"max_operations": settings.max_batch_operations}
     return CrmSchema(
@@ -77,14 +84,10 @@ def create_schema(
         subscription=Subscription,
         types=[LeadType, SaleType],
         config=config,
+        # Factories, so every request gets fresh extension instances.
         extensions=[
-            *guards,
-            lambda: ParserCache(maxsize=1024),
-            lambda: ValidationCache(maxsize=1024),
-            lambda: MaskErrors(
-                should_mask_error=is_unexpected, error_message="Internal server error."
-            ),
-            ReportDatabaseFaults,
+            documents.extension,
+            lambda: ClientSafeErrors(is_unexpected, error_message="Internal server error."),
             *extra_extensions,
         ],
     )

@@ -1,0 +1,64 @@
+"""Parsing and validation, once per distinct document.
+
+One extension does what Strawberry's MaxTokensLimiter, AddValidationRules, DisableIntrospection,
+ParserCache and ValidationCache do together: every extension costs each request a lookup of
+its hooks in every phase, and with these five that was a fifth of the CPU a mutation spends
+in the GraphQL layer (docs/benchmarks.md)."""
+
+from collections.abc import Callable, Iterator
+from functools import lru_cache
+
+from graphql import ASTValidationRule, DocumentNode, GraphQLError, GraphQLSchema, parse
+from graphql.validation import NoSchemaIntrospectionCustomRule, specified_rules
+from strawberry.extensions import SchemaExtension
+from strawberry.schema.schema import validate_document
+
+# Distinct documents kept; each costs some kilobytes. Clients send a fixed set of operations.
+CACHED_DOCUMENTS = 1024
+
+
+class DocumentCache:
+    """Per schema: parse under the token limit, validate with the specification's rules and
+    ours; both remembered (LRU, bounded) for the documents seen most recently."""
+
+    def __init__(
+        self,
+        max_tokens: int,
+        extra_rules: tuple[type[ASTValidationRule], ...],
+        introspection: bool,
+    ) -> None:
+        rules = (*specified_rules, *extra_rules)
+        if not introspection:
+            rules = (*rules, NoSchemaIntrospectionCustomRule)
+
+        def parse_limited(query: str) -> DocumentNode:
+            return parse(query, max_tokens=max_tokens)
+
+        def validate(schema: GraphQLSchema, document: DocumentNode) -> list[GraphQLError]:
+            return validate_document(schema, document, rules)
+
+        self.parse: Callable[[str], DocumentNode] = lru_cache(CACHED_DOCUMENTS)(parse_limited)
+        self.validate: Callable[[GraphQLSchema, DocumentNode], list[GraphQLError]] = lru_cache(
+            CACHED_DOCUMENTS
+        )(validate)
+
+    def extension(self) -> "CachedDocuments":
+        return CachedDocuments(self)
+
+
+class CachedDocuments(SchemaExtension):
+    def __init__(self, documents: DocumentCache) -> None:
+        self.documents = documents
+
+    def on_parse(self) -> Iterator[None]:
+        context = self.execution_context
+        context.graphql_document = self.documents.parse(context.query or "")
+        yield
+
+    def on_validate(self) -> Iterator[None]:
+        context = self.execution_context
+        assert context.graphql_document is not None  # parsed, or this phase is not reached
+        context.pre_execution_errors = self.documents.validate(
+            context.schema._schema, context.graphql_document
+        )
+        yield
