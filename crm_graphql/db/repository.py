@@ -3,7 +3,7 @@ caller decides the transaction. The hot path (the mutations and the DataLoaders)
 SQL texts straight to asyncpg (db/driver.py); the rest is SQLAlchemy Core."""
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -96,28 +96,28 @@ def score_from_row(value: float | None, data: dict[str, Any] | None) -> Score | 
     )
 
 
-def lead_from_row(row: Row[Any]) -> Lead:
+def lead_from_row(row: Mapping[str, Any]) -> Lead:
     return Lead(
-        id=row.id,
-        source=LeadSource(row.source),
-        stage=LeadStage(row.stage),
-        business_domain=row.business_domain,
-        activity_count=row.activity_count,
-        score=score_from_row(row.score_value, row.score),
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        created_by=row.created_by,
-        owner_id=row.owner_id,
+        id=row["id"],
+        source=LeadSource(row["source"]),
+        stage=LeadStage(row["stage"]),
+        business_domain=row["business_domain"],
+        activity_count=row["activity_count"],
+        score=score_from_row(row["score_value"], row["score"]),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        created_by=row["created_by"],
+        owner_id=row["owner_id"],
         contact=ContactDetails(
-            contact_name=row.contact_name,
-            company_name=row.company_name,
-            email=row.email,
-            phone=row.phone,
-            website=Website(row.website, row.website_domain) if row.website else None,
+            contact_name=row["contact_name"],
+            company_name=row["company_name"],
+            email=row["email"],
+            phone=row["phone"],
+            website=Website(row["website"], row["website_domain"]) if row["website"] else None,
         ),
-        duplicate_of=row.duplicate_of,
-        merged_into=row.merged_into,
-        lost_reason=row.lost_reason,
+        duplicate_of=row["duplicate_of"],
+        merged_into=row["merged_into"],
+        lost_reason=row["lost_reason"],
     )
 
 
@@ -156,41 +156,41 @@ def new_lead_values(source: LeadSource, fields: LeadFields) -> dict[str, Any]:
     }
 
 
-def sale_from_row(row: Row[Any]) -> Sale:
+def sale_from_row(row: Mapping[str, Any]) -> Sale:
     return Sale(
-        id=row.id,
-        lead_id=row.lead_id,
-        stage=SaleStage(row.stage),
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        transferred_by=row.transferred_by,
+        id=row["id"],
+        lead_id=row["lead_id"],
+        stage=SaleStage(row["stage"]),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        transferred_by=row["transferred_by"],
     )
 
 
-def lead_change_from_row(row: Row[Any]) -> StageChange[LeadStage]:
+def lead_change_from_row(row: Mapping[str, Any]) -> StageChange[LeadStage]:
     return StageChange(
-        id=row.id,
-        from_stage=LeadStage(row.from_stage) if row.from_stage else None,
-        to_stage=LeadStage(row.to_stage),
-        at=row.at,
-        by=row.by,
-        note=row.note,
-        merged_from=row.merged_from_lead_id,
+        id=row["id"],
+        from_stage=LeadStage(row["from_stage"]) if row["from_stage"] else None,
+        to_stage=LeadStage(row["to_stage"]),
+        at=row["at"],
+        by=row["by"],
+        note=row["note"],
+        merged_from=row["merged_from_lead_id"],
     )
 
 
-def sale_change_from_row(row: Row[Any]) -> StageChange[SaleStage]:
+def sale_change_from_row(row: Mapping[str, Any]) -> StageChange[SaleStage]:
     return StageChange(
-        id=row.id,
-        from_stage=SaleStage(row.from_stage) if row.from_stage else None,
-        to_stage=SaleStage(row.to_stage),
-        at=row.at,
-        by=row.by,
+        id=row["id"],
+        from_stage=SaleStage(row["from_stage"]) if row["from_stage"] else None,
+        to_stage=SaleStage(row["to_stage"]),
+        at=row["at"],
+        by=row["by"],
     )
 
 
-def user_from_row(row: Row[Any]) -> User:
-    return User(id=row.id, name=row.name, role=Role(row.role))
+def user_from_row(row: Mapping[str, Any]) -> User:
+    return User(id=row["id"], name=row["name"], role=Role(row["role"]))
 
 
 # --- writes -------------------------------------------------------------------------------
@@ -346,7 +346,7 @@ async def lead_history_with_merged(
     )
     history: dict[int, list[StageChange[LeadStage]]] = {lead_id: [] for lead_id in lead_ids}
     for row in rows:
-        change = lead_change_from_row(row)
+        change = lead_change_from_row(row._mapping)
         for lead_id in {row.origin, row.lead_id}:
             if lead_id in history:
                 history[lead_id].append(change)
@@ -401,7 +401,7 @@ async def closed_leads(conn: AsyncConnection) -> list[Lead]:
         .where(leads.c.stage.in_([LeadStage.TRANSFERRED.value, LeadStage.LOST.value]))
         .order_by(leads.c.id)
     )
-    return [lead_from_row(row) for row in rows]
+    return [lead_from_row(row._mapping) for row in rows]
 
 
 async def latest_scoring_model(conn: AsyncConnection, kind: str) -> Row[Any] | None:
@@ -480,7 +480,7 @@ async def lead_stage_changes_after(
                 at=row.change_at,
                 by=row.change_by,
             ),
-            lead=lead_from_row(row),
+            lead=lead_from_row(row._mapping),
         )
         for row in await conn.execute(statement)
     ]
@@ -608,7 +608,7 @@ _LOCK_LEADS = f"SELECT {LEAD_COLUMNS} FROM leads WHERE id = ANY($1) ORDER BY id 
 async def lock_leads(conn: AsyncConnection, lead_ids: Sequence[int]) -> dict[int, Lead]:
     """Lock in id order, so two transactions locking the same leads cannot deadlock."""
     rows = await driver.fetch(conn, _LOCK_LEADS, list(lead_ids))
-    return {row.id: lead_from_row(row) for row in rows}
+    return {row["id"]: lead_from_row(row) for row in rows}
 
 
 _LOCK_LEAD_FOR = f"{_WRITER} SELECT {LEAD_COLUMNS} FROM leads WHERE id = $5 FOR UPDATE"
@@ -761,22 +761,22 @@ _SALE_HISTORY = (
 
 async def leads_by_ids(conn: AsyncConnection, ids: Sequence[int]) -> dict[int, Lead]:
     rows = await driver.fetch(conn, _LEADS_BY_IDS, list(ids))
-    return {row.id: lead_from_row(row) for row in rows}
+    return {row["id"]: lead_from_row(row) for row in rows}
 
 
 async def sales_by_ids(conn: AsyncConnection, ids: Sequence[int]) -> dict[int, Sale]:
     rows = await driver.fetch(conn, _SALES_BY_IDS, list(ids))
-    return {row.id: sale_from_row(row) for row in rows}
+    return {row["id"]: sale_from_row(row) for row in rows}
 
 
 async def sales_by_lead_ids(conn: AsyncConnection, lead_ids: Sequence[int]) -> dict[int, Sale]:
     rows = await driver.fetch(conn, _SALES_BY_LEAD_IDS, list(lead_ids))
-    return {row.lead_id: sale_from_row(row) for row in rows}
+    return {row["lead_id"]: sale_from_row(row) for row in rows}
 
 
 async def users_by_ids(conn: AsyncConnection, ids: Sequence[str]) -> dict[str, User]:
     rows = await driver.fetch(conn, _USERS_BY_IDS, list(ids))
-    return {row.id: user_from_row(row) for row in rows}
+    return {row["id"]: user_from_row(row) for row in rows}
 
 
 async def lead_history(
@@ -785,7 +785,7 @@ async def lead_history(
     """Each lead's own changes, in order: a linear chain, wherever a merge has moved them."""
     history: dict[int, list[StageChange[LeadStage]]] = {lead_id: [] for lead_id in lead_ids}
     for row in await driver.fetch(conn, _LEAD_HISTORY, list(lead_ids)):
-        history[row.origin].append(lead_change_from_row(row))
+        history[row["origin"]].append(lead_change_from_row(row))
     return history
 
 
@@ -794,7 +794,7 @@ async def sale_history(
 ) -> dict[int, list[StageChange[SaleStage]]]:
     history: dict[int, list[StageChange[SaleStage]]] = {sale_id: [] for sale_id in sale_ids}
     for row in await driver.fetch(conn, _SALE_HISTORY, list(sale_ids)):
-        history[row.sale_id].append(sale_change_from_row(row))
+        history[row["sale_id"]].append(sale_change_from_row(row))
     return history
 
 

@@ -4,7 +4,7 @@ import base64
 import binascii
 import json
 import math
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
@@ -105,7 +105,7 @@ class KeysetQuery(Generic[T]):
     sort: SortKey
     descending: bool
     conditions: Sequence[ColumnElement[bool]]
-    to_node: Callable[[Any], T]
+    to_node: Callable[[Mapping[str, Any]], T]
     default_page_size: int
     max_page_size: int
 
@@ -150,7 +150,8 @@ class KeysetQuery(Generic[T]):
         if backwards:
             rows.reverse()
         edges = [
-            Edge(self.to_node(row), encode_cursor(self.sort, row.sort_key, row.id)) for row in rows
+            Edge(self.to_node(row._mapping), encode_cursor(self.sort, row.sort_key, row.id))
+            for row in rows
         ]
         return Page(
             edges=edges,
