@@ -507,6 +507,7 @@ CHANGE_COLUMNS = ", ".join(column.name for column in stage_changes.c)
 USER_COLUMNS = ", ".join(column.name for column in users.c)
 ORIGIN = str(STAGE_CHANGE_ORIGIN.compile(dialect=postgresql.dialect()))
 
+
 # Attribution columns reference users, so a writer's row must exist before its first change.
 # An existing row is refreshed (name, role, last_seen) only when it changed or last_seen is
 # older than LAST_SEEN_RESOLUTION, and SKIP LOCKED leaves it to whoever already refreshes it:
@@ -514,19 +515,31 @@ ORIGIN = str(STAGE_CHANGE_ORIGIN.compile(dialect=postgresql.dialect()))
 # each other. These CTEs (parameters $1 to $4, see _writer) open the statements that start a
 # write, so the writer is recorded without a statement of its own; foreign keys are checked at
 # the end of the statement, when the row exists.
-_WRITER = """
-WITH due AS (
+def _writer_ctes(only_if: str = "TRUE") -> str:
+    """The CTEs `due`, `refreshed` and `writer` (parameters $1 to $4, see _writer) recording the
+    writer; `only_if` is SQL that must hold for them to do anything."""
+    return f"""due AS (
     SELECT id FROM users
     WHERE id = $1 AND (name <> $2 OR role <> $3 OR last_seen < now() - $4::interval)
+      AND {only_if}
     FOR NO KEY UPDATE SKIP LOCKED
 ), refreshed AS (
     UPDATE users SET name = $2, role = $3, last_seen = now()
     WHERE id IN (SELECT id FROM due) RETURNING id
 ), writer AS (
     INSERT INTO users (id, name, role)
-    SELECT $1, $2, $3 WHERE NOT EXISTS (SELECT 1 FROM refreshed)
+    SELECT $1, $2, $3 WHERE NOT EXISTS (SELECT 1 FROM refreshed) AND {only_if}
     ON CONFLICT (id) DO NOTHING
 )"""
+
+
+_WRITER = "WITH " + _writer_ctes()
+
+
+def _writer_if_changed(cte: str) -> str:
+    """The writer CTEs for a conditional write: the writer is recorded only when CTE `cte`
+    changed a row, so a refused write leaves no trace."""
+    return _writer_ctes(only_if=f"EXISTS (SELECT 1 FROM {cte})")
 
 
 def _writer(actor: Actor) -> tuple[str, str, str, timedelta]:
@@ -549,11 +562,19 @@ def _order_lead_audit_ids(channel: str) -> str:
     return f"SELECT pg_advisory_xact_lock(hashtextextended({channel}, 0))"
 
 
-def _audit_lead_change(by: str, from_stage: str, channel: str, note: str = "NULL") -> str:
+def _audit_lead_change(
+    by: str,
+    from_stage: str,
+    channel: str,
+    note: str = "NULL",
+    also_select: str = "",
+    also_from: str = "",
+) -> str:
     """The tail of a statement whose CTE `lead` yields a lead that has just changed stage: its
-    audit row and notification, selecting the lead's columns. The arguments are SQL (parameter
-    names). The insert takes its row from `ordered`, so the lock is held before the id is
-    drawn. Every lead audit row is written through here, except the bulk import's."""
+    audit row and notification, selecting the lead's columns (and `also_select` from
+    `also_from`). The arguments are SQL (parameter names). The insert takes its row from
+    `ordered`, so the lock is held before the id is drawn. Every lead audit row is written
+    through here, except the bulk import's."""
     lead_columns = ", ".join(f"lead.{column.name}" for column in leads.c)
     return f"""
 , ordered AS ({_order_lead_audit_ids(channel)}),
@@ -564,7 +585,8 @@ change AS (
 )
 SELECT {lead_columns},
        pg_notify({channel}, json_build_object('id', change.id, 'lead', change.lead_id)::text)
-FROM lead, change
+       {", " + also_select if also_select else ""}
+FROM lead, change{", " + also_from if also_from else ""}
 """
 
 
@@ -661,22 +683,72 @@ async def add_activity(
     return lead_from_row(row)
 
 
+# The writes below are single statements that check, under the row lock they take, the stage
+# the rule allows (or the row version the rule was checked on): no transaction, no separate
+# lock, and a refused write changes nothing. They return nothing when the check fails; the use
+# case then reads the row to say why.
+
 _MOVE_LEAD = (
-    "WITH lead AS (UPDATE leads SET stage = $2, updated_at = now() WHERE id = $3 RETURNING *)"
-    + _audit_lead_change(by="$1", from_stage="$5", channel="$4")
+    """WITH old AS (SELECT id, stage FROM leads WHERE id = $5 FOR UPDATE),
+lead AS (
+    UPDATE leads SET stage = $6, updated_at = now() FROM old
+    WHERE leads.id = old.id AND old.stage = ANY($7::text[])
+    RETURNING leads.*, old.stage AS from_stage
+), """
+    + _writer_if_changed("lead")
+    + _audit_lead_change(by="$1", from_stage="lead.from_stage", channel="$8")
 )
 
 
 async def move_lead(
-    conn: AsyncConnection, lead_id: int, from_stage: LeadStage, to_stage: LeadStage, by: str
-) -> Lead:
-    """Move the lead to another stage with its audit row and notification, in one statement."""
+    conn: AsyncConnection,
+    actor: Actor,
+    lead_id: int,
+    allowed_from: Iterable[LeadStage],
+    to_stage: LeadStage,
+) -> Lead | None:
+    """Move the lead to to_stage if its stage is one of allowed_from, with the writer, the audit
+    row and the notification, in one statement; None if it is missing or in another stage."""
     row = await driver.fetchrow(
-        conn, _MOVE_LEAD, by, to_stage.value, lead_id, LEAD_STAGE_CHANNEL, from_stage.value
+        conn,
+        _MOVE_LEAD,
+        *_writer(actor),
+        lead_id,
+        to_stage.value,
+        [stage.value for stage in allowed_from],
+        LEAD_STAGE_CHANNEL,
     )
-    if row is None:
-        raise LookupError(f"lead {lead_id} vanished under its row lock")
-    return lead_from_row(row)
+    return lead_from_row(row) if row else None
+
+
+_SAVE_SCORE = f"""WITH lead AS (
+    UPDATE leads SET score_value = $6, score = $7, updated_at = now()
+    WHERE id = $5 AND stage = ANY($8::text[])
+    RETURNING {LEAD_COLUMNS}
+), {_writer_if_changed("lead")}
+SELECT * FROM lead"""
+
+
+async def save_score(
+    conn: AsyncConnection,
+    actor: Actor,
+    lead_id: int,
+    score: Score,
+    allowed_in: Iterable[LeadStage],
+) -> Lead | None:
+    """Store the score if the lead's stage is one of allowed_in, with the writer, in one
+    statement; None if it is missing or in another stage."""
+    values = score_values(score)
+    row = await driver.fetchrow(
+        conn,
+        _SAVE_SCORE,
+        *_writer(actor),
+        lead_id,
+        values["score_value"],
+        json.dumps(values["score"]),
+        [stage.value for stage in allowed_in],
+    )
+    return lead_from_row(row) if row else None
 
 
 _RECORD_LEAD_STAGE_CHANGE = "WITH lead AS (SELECT * FROM leads WHERE id = $2)" + _audit_lead_change(
@@ -694,53 +766,98 @@ async def record_lead_stage_change(
     )
 
 
-_INSERT_SALE = f"""
-WITH sale AS (
-    INSERT INTO sales (lead_id, stage, transferred_by) VALUES ($1, $2, $3)
+_LEAD_WITH_VERSION = f"SELECT xmin AS version, {LEAD_COLUMNS} FROM leads WHERE id = $1"
+
+
+async def lead_with_version(
+    conn: AsyncConnection, lead_id: int, lock: bool = False
+) -> tuple[Lead, int] | None:
+    """The lead and its row version (PostgreSQL's xmin, which every update changes), for a
+    write that must find the row as the rules saw it; `lock` keeps others from changing it
+    until the transaction ends."""
+    sql = _LEAD_WITH_VERSION + " FOR UPDATE" if lock else _LEAD_WITH_VERSION
+    row = await driver.fetchrow(conn, sql, lead_id)
+    return (lead_from_row(row), row["version"]) if row else None
+
+
+_SALE_COLUMN_NAMES = [column.name for column in sales.c]
+_TRANSFER_LEAD = (
+    f"""WITH lead AS (
+    UPDATE leads SET stage = $6, updated_at = now()
+    WHERE id = $5 AND xmin = $7
+    RETURNING *
+), sale AS (
+    INSERT INTO sales (lead_id, stage, transferred_by) SELECT id, $8, $1 FROM lead
     RETURNING {SALE_COLUMNS}
-), created AS (
+), sale_created AS (
     INSERT INTO stage_changes (sale_id, from_stage, to_stage, by)
-    SELECT id, NULL, stage, $3 FROM sale
+    SELECT id, NULL, stage, $1 FROM sale
+), """
+    + _writer_if_changed("lead")
+    + _audit_lead_change(
+        by="$1",
+        from_stage="$9",
+        channel="$10",
+        also_select=", ".join(f"sale.{name} AS sale_{name}" for name in _SALE_COLUMN_NAMES),
+        also_from="sale",
+    )
 )
-SELECT {SALE_COLUMNS} FROM sale
-"""
 
 
-async def insert_sale(conn: AsyncConnection, lead_id: int, transferred_by: str) -> Sale:
-    """The lead's Sale in stage NEW with the first row of its history, in one statement."""
-    row = await driver.fetchrow(conn, _INSERT_SALE, lead_id, SaleStage.NEW.value, transferred_by)
-    assert row is not None  # an INSERT ... VALUES returns its row (or raises)
-    return sale_from_row(row)
+async def transfer_lead(
+    conn: AsyncConnection, actor: Actor, lead: Lead, version: int
+) -> tuple[Lead, Sale] | None:
+    """Mark the lead TRANSFERRED and create its Sale in stage NEW with its first history row,
+    with the writer and the lead's audit row and notification, in one statement, if the lead's
+    row is still at `version`; None if it changed since."""
+    row = await driver.fetchrow(
+        conn,
+        _TRANSFER_LEAD,
+        *_writer(actor),
+        lead.id,
+        LeadStage.TRANSFERRED.value,
+        version,
+        SaleStage.NEW.value,
+        lead.stage.value,
+        LEAD_STAGE_CHANNEL,
+    )
+    if row is None:
+        return None
+    sale = sale_from_row({name: row[f"sale_{name}"] for name in _SALE_COLUMN_NAMES})
+    return lead_from_row(row), sale
 
 
-_LOCK_SALE_FOR = f"{_WRITER} SELECT {SALE_COLUMNS} FROM sales WHERE id = $5 FOR UPDATE"
-
-
-async def lock_sale_for(conn: AsyncConnection, actor: Actor, sale_id: int) -> Sale | None:
-    """Lock the sale the actor is about to change and record the actor, in one statement."""
-    row = await driver.fetchrow(conn, _LOCK_SALE_FOR, *_writer(actor), sale_id)
-    return sale_from_row(row) if row else None
-
-
-_ADVANCE_SALE = f"""
-WITH sale AS (
-    UPDATE sales SET stage = $2, updated_at = now() WHERE id = $1 RETURNING {SALE_COLUMNS}
+_ADVANCE_SALE = f"""WITH old AS (SELECT id, stage FROM sales WHERE id = $5 FOR UPDATE),
+sale AS (
+    UPDATE sales SET stage = $6, updated_at = now() FROM old
+    WHERE sales.id = old.id AND old.stage = ANY($7::text[])
+    RETURNING {", ".join(f"sales.{name}" for name in _SALE_COLUMN_NAMES)}, old.stage AS from_stage
 ), change AS (
     INSERT INTO stage_changes (sale_id, from_stage, to_stage, by)
-    SELECT id, $3, stage, $4 FROM sale
-)
+    SELECT id, from_stage, stage, $1 FROM sale
+), {_writer_if_changed("sale")}
 SELECT {SALE_COLUMNS} FROM sale
 """
 
 
 async def advance_sale(
-    conn: AsyncConnection, sale_id: int, from_stage: SaleStage, to_stage: SaleStage, by: str
-) -> Sale:
-    """Move the sale and write its audit row, in one statement."""
-    row = await driver.fetchrow(conn, _ADVANCE_SALE, sale_id, to_stage.value, from_stage.value, by)
-    if row is None:
-        raise LookupError(f"sale {sale_id} vanished under its row lock")
-    return sale_from_row(row)
+    conn: AsyncConnection,
+    actor: Actor,
+    sale_id: int,
+    allowed_from: Iterable[SaleStage],
+    to_stage: SaleStage,
+) -> Sale | None:
+    """Move the sale to to_stage if its stage is one of allowed_from, with the writer and the
+    audit row, in one statement; None if it is missing or in another stage."""
+    row = await driver.fetchrow(
+        conn,
+        _ADVANCE_SALE,
+        *_writer(actor),
+        sale_id,
+        to_stage.value,
+        [stage.value for stage in allowed_from],
+    )
+    return sale_from_row(row) if row else None
 
 
 # --- batched reads for the DataLoaders ------------------------------------------------------

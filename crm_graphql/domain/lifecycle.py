@@ -1,6 +1,7 @@
 """The lead and sale lifecycles as data, and the checks that apply them."""
 
 from collections.abc import Mapping
+from functools import cache
 
 from crm_graphql.domain.enums import LeadStage, SaleStage
 from crm_graphql.domain.errors import ErrorCode, Violation
@@ -63,6 +64,23 @@ def check_sale_transition(current: SaleStage, target: SaleStage) -> Violation | 
             ("to",),
         )
     return None
+
+
+@cache
+def lead_stages_that_may_move_to(target: LeadStage) -> frozenset[LeadStage]:
+    """The stages a lead may be in for a manual move to target: the rule as a set, so a write
+    can check it against the stage it finds under the row lock."""
+    return frozenset(stage for stage in LeadStage if check_lead_transition(stage, target) is None)
+
+
+@cache
+def sale_stages_that_may_move_to(target: SaleStage) -> frozenset[SaleStage]:
+    return frozenset(stage for stage in SaleStage if check_sale_transition(stage, target) is None)
+
+
+UNLOCKED_LEAD_STAGES: frozenset[LeadStage] = frozenset(
+    stage for stage in LeadStage if not is_lead_locked(stage)
+)
 
 
 def _transition_message(

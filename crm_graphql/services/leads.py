@@ -1,5 +1,6 @@
-"""Use cases on leads. Each is one transaction: rules, the change, its audit row and its
-event commit together or not at all."""
+"""Use cases on leads. Each commits its rules' outcome, the change, its audit row and its event
+together or not at all: in one transaction, or in one statement that checks, under the row
+lock it takes, what the rules were checked on (the main flow's writes, see db/repository.py)."""
 
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,10 +32,16 @@ from crm_graphql.domain.lead import (
     transfer_violations,
     validate_lead_fields,
 )
-from crm_graphql.domain.lifecycle import check_lead_transition, lead_locked_violation
+from crm_graphql.domain.lifecycle import (
+    UNLOCKED_LEAD_STAGES,
+    check_lead_transition,
+    lead_locked_violation,
+    lead_stages_that_may_move_to,
+)
 from crm_graphql.domain.scoring import RECENT_ACTIVITIES, ScorerKind
 from crm_graphql.domain.text import unstorable_text
 from crm_graphql.scoring import Scorers
+from crm_graphql.services.conditional import WRITE_ATTEMPTS, kept_changing, move_checked
 from crm_graphql.services.errors import duplicate, not_found
 
 NOTE_MAX_LENGTH = 10_000
@@ -276,12 +283,10 @@ class LeadService:
         if scorer_kind is not None:
             require(actor, Permission.CHOOSE_SCORER)
         scorer = self.scorers.get(scorer_kind)
-        # Score outside the transaction: a remote scorer must not hold the row lock. The score
+        # Score holding no lock and no connection: a remote scorer may be slow. The score
         # records the inputs it saw, so a change made meanwhile shows up as a stale score.
         async with self.engine.connect() as conn:
-            current = (await repo.leads_by_ids(conn, [lead_id])).get(lead_id)
-            if current is None:
-                raise not_found("lead", "leadId")
+            current = await self._current(conn, lead_id)
             if current.locked:
                 raise RuleViolation(lead_locked_violation())
             evidence = (
@@ -290,37 +295,62 @@ class LeadService:
                 else None
             )
         score = await scorer.score(current.snapshot, datetime.now(UTC), evidence)
-        async with transaction(self.engine) as conn:
-            await self._lock_unlocked(conn, actor, lead_id)
-            return await repo.update_lead(conn, lead_id, **repo.score_values(score))
+        async with self.engine.connect() as conn:
+            for _ in range(WRITE_ATTEMPTS):
+                saved = await repo.save_score(conn, actor, lead_id, score, UNLOCKED_LEAD_STAGES)
+                if saved:
+                    return saved
+                if (await self._current(conn, lead_id)).locked:
+                    raise RuleViolation(lead_locked_violation())
+        raise kept_changing("lead")
 
     async def advance_stage(self, actor: Actor, lead_id: int, to: LeadStage) -> Lead:
         require(actor, Permission.ADVANCE_LEAD_STAGE)
-        async with transaction(self.engine) as conn:
-            lead = await self._lock(conn, actor, lead_id)
-            violation = check_lead_transition(lead.stage, to)
-            if violation:
-                raise RuleViolation(violation)
-            return await repo.move_lead(conn, lead_id, lead.stage, to, actor.user_id)
+        allowed_from = lead_stages_that_may_move_to(to)
+        async with self.engine.connect() as conn:
+
+            async def why_not() -> Violation | None:
+                return check_lead_transition((await self._current(conn, lead_id)).stage, to)
+
+            return await move_checked(
+                "lead",
+                partial(repo.move_lead, conn, actor, lead_id, allowed_from, to)
+                if allowed_from
+                else None,
+                why_not,
+            )
 
     async def transfer_to_sales(self, actor: Actor, lead_id: int) -> Transfer:
         require(actor, Permission.TRANSFER_LEAD)
         try:
-            async with transaction(self.engine) as conn:
-                lead = await self._lock(conn, actor, lead_id)
-                violations = transfer_violations(lead, self.transfer_threshold)
-                if violations:
-                    raise RuleViolation(*violations)
-                updated = await repo.move_lead(
-                    conn, lead_id, lead.stage, LeadStage.TRANSFERRED, actor.user_id
-                )
-                sale = await repo.insert_sale(conn, lead_id, actor.user_id)
-                return Transfer(updated, sale)
+            for attempt in range(WRITE_ATTEMPTS):
+                # The rules are checked on the row read, and the write lands only if the row is
+                # still that version. Under a burst of other writes to the lead, the last
+                # attempt locks the row from the read to the write instead.
+                lock = attempt == WRITE_ATTEMPTS - 1
+                async with transaction(self.engine) if lock else self.engine.connect() as conn:
+                    transferred = await self._transfer(conn, actor, lead_id, lock)
+                if transferred:
+                    return transferred
         except repo.UNIQUE_VIOLATIONS as error:
-            # The row lock serialises transfers; the unique constraint is the last line.
+            # The version check serialises transfers; the unique constraint is the last line.
             if repo.is_unique_violation(error, "uq_sales_lead_id"):
                 raise RuleViolation(lead_locked_violation()) from error
             raise
+        raise kept_changing("lead")
+
+    async def _transfer(
+        self, conn: AsyncConnection, actor: Actor, lead_id: int, lock: bool
+    ) -> Transfer | None:
+        found = await repo.lead_with_version(conn, lead_id, lock=lock)
+        if found is None:
+            raise not_found("lead", "leadId")
+        lead, version = found
+        violations = transfer_violations(lead, self.transfer_threshold)
+        if violations:
+            raise RuleViolation(*violations)
+        transferred = await repo.transfer_lead(conn, actor, lead, version)
+        return Transfer(*transferred) if transferred else None
 
     async def assign(self, actor: Actor, lead_id: int, owner_id: str) -> Lead:
         """Make another known user the lead's owner."""
@@ -340,6 +370,13 @@ class LeadService:
     async def _lock(self, conn: AsyncConnection, actor: Actor, lead_id: int) -> Lead:
         """The lead the actor is about to change, locked; the actor recorded as a user."""
         lead = await repo.lock_lead_for(conn, actor, lead_id)
+        if lead is None:
+            raise not_found("lead", "leadId")
+        return lead
+
+    async def _current(self, conn: AsyncConnection, lead_id: int) -> Lead:
+        """The lead as it is now, to say why a conditional write found it otherwise."""
+        lead = (await repo.leads_by_ids(conn, [lead_id])).get(lead_id)
         if lead is None:
             raise not_found("lead", "leadId")
         return lead

@@ -1,12 +1,14 @@
+from functools import partial
+
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crm_graphql.db import repository as repo
-from crm_graphql.db.driver import transaction
 from crm_graphql.domain.access import Actor, Permission, require
 from crm_graphql.domain.enums import SaleStage
-from crm_graphql.domain.errors import RuleViolation
+from crm_graphql.domain.errors import Violation
 from crm_graphql.domain.lead import Sale
-from crm_graphql.domain.lifecycle import check_sale_transition
+from crm_graphql.domain.lifecycle import check_sale_transition, sale_stages_that_may_move_to
+from crm_graphql.services.conditional import move_checked
 from crm_graphql.services.errors import not_found
 
 
@@ -16,11 +18,19 @@ class SaleService:
 
     async def advance_stage(self, actor: Actor, sale_id: int, to: SaleStage) -> Sale:
         require(actor, Permission.ADVANCE_SALE_STAGE)
-        async with transaction(self.engine) as conn:
-            sale = await repo.lock_sale_for(conn, actor, sale_id)
-            if sale is None:
-                raise not_found("sale", "saleId")
-            violation = check_sale_transition(sale.stage, to)
-            if violation:
-                raise RuleViolation(violation)
-            return await repo.advance_sale(conn, sale_id, sale.stage, to, actor.user_id)
+        allowed_from = sale_stages_that_may_move_to(to)
+        async with self.engine.connect() as conn:
+
+            async def why_not() -> Violation | None:
+                current = (await repo.sales_by_ids(conn, [sale_id])).get(sale_id)
+                if current is None:
+                    raise not_found("sale", "saleId")
+                return check_sale_transition(current.stage, to)
+
+            return await move_checked(
+                "sale",
+                partial(repo.advance_sale, conn, actor, sale_id, allowed_from, to)
+                if allowed_from
+                else None,
+                why_not,
+            )

@@ -1,11 +1,19 @@
-"""Races over real HTTP against the real server: row locks and the unique constraint hold."""
+"""Races over real HTTP against the real server: row locks, conditional writes and the unique
+constraint hold."""
 
 import asyncio
 import itertools
+from datetime import datetime
 
 import asyncpg
 
-from tests.support.graphql import ADVANCE_STAGE, TRANSFER, GraphQLClient
+from tests.support.graphql import (
+    ADVANCE_STAGE,
+    ANALYZE_LEAD,
+    TRANSFER,
+    UPDATE_LEAD,
+    GraphQLClient,
+)
 from tests.support.leads import codes, create_lead, qualified_lead
 
 RACERS = 20
@@ -88,3 +96,48 @@ async def test_a_mixed_race_leaves_a_linear_history(gql: GraphQLClient, db: asyn
     assert sorted(to for _, to in history[1:]) == sorted(successes)
     stage = await db.fetchval("SELECT stage FROM leads")
     assert stage == history[-1][1]
+
+
+async def test_a_transfer_never_goes_through_on_rules_checked_against_an_older_row(
+    gql: GraphQLClient, db: asyncpg.Connection
+):
+    """The transfer checks its rules on the row it read and writes only if the row is still
+    that version: a domain change landing in between makes the score stale, and then the
+    transfer must be refused, not made on the old domain."""
+    for _ in range(8):
+        lead_id = await qualified_lead(gql)
+        transfer, update = await asyncio.gather(
+            gql(TRANSFER, {"input": {"leadId": lead_id}}),
+            gql(UPDATE_LEAD, {"input": {"leadId": lead_id, "businessDomain": "changed"}}),
+        )
+        transferred = not transfer["transferToSales"]["errors"]
+        updated = not update["updateLead"]["errors"]
+        assert transferred != updated, (transfer, update)
+        if transferred:
+            assert codes(update["updateLead"]) == ["LEAD_LOCKED"]
+        else:
+            assert "SCORE_STALE" in codes(transfer["transferToSales"])
+    sales = await db.fetch("SELECT l.business_domain FROM sales s JOIN leads l ON l.id = s.lead_id")
+    assert all(row["business_domain"] != "changed" for row in sales)
+
+
+async def test_scores_racing_a_transfer_never_land_on_the_transferred_lead(
+    gql: GraphQLClient, db: asyncpg.Connection
+):
+    """A burst of analyzeLead while the transfer runs: the transfer still goes through (each
+    score changes the row it read, so it retries, and finally locks), and no score lands after
+    it: the lead keeps the score the transfer was decided on."""
+    lead_id = await qualified_lead(gql)
+    transfer, *analyses = await asyncio.gather(
+        gql(TRANSFER, {"input": {"leadId": lead_id}}),
+        *(gql(ANALYZE_LEAD, {"input": {"leadId": lead_id}}) for _ in range(RACERS)),
+    )
+    payload = transfer["transferToSales"]
+    assert payload["errors"] == []
+    for analysis in analyses:
+        assert analysis["analyzeLead"]["errors"] == [] or codes(analysis["analyzeLead"]) == [
+            "LEAD_LOCKED"
+        ]
+    stored = await db.fetchval("SELECT score->>'scored_at' FROM leads")
+    decided_on = payload["lead"]["score"]["scoredAt"]
+    assert datetime.fromisoformat(stored) == datetime.fromisoformat(decided_on)

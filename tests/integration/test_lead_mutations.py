@@ -193,6 +193,21 @@ async def test_advance_stage_refuses_a_move_the_lifecycle_forbids(
     assert await all_rows(db) == before
 
 
+async def test_a_refused_move_by_someone_new_leaves_no_trace(
+    gql: GraphQLClient, db: asyncpg.Connection
+):
+    """The move is one statement that checks the stage under its row lock and records its
+    writer only if it moved the lead: a refusal must not record the person either."""
+    lead_id = (await create_lead(gql))["id"]
+    before = await all_rows(db)
+    newcomer = gql.as_role("manager", sub="newcomer")
+    payload = await run(newcomer, "advanceStage", lead_id, to="QUALIFIED")
+    assert codes(payload) == ["INVALID_TRANSITION"]
+    assert await all_rows(db) == before
+    ok(await run(newcomer, "advanceStage", lead_id, to="CONTACTED"))
+    assert await db.fetchval("SELECT count(*) FROM users WHERE id = 'newcomer'") == 1
+
+
 async def test_a_lost_lead_can_still_be_edited(gql: GraphQLClient):
     lead_id = (await create_lead(gql))["id"]
     await advance(gql, lead_id, "LOST")

@@ -8,8 +8,11 @@ from crm_graphql.domain.enums import LeadStage, SaleStage
 from crm_graphql.domain.errors import ErrorCode
 from crm_graphql.domain.lifecycle import (
     LEAD_TRANSITIONS,
+    UNLOCKED_LEAD_STAGES,
     check_lead_transition,
     check_sale_transition,
+    lead_stages_that_may_move_to,
+    sale_stages_that_may_move_to,
 )
 
 # Moves a manager may make with advanceStage. QUALIFIED -> TRANSFERRED is in the lifecycle but
@@ -76,3 +79,20 @@ def test_every_sale_stage_pair(current: SaleStage, target: SaleStage):
         assert violation.code is ErrorCode.INVALID_TRANSITION
         assert violation.field == ("to",)
         assert str(current) in violation.message
+
+
+# The writes check these sets under the row lock (db/repository.py), so they must say exactly
+# what the checks say.
+@pytest.mark.parametrize("target", list(LeadStage))
+def test_the_stages_a_lead_may_move_from_are_the_manual_moves(target: LeadStage):
+    expected = {current for current, to in MANUAL_LEAD_MOVES if to is target}
+    assert lead_stages_that_may_move_to(target) == expected
+
+
+@pytest.mark.parametrize("target", list(SaleStage))
+def test_the_stages_a_sale_may_move_from_are_the_pipeline_s(target: SaleStage):
+    assert sale_stages_that_may_move_to(target) == {c for c, to in SALE_MOVES if to is target}
+
+
+def test_every_lead_stage_but_transferred_is_unlocked():
+    assert set(LeadStage) - {LeadStage.TRANSFERRED} == UNLOCKED_LEAD_STAGES
