@@ -19,8 +19,10 @@ def _stat_fields(pid: int) -> tuple[str, list[str]] | None:
 
 
 def _cpu_seconds(fields: list[str]) -> float:
-    # utime and stime: fields 14 and 15 of /proc/PID/stat, counted from 1 with the name as 2.
-    return (int(fields[11]) + int(fields[12])) / TICKS_PER_SECOND
+    # utime, stime, cutime, cstime: fields 14 to 17 of /proc/PID/stat, counted from 1 with the
+    # name as 2. The children's part keeps the CPU of a backend that has exited (PostgreSQL's
+    # postmaster reaps it) in the sum.
+    return sum(int(value) for value in fields[11:15]) / TICKS_PER_SECOND
 
 
 def cpu_seconds(server_pid: int) -> dict[str, float]:

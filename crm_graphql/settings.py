@@ -40,8 +40,11 @@ class Settings(BaseSettings):
     postgres_password: str = Field(default="", validation_alias="POSTGRES_PASSWORD")
     postgres_db: str = Field(default="crm", validation_alias="POSTGRES_DB")
     data_dir: Path = Path(".crm-data")
-    db_pool_size: int = Field(default=10, ge=1)
-    db_max_overflow: int = Field(default=10, ge=0)
+    # Connections kept open per process. Overflow connections are closed as soon as they are
+    # returned, so a steady load above the pool size opens a connection (a PostgreSQL backend,
+    # the driver's setup) for every request beyond it: keep the pool as large as the load.
+    db_pool_size: int = Field(default=20, ge=1)
+    db_max_overflow: int = Field(default=0, ge=0)
 
     host: str = "127.0.0.1"
     port: int = 8000
