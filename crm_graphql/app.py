@@ -1,5 +1,6 @@
 """The ASGI application: /graphql (HTTP and WebSocket), /healthz and /readyz."""
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -79,6 +80,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
         shutdown.install()
         app.state.shutdown = shutdown  # subscriptions may watch shutdown.stopping
         await services.changes.start()
+        # Everything allocated so far (modules, the schema, the pool) lives as long as the
+        # process; frozen, full collections stop walking it, which halved the flow's p99
+        # (docs/benchmarks.md).
+        gc.freeze()
         try:
             yield
         finally:
