@@ -82,7 +82,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         await services.changes.start()
         # Everything allocated so far (modules, the schema, the pool) lives as long as the
         # process; frozen, full collections stop walking it, which halved the flow's p99
-        # (docs/benchmarks.md).
+        # (docs/benchmarks.md). Startup's garbage is collected first, not frozen with it.
+        gc.collect()
         gc.freeze()
         try:
             yield

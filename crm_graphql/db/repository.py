@@ -530,6 +530,7 @@ def _writer_ctes(only_if: str = "TRUE") -> str:
     INSERT INTO users (id, name, role)
     SELECT $1, $2, $3 WHERE NOT EXISTS (SELECT 1 FROM refreshed) AND {only_if}
     ON CONFLICT (id) DO NOTHING
+    RETURNING id
 )"""
 
 
@@ -569,15 +570,21 @@ def _audit_lead_change(
     note: str = "NULL",
     also_select: str = "",
     also_from: str = "",
+    after_writer: bool = True,
 ) -> str:
     """The tail of a statement whose CTE `lead` yields a lead that has just changed stage: its
     audit row and notification, selecting the lead's columns (and `also_select` from
     `also_from`). The arguments are SQL (parameter names). The insert takes its row from
     `ordered`, so the lock is held before the id is drawn. Every lead audit row is written
-    through here, except the bulk import's."""
+    through here, except the bulk import's.
+
+    `ordered` reads `lead` (and, with after_writer, the statement's CTE `writer`), so the
+    statement takes its locks in the order every writer does: the lead's row, the writer's
+    users row, then this lock; and none when the lead did not change."""
     lead_columns = ", ".join(f"lead.{column.name}" for column in leads.c)
+    recorded = ", (SELECT count(*) FROM writer) AS recorded" if after_writer else ""
     return f"""
-, ordered AS ({_order_lead_audit_ids(channel)}),
+, ordered AS ({_order_lead_audit_ids(channel)} FROM lead{recorded}),
 change AS (
     INSERT INTO stage_changes (lead_id, from_stage, to_stage, by, note)
     SELECT lead.id, {from_stage}, lead.stage, {by}, {note} FROM lead, ordered
@@ -591,13 +598,13 @@ FROM lead, change{", " + also_from if also_from else ""}
 
 
 _CREATE_LEAD = (
-    _WRITER
-    + f""", lead AS (
+    f"""WITH lead AS (
     INSERT INTO leads ({", ".join(NEW_LEAD_COLUMNS)}, created_by, owner_id, duplicate_of)
     VALUES ($6, $7, $8, $9, $10, $11, $12, $13, $14, $1, $1, $15)
     ON CONFLICT DO NOTHING
     RETURNING *
-)"""
+), """
+    + _writer_if_changed("lead")
     + _audit_lead_change(by="$1", from_stage="NULL", channel="$5")
 )
 
@@ -751,8 +758,9 @@ async def save_score(
     return lead_from_row(row) if row else None
 
 
+# The merge records its writer before this, in a statement of its own.
 _RECORD_LEAD_STAGE_CHANGE = "WITH lead AS (SELECT * FROM leads WHERE id = $2)" + _audit_lead_change(
-    by="$3", from_stage="$4", channel="$1", note="$5"
+    by="$3", from_stage="$4", channel="$1", note="$5", after_writer=False
 )
 
 

@@ -141,3 +141,59 @@ async def test_scores_racing_a_transfer_never_land_on_the_transferred_lead(
     stored = await db.fetchval("SELECT score->>'scored_at' FROM leads")
     decided_on = payload["lead"]["score"]["scoredAt"]
     assert datetime.fromisoformat(stored) == datetime.fromisoformat(decided_on)
+
+
+async def wait_until_blocked(db: asyncpg.Connection, statement_start: str) -> None:
+    """Until a statement starting with `statement_start` waits for a lock held here."""
+    for _ in range(60):
+        # Inside a transaction the statistics views are a snapshot taken at first access.
+        await db.execute("SELECT pg_stat_clear_snapshot()")
+        waiting = await db.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+            "AND datname = current_database() AND ltrim(query) LIKE $1 || '%'",
+            statement_start,
+        )
+        if waiting:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no statement starting with {statement_start!r} waited for the lock")
+
+
+async def test_a_transfer_whose_lead_changes_before_its_write_checks_the_rules_again(
+    gql: GraphQLClient, db: asyncpg.Connection
+):
+    """Deterministic form of the race above: the transfer has checked its rules and waits for
+    the row; the domain changes meanwhile. The write must miss, and the rules, checked again,
+    refuse it."""
+    lead_id = await qualified_lead(gql)
+    row_id = await db.fetchval("SELECT max(id) FROM leads")
+    async with db.transaction():
+        await db.execute("SELECT 1 FROM leads WHERE id = $1 FOR UPDATE", row_id)
+        transfer = asyncio.create_task(gql(TRANSFER, {"input": {"leadId": lead_id}}))
+        await wait_until_blocked(db, "WITH lead AS")
+        await db.execute("UPDATE leads SET business_domain = 'changed' WHERE id = $1", row_id)
+    payload = (await transfer)["transferToSales"]
+    assert "SCORE_STALE" in codes(payload)
+    assert await db.fetchval("SELECT count(*) FROM sales") == 0
+    assert await db.fetchval("SELECT stage FROM leads WHERE id = $1", row_id) == "QUALIFIED"
+
+
+async def test_a_move_whose_lead_changes_stage_before_its_write_is_refused_without_a_trace(
+    gql: GraphQLClient, db: asyncpg.Connection
+):
+    """The move checks the stage it finds under the row lock: a lead that went LOST while the
+    move waited is not moved, gets no audit row, and the mover is not recorded."""
+    lead_id = (await create_lead(gql))["id"]
+    row_id = await db.fetchval("SELECT max(id) FROM leads")
+    newcomer = gql.as_role("manager", sub="newcomer")
+    async with db.transaction():
+        await db.execute("SELECT 1 FROM leads WHERE id = $1 FOR UPDATE", row_id)
+        move = asyncio.create_task(
+            newcomer(ADVANCE_STAGE, {"input": {"leadId": lead_id, "to": "CONTACTED"}})
+        )
+        await wait_until_blocked(db, "WITH old AS")
+        await db.execute("UPDATE leads SET stage = 'LOST' WHERE id = $1", row_id)
+    payload = (await move)["advanceStage"]
+    assert codes(payload) == ["INVALID_TRANSITION"]
+    assert await lead_history(db) == [(None, "NEW")]
+    assert await db.fetchval("SELECT count(*) FROM users WHERE id = 'newcomer'") == 0
