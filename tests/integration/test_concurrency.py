@@ -197,3 +197,24 @@ async def test_a_move_whose_lead_changes_stage_before_its_write_is_refused_witho
     assert codes(payload) == ["INVALID_TRANSITION"]
     assert await lead_history(db) == [(None, "NEW")]
     assert await db.fetchval("SELECT count(*) FROM users WHERE id = 'newcomer'") == 0
+
+
+async def test_a_move_waiting_for_its_writer_holds_up_no_other_writer(
+    gql: GraphQLClient, db: asyncpg.Connection
+):
+    """A move takes the lock that orders audit ids only after its writer is recorded: while
+    another transaction is updating that person's users row, their move waits, and everyone
+    else's audited writes go on (taking the global lock first would stall them all)."""
+    mine = (await create_lead(gql))["id"]
+    someone_else = gql.as_role("manager", sub="someone-else")
+    theirs = (await create_lead(someone_else))["id"]
+    async with db.transaction():
+        await db.execute("UPDATE users SET last_seen = last_seen WHERE id = 'test-manager'")
+        waiting = asyncio.create_task(
+            gql(ADVANCE_STAGE, {"input": {"leadId": mine, "to": "CONTACTED"}})
+        )
+        await wait_until_blocked(db, "WITH old AS")
+        other = await someone_else(ADVANCE_STAGE, {"input": {"leadId": theirs, "to": "LOST"}})
+        assert other["advanceStage"]["errors"] == []
+        assert not waiting.done()
+    assert (await waiting)["advanceStage"]["errors"] == []
