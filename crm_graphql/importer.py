@@ -278,7 +278,15 @@ class Importer:
                 (created[r.import_key], r.line) for r in batch if r.import_key in created
             )
             if created:
-                await repo.record_lead_creations(conn, list(created.values()), IMPORT_ACTOR.user_id)
+                # A dry run holds its locks until its final rollback; the lock that orders
+                # audit ids would stall every audited write for the whole run, and what it
+                # writes never commits, so it needs no order.
+                await repo.record_lead_creations(
+                    conn,
+                    list(created.values()),
+                    IMPORT_ACTOR.user_id,
+                    ordered=not self.dry_run,
+                )
             skipped = [r for r in batch if r.import_key not in created]
             if not skipped:
                 report.created += len(created)

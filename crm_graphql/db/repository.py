@@ -290,10 +290,14 @@ async def insert_imported_leads(
     return {row.import_key: row.id for row in created}
 
 
-async def record_lead_creations(conn: AsyncConnection, lead_ids: Sequence[int], by: str) -> None:
+async def record_lead_creations(
+    conn: AsyncConnection, lead_ids: Sequence[int], by: str, ordered: bool = True
+) -> None:
     """The (none -> NEW) audit rows of many new leads, and one notification for all of them:
-    it carries the highest audit id, so a listener reading by id picks up the whole batch."""
-    await driver.execute(conn, _order_lead_audit_ids("$1"), LEAD_STAGE_CHANNEL)
+    it carries the highest audit id, so a listener reading by id picks up the whole batch.
+    Without `ordered` (for writes that are rolled back) no lock orders the ids."""
+    if ordered:
+        await driver.execute(conn, _order_lead_audit_ids("$1"), LEAD_STAGE_CHANNEL)
     last_audit_id = await conn.scalar(
         _RECORD_CREATIONS, {"lead_ids": list(lead_ids), "stage": LeadStage.NEW.value, "by": by}
     )

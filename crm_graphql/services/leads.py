@@ -201,9 +201,6 @@ class LeadService:
                     lost_reason=MERGED_LOST_REASON,
                     activity_count=0,
                 )
-                await repo.record_lead_stage_change(
-                    conn, merge_id, other.stage, actor.user_id, note=MERGED_LOST_REASON
-                )
                 filled = merged_fields(keep, other)
                 kept = await repo.update_lead(
                     conn,
@@ -214,6 +211,11 @@ class LeadService:
                     # under the guard, which now protects the values it holds.
                     duplicate_of=None if keep.duplicate_of == merge_id else keep.duplicate_of,
                     **repo.contact_values(filled.contact),
+                )
+                # The audit rows last: the lock that orders their ids is then taken after every
+                # row and key this merge writes, as createLead and the moves take it.
+                await repo.record_lead_stage_change(
+                    conn, merge_id, other.stage, actor.user_id, note=MERGED_LOST_REASON
                 )
                 await repo.record_lead_merge(
                     conn,

@@ -150,7 +150,8 @@ async def wait_until_blocked(db: asyncpg.Connection, statement_start: str) -> No
         await db.execute("SELECT pg_stat_clear_snapshot()")
         waiting = await db.fetchval(
             "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-            "AND datname = current_database() AND ltrim(query) LIKE $1 || '%'",
+            "AND datname = current_database() AND ltrim(query) LIKE $1 || '%' "
+            "AND pg_backend_pid() = ANY(pg_blocking_pids(pid))",
             statement_start,
         )
         if waiting:
