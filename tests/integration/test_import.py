@@ -1,13 +1,20 @@
 """`crm-graphql import` run as a subprocess against the test database."""
 
+import asyncio
 import csv
 import os
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from crm_graphql.db.engine import create_engine
+from crm_graphql.domain.enums import LeadSource
+from crm_graphql.importer import Importer
+from crm_graphql.settings import Settings
 from tests.support.graphql import GraphQLClient
 
 HEADER = "Contact Name,COMPANY_NAME,Email,phone,Web-Site,business domain,Notes,source\n"
@@ -131,6 +138,43 @@ async def test_an_interrupted_import_can_be_run_again(
     assert "20 skipped as already imported" in result.stdout
     assert await db.fetchval("SELECT count(DISTINCT contact_name) FROM leads") == 50
     assert await db.fetchval("SELECT count(*) FROM leads") == 50
+
+
+async def test_a_dry_run_halfway_through_its_file_does_not_hold_up_the_api(
+    gql: GraphQLClient, database_url: str, db
+):
+    """A dry run keeps one transaction open to its end. Paused after its first batch, with
+    that transaction open, it must not make a lead created through the API meanwhile wait (the
+    lock that orders audit ids would have, until the API's statement timed out). The importer
+    runs in this process, reading a file that stops until the test lets it go on."""
+    go_on = threading.Event()
+
+    def paused_file() -> Iterator[str]:
+        yield from [HEADER, ROWS[0], ROWS[1], ROWS[5]]
+        go_on.wait(60)
+
+    engine = create_engine(Settings(), database_url)
+    importer = Importer(engine, LeadSource.SCANNER, batch_size=2, dry_run=True)
+    try:
+        run = asyncio.create_task(importer.run(paused_file()))  # type: ignore[arg-type]
+        for _ in range(100):  # until the first batch is written, its transaction open
+            if await db.fetchval(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND state = 'idle in transaction'"
+            ):
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("the dry run did not open its transaction")
+        created = await gql(CREATE, {"input": {"source": "MANUAL"}})
+        assert created["createLead"]["errors"] == []
+        go_on.set()
+        report = await run
+    finally:
+        go_on.set()
+        await engine.dispose()
+    assert report.rows == 3
+    assert await db.fetchval("SELECT count(*) FROM leads") == 1
 
 
 async def test_dry_run_writes_nothing_but_reports_what_would_happen(
