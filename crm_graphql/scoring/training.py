@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crm_graphql.db import repository as repo
@@ -27,6 +28,8 @@ from crm_graphql.scoring.learned import MODEL_KIND
 MIN_LEADS_PER_CLASS = 50
 HOLDOUT_SHARE = 0.25
 CALIBRATION_BINS = 5
+# Concurrent trainings each take the next free version; this many in a row is plenty.
+STORE_ATTEMPTS = 5
 
 
 class TrainingRefused(Exception):
@@ -281,9 +284,25 @@ async def train(engine: AsyncEngine, heuristic: HeuristicScorer, seed: int) -> R
     report = evaluate_model(
         unsaved, holdout, heuristic, seed=seed, train_counts=class_counts(training)
     )
-    async with transaction(engine) as conn:
-        row = await repo.insert_scoring_model(conn, MODEL_KIND, params, report.metrics())
+    row = await store_model(engine, params, report.metrics())
     return replace(report, model_version=row.version, trained_at=row.trained_at)
+
+
+async def store_model(
+    engine: AsyncEngine, params: dict[str, Any], metrics: dict[str, Any]
+) -> Row[Any]:
+    """Store the model as the next version, its stored row; when another training stored the
+    same version first (two at once), this one takes the version after it."""
+    attempts = 0
+    while True:
+        attempts += 1
+        try:
+            async with transaction(engine) as conn:
+                return await repo.insert_scoring_model(conn, MODEL_KIND, params, metrics)
+        except repo.UNIQUE_VIOLATIONS as error:
+            taken = repo.is_unique_violation(error, "uq_scoring_models_kind_version")
+            if not taken or attempts == STORE_ATTEMPTS:
+                raise
 
 
 async def evaluate(engine: AsyncEngine, heuristic: HeuristicScorer) -> Report:

@@ -7,6 +7,7 @@ from datetime import datetime
 
 import asyncpg
 
+from tests.support.database import wait_until_blocked
 from tests.support.graphql import (
     ADVANCE_STAGE,
     ANALYZE_LEAD,
@@ -141,23 +142,6 @@ async def test_scores_racing_a_transfer_never_land_on_the_transferred_lead(
     stored = await db.fetchval("SELECT score->>'scored_at' FROM leads")
     decided_on = payload["lead"]["score"]["scoredAt"]
     assert datetime.fromisoformat(stored) == datetime.fromisoformat(decided_on)
-
-
-async def wait_until_blocked(db: asyncpg.Connection, statement_start: str) -> None:
-    """Until a statement starting with `statement_start` waits for a lock held here."""
-    for _ in range(60):
-        # Inside a transaction the statistics views are a snapshot taken at first access.
-        await db.execute("SELECT pg_stat_clear_snapshot()")
-        waiting = await db.fetchval(
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-            "AND datname = current_database() AND ltrim(query) LIKE $1 || '%' "
-            "AND pg_backend_pid() = ANY(pg_blocking_pids(pid))",
-            statement_start,
-        )
-        if waiting:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"no statement starting with {statement_start!r} waited for the lock")
 
 
 async def test_a_transfer_whose_lead_changes_before_its_write_checks_the_rules_again(

@@ -1,6 +1,7 @@
 """The learned scorer: `crm-graphql scorer train|evaluate` on synthetic closed leads in the
 test database, then analyzeLead(scorer: LEARNED) with the stored model."""
 
+import asyncio
 import json
 import os
 import subprocess
@@ -11,6 +12,7 @@ import asyncpg
 import pytest
 
 from tests.support.closed_leads import insert_closed_leads
+from tests.support.database import wait_until_blocked
 from tests.support.graphql import CREATE_LEAD, LOG_ACTIVITY, GraphQLClient, analyze_score
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -80,6 +82,29 @@ async def test_training_stores_a_versioned_model_that_beats_the_heuristic(
     # The synthetic data has signal the heuristic cannot see (time to contact, meetings).
     assert metrics["learned"]["roc_auc"] > metrics["heuristic"]["roc_auc"]
     assert metrics["learned"]["brier"] < metrics["heuristic"]["brier"]
+
+
+async def test_a_training_that_meets_another_storing_its_model_takes_the_next_version(
+    gql: GraphQLClient, db: asyncpg.Connection, database_url: str, tmp_path: Path
+):
+    """Two trainings at once: the second to store finds its version taken and stores the next
+    one, instead of failing with a traceback. The test plays the first training: it holds an
+    uncommitted version 1 until the real training waits for it."""
+    await insert_closed_leads(db, transferred=160, lost=160)
+    async with db.transaction():
+        await db.execute(
+            "INSERT INTO scoring_models (kind, version, params, metrics) "
+            "VALUES ('logistic', 1, '{}', '{}')"
+        )
+        training = asyncio.create_task(
+            asyncio.to_thread(scorer_command, database_url, "train", "--seed", "7", cwd=tmp_path)
+        )
+        await wait_until_blocked(db, "INSERT INTO scoring_models", timeout_s=120)
+    result = await training
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Learned model v2" in result.stdout
+    versions = await db.fetch("SELECT version FROM scoring_models ORDER BY version")
+    assert [row["version"] for row in versions] == [1, 2]
 
 
 async def test_evaluate_reports_both_scorers_on_the_same_split_and_plots(

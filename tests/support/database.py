@@ -1,5 +1,6 @@
 """Test databases: CRM_TEST_DATABASE_URL when set, otherwise a private embedded PostgreSQL."""
 
+import asyncio
 import os
 import tempfile
 from collections.abc import Iterator
@@ -48,3 +49,24 @@ async def recreate_database(url: str) -> None:
         await admin.execute(f'CREATE DATABASE "{name}"')
     finally:
         await admin.close()
+
+
+async def wait_until_blocked(
+    db: asyncpg.Connection, statement_start: str, timeout_s: float = 3.0
+) -> None:
+    """Until a statement starting with `statement_start` waits for a lock this connection
+    holds (the other side of a race a test sets up)."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while asyncio.get_running_loop().time() < deadline:
+        # Inside a transaction the statistics views are a snapshot taken at first access.
+        await db.execute("SELECT pg_stat_clear_snapshot()")
+        waiting = await db.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+            "AND datname = current_database() AND ltrim(query) LIKE $1 || '%' "
+            "AND pg_backend_pid() = ANY(pg_blocking_pids(pid))",
+            statement_start,
+        )
+        if waiting:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no statement starting with {statement_start!r} waited for the lock")
