@@ -506,7 +506,8 @@ async def count_rows(
 # --- the hot path: fixed SQL texts sent straight to asyncpg (db/driver.py) --------------------
 
 LEAD_COLUMNS = ", ".join(column.name for column in leads.c)
-SALE_COLUMNS = ", ".join(column.name for column in sales.c)
+_SALE_COLUMN_NAMES = [column.name for column in sales.c]
+SALE_COLUMNS = ", ".join(_SALE_COLUMN_NAMES)
 CHANGE_COLUMNS = ", ".join(column.name for column in stage_changes.c)
 USER_COLUMNS = ", ".join(column.name for column in users.c)
 ORIGIN = str(STAGE_CHANGE_ORIGIN.compile(dialect=postgresql.dialect()))
@@ -516,9 +517,9 @@ ORIGIN = str(STAGE_CHANGE_ORIGIN.compile(dialect=postgresql.dialect()))
 # An existing row is refreshed (name, role, last_seen) only when it changed or last_seen is
 # older than LAST_SEEN_RESOLUTION, and SKIP LOCKED leaves it to whoever already refreshes it:
 # a plain upsert would lock the row until commit and make one person's writes queue behind
-# each other. These CTEs (parameters $1 to $4, see _writer) open the statements that start a
-# write, so the writer is recorded without a statement of its own; foreign keys are checked at
-# the end of the statement, when the row exists.
+# each other. These CTEs travel in the statements that write, so the writer is recorded
+# without a statement of its own; foreign keys are checked at the end of the statement, when
+# the row exists.
 def _writer_ctes(only_if: str = "TRUE") -> str:
     """The CTEs `due`, `refreshed` and `writer` (parameters $1 to $4, see _writer) recording the
     writer; `only_if` is SQL that must hold for them to do anything."""
@@ -792,7 +793,6 @@ async def lead_with_version(
     return (lead_from_row(row), row["version"]) if row else None
 
 
-_SALE_COLUMN_NAMES = [column.name for column in sales.c]
 _TRANSFER_LEAD = (
     f"""WITH lead AS (
     UPDATE leads SET stage = $6, updated_at = now()

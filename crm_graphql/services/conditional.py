@@ -17,18 +17,18 @@ def kept_changing(kind: str) -> RuntimeError:
     return RuntimeError(f"the {kind} changed under each of {WRITE_ATTEMPTS} conditional writes")
 
 
-async def move_checked(
+async def write_checked(
     kind: str,
-    move: Callable[[], Awaitable[T | None]] | None,
+    write: Callable[[], Awaitable[T | None]] | None,
     why_not: Callable[[], Awaitable[Violation | None]],
 ) -> T:
-    """A stage move whose write checks the stage the rule allows (`move`, None when no stage
-    allows it). When the write finds another stage, `why_not` reads the row and names the rule
-    that forbids the move; if none does any more, the row has just moved into a stage the rule
-    allows, and the write is tried again."""
+    """A write that checks, under its row lock, the stages the rule allows (`write`, None when
+    no stage allows it). When the write finds the row otherwise, `why_not` reads it and names
+    the rule that forbids the write; if none does any more, the row has just changed into a
+    state the rule allows, and the write is tried again."""
     for _ in range(WRITE_ATTEMPTS):
-        if move is not None and (moved := await move()) is not None:
-            return moved
+        if write is not None and (written := await write()) is not None:
+            return written
         violation = await why_not()
         if violation:
             raise RuleViolation(violation)

@@ -41,7 +41,7 @@ from crm_graphql.domain.lifecycle import (
 from crm_graphql.domain.scoring import RECENT_ACTIVITIES, ScorerKind
 from crm_graphql.domain.text import unstorable_text
 from crm_graphql.scoring import Scorers
-from crm_graphql.services.conditional import WRITE_ATTEMPTS, kept_changing, move_checked
+from crm_graphql.services.conditional import WRITE_ATTEMPTS, kept_changing, write_checked
 from crm_graphql.services.errors import duplicate, not_found
 
 NOTE_MAX_LENGTH = 10_000
@@ -298,13 +298,16 @@ class LeadService:
             )
         score = await scorer.score(current.snapshot, datetime.now(UTC), evidence)
         async with self.engine.connect() as conn:
-            for _ in range(WRITE_ATTEMPTS):
-                saved = await repo.save_score(conn, actor, lead_id, score, UNLOCKED_LEAD_STAGES)
-                if saved:
-                    return saved
-                if (await self._current(conn, lead_id)).locked:
-                    raise RuleViolation(lead_locked_violation())
-        raise kept_changing("lead")
+
+            async def why_not() -> Violation | None:
+                locked = (await self._current(conn, lead_id)).locked
+                return lead_locked_violation() if locked else None
+
+            return await write_checked(
+                "lead",
+                partial(repo.save_score, conn, actor, lead_id, score, UNLOCKED_LEAD_STAGES),
+                why_not,
+            )
 
     async def advance_stage(self, actor: Actor, lead_id: int, to: LeadStage) -> Lead:
         require(actor, Permission.ADVANCE_LEAD_STAGE)
@@ -314,7 +317,7 @@ class LeadService:
             async def why_not() -> Violation | None:
                 return check_lead_transition((await self._current(conn, lead_id)).stage, to)
 
-            return await move_checked(
+            return await write_checked(
                 "lead",
                 partial(repo.move_lead, conn, actor, lead_id, allowed_from, to)
                 if allowed_from

@@ -8,7 +8,7 @@ from crm_graphql.domain.enums import SaleStage
 from crm_graphql.domain.errors import Violation
 from crm_graphql.domain.lead import Sale
 from crm_graphql.domain.lifecycle import check_sale_transition, sale_stages_that_may_move_to
-from crm_graphql.services.conditional import move_checked
+from crm_graphql.services.conditional import write_checked
 from crm_graphql.services.errors import not_found
 
 
@@ -27,7 +27,7 @@ class SaleService:
                     raise not_found("sale", "saleId")
                 return check_sale_transition(current.stage, to)
 
-            return await move_checked(
+            return await write_checked(
                 "sale",
                 partial(repo.advance_sale, conn, actor, sale_id, allowed_from, to)
                 if allowed_from
