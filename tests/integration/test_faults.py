@@ -18,7 +18,7 @@ from websockets.exceptions import ConnectionClosed
 
 from crm_graphql.settings import to_asyncpg_url
 from tests.conftest import TABLES
-from tests.support.database import plain_dsn, recreate_database, with_database
+from tests.support.database import plain_dsn, recreate_database, wait_until_blocked, with_database
 from tests.support.graphql import CREATE_LEAD, UPDATE_LEAD, token_for
 from tests.support.server import ServerProcess, api_env
 
@@ -107,15 +107,6 @@ async def wait_until_ready(http: httpx.AsyncClient) -> None:
             return
         await asyncio.sleep(0.1)
     pytest.fail("the server did not become ready again")
-
-
-async def wait_for_a_backend_waiting_on_a_lock(db: asyncpg.Connection) -> None:
-    for _ in range(600):
-        query = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-        if await db.fetchval(query):
-            return
-        await asyncio.sleep(0.05)
-    pytest.fail("the request never reached the locked row")
 
 
 async def test_with_postgres_stopped_requests_fail_with_service_unavailable_then_recover(
@@ -218,7 +209,7 @@ async def test_sigterm_finishes_the_request_in_flight_and_closes_websockets_with
                         http, UPDATE_LEAD, {"input": {"leadId": lead_id, "businessDomain": "after"}}
                     )
                 )
-                await wait_for_a_backend_waiting_on_a_lock(db)
+                await wait_until_blocked(db, "WITH due AS", timeout_s=30)  # its row lock
 
                 process.process.send_signal(signal.SIGTERM)
                 with pytest.raises(ConnectionClosed) as closed:
