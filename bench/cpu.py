@@ -1,9 +1,11 @@
-"""CPU seconds spent by the server's processes and by PostgreSQL while a benchmark measures.
+"""CPU seconds spent by the server's processes, by PostgreSQL and by the load generator itself
+while a benchmark measures.
 
 Throughput on a shared machine drifts with the neighbours; CPU time per flow or request does
 much less, so the load generator reports both."""
 
 import os
+import time
 from pathlib import Path
 
 TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
@@ -26,8 +28,8 @@ def _cpu_seconds(fields: list[str]) -> float:
 
 
 def cpu_seconds(server_pid: int) -> dict[str, float]:
-    """Total CPU of the server process and its children (workers), and of every process
-    named postgres on this machine."""
+    """Total CPU of the server process and its children (workers), of every process named
+    postgres on this machine, and of this process (the load generator shares the machine)."""
     server = postgres = 0.0
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -40,4 +42,4 @@ def cpu_seconds(server_pid: int) -> dict[str, float]:
             server += _cpu_seconds(fields)
         elif name == "postgres":
             postgres += _cpu_seconds(fields)
-    return {"server": server, "postgres": postgres}
+    return {"server": server, "postgres": postgres, "client": time.process_time()}

@@ -40,7 +40,7 @@ async def cpu_per_flow(database_url: str, layer: str, flows: int, warmup: int) -
     from crm_graphql.services.container import Services
     from crm_graphql.settings import Settings
     from crm_graphql.tokens import Authentication
-    from crm_graphql.web.graphql_http import RecordOperation
+    from crm_graphql.web import graphql_http
     from tests.support.database import recreate_database
 
     await recreate_database(database_url)
@@ -48,7 +48,13 @@ async def cpu_per_flow(database_url: str, layer: str, flows: int, warmup: int) -
     settings = Settings()
     engine = create_engine(settings, database_url)
     services = Services.create(engine, settings)
-    schema = create_schema(settings, extra_extensions=[RecordOperation])
+    # Checkouts before 2026-11-27 noted the operation for the request log in an extension.
+    record_operation = getattr(graphql_http, "RecordOperation", None)
+    schema = (
+        create_schema(settings, extra_extensions=[record_operation])
+        if record_operation
+        else create_schema(settings)
+    )
     actor = Actor(user_id="bench-layers", name="Bench", role=Role.MANAGER)
     authentication = Authentication(actor, datetime.now(UTC) + timedelta(hours=1))
 

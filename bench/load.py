@@ -259,6 +259,7 @@ def main() -> None:
                     f"p99 {result.latency_ms['p99']:6.2f} ms"
                     f"  cpu/{result.unit[:-1]}: server {result.cpu_ms_per_unit['server']:.2f} ms"
                     f" postgres {result.cpu_ms_per_unit['postgres']:.2f} ms"
+                    f" client {result.cpu_ms_per_unit['client']:.2f} ms"
                     f"  ({result.completed} ok, {result.failed} failed, {args.clients} clients)",
                     flush=True,
                 )

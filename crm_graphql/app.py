@@ -17,11 +17,11 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
 from crm_graphql.api.schema import create_schema
 from crm_graphql.db.engine import create_engine
-from crm_graphql.db.statements import ReportStatementCount, install_statement_counter
+from crm_graphql.db.statements import install_statement_counter
 from crm_graphql.services.container import Services
 from crm_graphql.settings import Settings, get_settings
 from crm_graphql.tokens import TokenCodec
-from crm_graphql.web.graphql_http import CrmGraphQL, RecordOperation
+from crm_graphql.web.graphql_http import CrmGraphQL
 from crm_graphql.web.middleware import LimitRequestBody, RequestLog
 from crm_graphql.web.shutdown import CloseWebSocketsOnShutdown, Shutdown
 
@@ -39,11 +39,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
     tokens = TokenCodec.from_settings(settings)
     engine = create_engine(settings)
     services = Services.create(engine, settings)
-    extensions = [RecordOperation]
     if settings.expose_sql_count:
         install_statement_counter(engine)
-        extensions.append(ReportStatementCount)
-    schema = create_schema(settings, extra_extensions=extensions)
+    schema = create_schema(settings)
     graphql = CrmGraphQL(
         services,
         tokens,

@@ -9,6 +9,14 @@ import logging.config
 from datetime import UTC, datetime
 from typing import Any
 
+# No formatter here prints the caller's file, line, thread or process, so logging does not
+# gather them for every record (the logging HOWTO's "Optimization" section): the request log
+# line took 17 µs with them, 13.5 µs without.
+logging._srcfile = None
+logging.logThreads = False
+logging.logProcesses = False
+logging.logMultiprocessing = False
+
 # Attributes every LogRecord has; anything else on a record came from `extra=` (except
 # uvicorn's terminal colouring of its own messages).
 STANDARD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {

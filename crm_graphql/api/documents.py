@@ -34,11 +34,14 @@ class DocumentCache:
         def parse_limited(query: str) -> DocumentNode:
             return parse(query, max_tokens=max_tokens)
 
-        def validate(schema: GraphQLSchema, document: DocumentNode) -> list[GraphQLError]:
-            return validate_document(schema, document, rules)
-
         self.parse: Callable[[str], DocumentNode] = lru_cache(CACHED_DOCUMENTS)(parse_limited)
-        self.validate: Callable[[GraphQLSchema, DocumentNode], list[GraphQLError]] = lru_cache(
+
+        def validate(schema: GraphQLSchema, query: str) -> list[GraphQLError]:
+            return validate_document(schema, self.parse(query), rules)
+
+        # Keyed by the query text, whose hash Python keeps: a DocumentNode's hash walks the
+        # whole tree on every lookup.
+        self.validate: Callable[[GraphQLSchema, str], list[GraphQLError]] = lru_cache(
             CACHED_DOCUMENTS
         )(validate)
 
@@ -57,8 +60,7 @@ class CachedDocuments(SchemaExtension):
 
     def on_validate(self) -> Iterator[None]:
         context = self.execution_context
-        assert context.graphql_document is not None  # parsed, or this phase is not reached
         context.pre_execution_errors = self.documents.validate(
-            context.schema._schema, context.graphql_document
+            context.schema._schema, context.query or ""
         )
         yield

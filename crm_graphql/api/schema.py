@@ -1,13 +1,19 @@
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable
 from functools import cache
+from inspect import isawaitable
+from typing import Any
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import SchemaExtension
+from strawberry.exceptions import MissingQueryError
+from strawberry.execution import optimized_is_awaitable
 from strawberry.schema.config import StrawberryConfig
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.schema.name_converter import NameConverter
-from strawberry.types import ExecutionContext
+from strawberry.schema.schema import DEFAULT_ALLOWED_OPERATION_TYPES
+from strawberry.types import ExecutionContext, ExecutionResult
+from strawberry.types.graphql import OperationType
 from strawberry.utils.str_converters import to_camel_case
 
 from crm_graphql.api.context import FORBIDDEN
@@ -18,8 +24,10 @@ from crm_graphql.api.mutations import Mutation
 from crm_graphql.api.queries import Query
 from crm_graphql.api.subscriptions import Subscription
 from crm_graphql.api.types import LeadType, SaleType
+from crm_graphql.db.statements import counting_statements
 from crm_graphql.domain.access import Forbidden
 from crm_graphql.settings import Settings
+from crm_graphql.web.record import current_record
 
 logger = logging.getLogger("crm_graphql.errors")
 
@@ -36,6 +44,97 @@ def is_unexpected(error: GraphQLError) -> bool:
 
 
 class CrmSchema(strawberry.Schema):
+    """Queries and mutations run without Strawberry's extension runner: parsing and validation
+    from the document cache, errors made client-safe, the operation noted for the request log,
+    in straight-line code. The runner's per-request cost (a context manager per phase and per
+    hook) was a fifth of a mutation's CPU in the GraphQL layer (docs/benchmarks.md).
+    Subscriptions keep Strawberry's path, with the same cache and masking as extensions."""
+
+    def __init__(
+        self,
+        *,
+        documents: DocumentCache,
+        client_safe_errors: Callable[[], ClientSafeErrors],
+        count_statements: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        # Factories: an extension keeps per-operation state, so each subscription gets its own.
+        super().__init__(**kwargs, extensions=[documents.extension, client_safe_errors])
+        self.documents = documents
+        self.client_safe = client_safe_errors()  # only its stateless masking is used here
+        self.count_statements = count_statements
+
+    async def execute(
+        self,
+        query: str | None,
+        variable_values: dict[str, Any] | None = None,
+        context_value: Any | None = None,
+        root_value: Any | None = None,
+        operation_name: str | None = None,
+        allowed_operation_types: Iterable[OperationType] | None = None,
+        operation_extensions: dict[str, Any] | None = None,
+    ) -> ExecutionResult:
+        if not query:
+            raise MissingQueryError
+        context = self._create_execution_context(
+            query=query,
+            allowed_operation_types=allowed_operation_types or DEFAULT_ALLOWED_OPERATION_TYPES,
+            variable_values=variable_values,
+            context_value=context_value,
+            root_value=root_value,
+            operation_name=operation_name,
+            operation_extensions=operation_extensions,
+        )
+        try:
+            context.graphql_document = self.documents.parse(query)
+        except GraphQLError as error:
+            return self._result(context, None, [error])
+        try:
+            operation_type = context.operation_type
+        except RuntimeError as error:
+            raise CannotGetOperationTypeError(context.operation_name) from error
+        if operation_type not in context.allowed_operations:
+            raise InvalidOperationTypeError(operation_type)
+        if record := current_record.get():
+            record.note_operation(context.operation_name, operation_type.value)
+        if errors := self.documents.validate(self._schema, query):
+            return self._result(context, None, errors)
+        with counting_statements(enabled=self.count_statements) as statements:
+            try:
+                result = self._get_execute_function()(
+                    self._schema,
+                    context.graphql_document,
+                    root_value=root_value,
+                    variable_values=variable_values,
+                    operation_name=operation_name,
+                    context_value=context_value,
+                    is_awaitable=optimized_is_awaitable,
+                    executor_class=self.execution_context_class,
+                    **self._get_custom_context_kwargs(operation_extensions),
+                )
+                if isawaitable(result):
+                    result = await result
+            except Exception as error:  # answered as a masked error, and logged
+                if not isinstance(error, GraphQLError):
+                    error = GraphQLError(str(error), original_error=error)
+                return self._result(context, None, [error])
+        extensions = {"sqlStatements": statements.count} if self.count_statements else None
+        return self._result(context, result.data, result.errors, extensions)
+
+    def _result(
+        self,
+        context: ExecutionContext,
+        data: dict[str, Any] | None,
+        errors: list[GraphQLError] | None,
+        extensions: dict[str, Any] | None = None,
+    ) -> ExecutionResult:
+        if errors:
+            self._process_errors(errors, context)  # logs the originals, before masking
+            errors = self.client_safe.make_safe(errors)
+        result = ExecutionResult(data=data, errors=errors or None, extensions=extensions)
+        context.result = result
+        return result
+
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
@@ -64,9 +163,7 @@ class CachedNameConverter(NameConverter):
 _camel_case = cache(to_camel_case)
 
 
-def create_schema(
-    settings: Settings | None = None, extra_extensions: Sequence[type[SchemaExtension]] = ()
-) -> CrmSchema:
+def create_schema(settings: Settings | None = None) -> CrmSchema:
     settings = settings or Settings()
     documents = DocumentCache(
         max_tokens=settings.max_query_tokens,
@@ -84,12 +181,11 @@ def create_schema(
         subscription=Subscription,
         types=[LeadType, SaleType],
         config=config,
-        # Factories, so every request gets fresh extension instances.
-        extensions=[
-            documents.extension,
-            lambda: ClientSafeErrors(is_unexpected, error_message="Internal server error."),
-            *extra_extensions,
-        ],
+        documents=documents,
+        client_safe_errors=lambda: ClientSafeErrors(
+            is_unexpected, error_message="Internal server error."
+        ),
+        count_statements=settings.expose_sql_count,
     )
 
 

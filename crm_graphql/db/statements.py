@@ -1,12 +1,12 @@
 """Counts the SQL statements one GraphQL operation sends (for tests and benchmarks)."""
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
-from strawberry.extensions import SchemaExtension
 
 
 class StatementCounter:
@@ -29,17 +29,17 @@ def install_statement_counter(engine: AsyncEngine) -> None:
     event.listen(engine.sync_engine, "before_cursor_execute", count_statement)
 
 
-class ReportStatementCount(SchemaExtension):
-    """Adds `extensions.sqlStatements` to each response. Tasks spawned while the operation
-    runs (DataLoader batches) copy the context and so share the same counter."""
-
-    def on_operation(self) -> Iterator[None]:
-        self.counter = StatementCounter()
-        token = _current.set(self.counter)
-        try:
-            yield
-        finally:
-            _current.reset(token)
-
-    def get_results(self) -> dict[str, Any]:
-        return {"sqlStatements": self.counter.count}
+@contextmanager
+def counting_statements(enabled: bool) -> Iterator[StatementCounter]:
+    """Counts the statements sent inside the block when `enabled` (the counter stays at 0
+    otherwise). Tasks spawned inside (DataLoader batches) copy the context and so share the
+    counter."""
+    counter = StatementCounter()
+    if not enabled:
+        yield counter
+        return
+    token = _current.set(counter)
+    try:
+        yield counter
+    finally:
+        _current.reset(token)

@@ -1,8 +1,8 @@
 """ASGI middleware: the request log line and the request body limit."""
 
 import logging
+import os
 import time
-import uuid
 
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -29,7 +29,7 @@ class RequestLog:
             await self.app(scope, receive, send)
             return
         offered = Headers(scope=scope).get(REQUEST_ID_HEADER, "")
-        request_id = offered if SAFE_REQUEST_ID.fullmatch(offered) else uuid.uuid4().hex
+        request_id = offered if SAFE_REQUEST_ID.fullmatch(offered) else os.urandom(16).hex()
         record = RequestRecord(request_id)
         token = current_record.set(record)
         status = 500
