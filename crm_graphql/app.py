@@ -70,6 +70,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         feed = {
             "listening": services.changes.listening,
             "subscribers": services.changes.subscriber_count,
+            "position": services.changes.position,
         }
         return JSONResponse({"status": "ok", "schema": version, "changeFeed": feed})
 

@@ -2,7 +2,6 @@
 caller decides the transaction. The hot path (the mutations and the DataLoaders) sends fixed
 SQL texts straight to asyncpg (db/driver.py); the rest is SQLAlchemy Core."""
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -10,6 +9,7 @@ from functools import lru_cache
 from typing import Any
 
 import asyncpg
+import orjson
 from sqlalchemy import ColumnElement, Row, func, insert, or_, select, text, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError
@@ -46,6 +46,11 @@ from crm_graphql.domain.scoring import (
 )
 
 LEAD_STAGE_CHANNEL = "crm_lead_stage_changes"
+
+
+def json_text(value: dict[str, Any] | list[Any]) -> str:
+    """A JSON or JSONB parameter as text (orjson: several times faster than the json module)."""
+    return orjson.dumps(value).decode()
 
 
 def score_to_json(score: Score) -> dict[str, Any]:
@@ -255,7 +260,7 @@ async def record_lead_merge(
 async def _notify_lead_stage_changes(conn: AsyncConnection, payload: dict[str, Any]) -> None:
     await conn.execute(
         text("SELECT pg_notify(:channel, :payload)"),
-        {"channel": LEAD_STAGE_CHANNEL, "payload": json.dumps(payload)},
+        {"channel": LEAD_STAGE_CHANNEL, "payload": json_text(payload)},
     )
 
 
@@ -446,7 +451,8 @@ _LAST_LEAD_STAGE_CHANGE_ID = (
 
 
 async def last_lead_stage_change_id(conn: AsyncConnection) -> int:
-    """The change feed asks this on every wake-up while nobody subscribes: the hot path."""
+    """Where the change feed starts, and where it stands after a reconnect while nobody
+    subscribes."""
     row = await driver.fetchrow(conn, _LAST_LEAD_STAGE_CHANGE_ID)
     return row.id if row else 0
 
@@ -669,7 +675,7 @@ def _update_lead_sql(columns: tuple[str, ...]) -> str:
 async def update_lead(conn: AsyncConnection, lead_id: int, **values: Any) -> Lead:
     columns = tuple(sorted(values))
     parameters = [
-        json.dumps(values[name]) if isinstance(values[name], dict | list) else values[name]
+        json_text(values[name]) if isinstance(values[name], dict | list) else values[name]
         for name in columns
     ]
     row = await driver.fetchrow(conn, _update_lead_sql(columns), lead_id, *parameters)
@@ -757,7 +763,7 @@ async def save_score(
         *_writer(actor),
         lead_id,
         values["score_value"],
-        json.dumps(values["score"]),
+        json_text(values["score"]),
         [stage.value for stage in allowed_in],
     )
     return lead_from_row(row) if row else None

@@ -160,7 +160,8 @@ class ChangeFeed:
                     subscriber.queue.put_nowait(event)
                 except asyncio.QueueFull:
                     self._cut_off(subscriber)
-            self.position = event.change.id
+            # Monotonic: notifications may have moved it on while nobody subscribed.
+            self.position = max(event.change.id, self.position or 0)
 
     def _cut_off(self, subscriber: Subscriber) -> None:
         self._subscribers.discard(subscriber)
@@ -184,7 +185,8 @@ class ChangeFeed:
                         # who comes later replays from the audit table up to it.
                         head = await repo.last_lead_stage_change_id(conn)
                         if self.position is None or not self._subscribers:  # still nobody
-                            self.position = head
+                            # Notifications may have moved it past this read meanwhile.
+                            self.position = max(head, self.position or 0)
                             self._ready.set()
                             continue
                     events = await repo.lead_stage_changes_after(
@@ -209,13 +211,20 @@ class ChangeFeed:
     def _on_notification(
         self, _conn: object, _pid: int, _channel: str, payload: str | bytes
     ) -> None:
-        # A notification for a change already fanned out (read in an earlier batch) needs no read.
         try:
             change_id = int(json.loads(payload)["id"])
         except (ValueError, KeyError, TypeError):
             change_id = None
-        if change_id is None or self.position is None or change_id > self.position:
+        if change_id is None or self.position is None:
             self._wake.set()
+        elif change_id <= self.position:
+            pass  # already fanned out (read in an earlier batch): nothing to read
+        elif self._subscribers:
+            self._wake.set()
+        else:
+            # Nobody to deliver to: the position moves without a read. Changes commit in id
+            # order, and notify as they commit, so no change up to this id is still to come.
+            self.position = change_id
 
     async def _listen_forever(self) -> None:
         delay = FIRST_RECONNECT_DELAY

@@ -270,6 +270,21 @@ async def test_a_slow_subscriber_is_cut_off_while_the_others_go_on(
         assert (await feed_state(replica_a))["subscribers"] == 1
 
 
+async def test_a_subscriber_without_a_cursor_gets_only_the_changes_after_it_subscribed(
+    replica_a: ServerProcess, through_b: GraphQLClient, db: asyncpg.Connection
+):
+    # Made while nobody subscribes to replica A: its feed follows them by their notifications.
+    earlier = await create_lead(through_b)
+    assert await advance(through_b, earlier, "CONTACTED") == []
+    last_change = await db.fetchval("SELECT max(id) FROM stage_changes")
+    await wait_for_feed(replica_a, position=last_change)
+
+    async with graphql_websocket(replica_a.url) as ws:
+        await subscribe(ws, replica_a)
+        later = await create_lead(through_b)
+        assert moves([await ws.next_change()]) == [(later, None, "NEW")]
+
+
 async def test_a_cursor_from_before_ten_changes_replays_them_then_continues_live(
     replicas: tuple[ServerProcess, ServerProcess], through_b: GraphQLClient
 ):
