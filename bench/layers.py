@@ -1,14 +1,16 @@
-"""Where the main flow's CPU goes, layer by layer, in one process without HTTP.
+"""Where the main flow's CPU goes, layer by layer, in one process.
 
     python -m bench.layers                       # this checkout
     python -m bench.layers --baseline /tmp/base  # and another (from 217cb2d on), interleaved
 
 Runs the REST service's main flow (create, analyze, advance to CONTACTED and QUALIFIED,
-transfer) one flow at a time, through the use cases alone (`services`) and through
-`schema.execute` with the server's extensions (`graphql`), and prints the CPU time per flow
-of each: their difference is what the GraphQL layer costs, and what `bench.load`'s server
-figure adds on top is HTTP, middleware and logging. On CRM_BENCH_DATABASE_URL's server or a
-private embedded PostgreSQL. Each figure is the median of the rounds: the machine is shared.
+transfer) one flow at a time, through the use cases alone (`services`), through
+`schema.execute` (`graphql`), and through the whole ASGI application, request log, body limit
+and change feed included (`http`: ASGI messages handed to the app, no sockets), and prints the
+CPU time per flow of each: the differences are what the GraphQL layer and the HTTP layer cost,
+and what `bench.load`'s server figure adds on top is the sockets, uvicorn and concurrency. On
+CRM_BENCH_DATABASE_URL's server or a private embedded PostgreSQL. Each figure is the median of
+the rounds: the machine is shared.
 """
 
 import argparse
@@ -19,12 +21,15 @@ import statistics
 import subprocess
 import sys
 import time
-from contextlib import ExitStack
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, ExitStack, asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-LAYERS = ("services", "graphql")
+import orjson
+
+LAYERS = ("services", "graphql", "http")
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -83,16 +88,115 @@ async def cpu_per_flow(database_url: str, layer: str, flows: int, warmup: int) -
         await leads.advance_stage(actor, lead.id, LeadStage.QUALIFIED)
         await leads.transfer_to_sales(actor, lead.id)
 
-    flow = through_graphql if layer == "graphql" else through_services
-    try:
+    flows_by_layer = {"services": through_services, "graphql": through_graphql}
+    async with AsyncExitStack() as stack:
+        stack.push_async_callback(engine.dispose)
+        if layer == "http":
+            post = await stack.enter_async_context(asgi_application(database_url))
+            flows_by_layer["http"] = lambda: through_http(post)
+        flow = flows_by_layer[layer]
         for _ in range(warmup):
             await flow()
         started = time.process_time()
         for _ in range(flows):
             await flow()
         return (time.process_time() - started) * 1000 / flows
+
+
+Post = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+@asynccontextmanager
+async def asgi_application(database_url: str) -> AsyncIterator[Post]:
+    """The server's ASGI application, started through its lifespan as uvicorn starts it, with
+    its request log written (to nowhere), and a function POSTing one operation to it."""
+    from crm_graphql.app import create_app
+    from crm_graphql.logs import configure_logging
+    from tests.support.graphql import token_for
+    from tests.support.server import api_env
+
+    os.environ.update(api_env(database_url, CRM_EXPOSE_SQL_COUNT="false"))
+    configure_logging("info", "text")
+    write_logs_to_nowhere()
+    app = create_app()
+    headers = [
+        (b"host", b"bench"),
+        (b"content-type", b"application/json"),
+        (b"authorization", f"Bearer {token_for('manager', sub='bench-layers')}".encode()),
+    ]
+
+    started, stopping = asyncio.Event(), asyncio.Event()
+    lifespan_messages = [{"type": "lifespan.startup"}]
+
+    async def lifespan_receive() -> dict[str, Any]:
+        if lifespan_messages:
+            return lifespan_messages.pop()
+        await stopping.wait()
+        return {"type": "lifespan.shutdown"}
+
+    async def lifespan_send(message: dict[str, Any]) -> None:
+        if message["type"] == "lifespan.startup.complete":
+            started.set()
+
+    lifespan = asyncio.create_task(
+        app({"type": "lifespan", "asgi": {"version": "3.0"}}, lifespan_receive, lifespan_send)
+    )
+    await started.wait()
+
+    async def post(query: str, variables: dict[str, Any]) -> dict[str, Any]:
+        body = orjson.dumps({"query": query, "variables": variables})
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": "/graphql",
+            "raw_path": b"/graphql",
+            "root_path": "",
+            "query_string": b"",
+            "headers": [*headers, (b"content-length", str(len(body)).encode())],
+            "client": ("127.0.0.1", 50000),
+            "server": ("127.0.0.1", 8000),
+        }
+        request = [{"type": "http.request", "body": body, "more_body": False}]
+        chunks: list[bytes] = []
+
+        async def receive() -> dict[str, Any]:
+            return request.pop() if request else {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+
+        await app(scope, receive, send)
+        return orjson.loads(b"".join(chunks))
+
+    try:
+        yield post
     finally:
-        await engine.dispose()
+        stopping.set()
+        await lifespan
+
+
+def write_logs_to_nowhere() -> None:
+    import logging
+
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler):
+            handler.setStream(open(os.devnull, "w"))  # noqa: SIM115 (lives as long as the process)
+
+
+async def through_http(post: Post) -> None:
+    from bench.load import ADVANCE, ANALYZE, CREATE, TRANSFER
+
+    created = await post(CREATE, {"input": {"source": "PARTNER", "businessDomain": "x"}})
+    lead = {"leadId": created["data"]["createLead"]["lead"]["id"]}
+    await post(ANALYZE, {"input": lead})
+    await post(ADVANCE, {"input": {**lead, "to": "CONTACTED"}})
+    await post(ADVANCE, {"input": {**lead, "to": "QUALIFIED"}})
+    transferred = await post(TRANSFER, {"input": lead})
+    assert transferred["data"]["transferToSales"]["sale"], transferred
 
 
 def measure_in_child(code: Path, database_url: str, layer: str, args: argparse.Namespace) -> float:
