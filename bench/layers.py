@@ -2,6 +2,7 @@
 
     python -m bench.layers                       # this checkout
     python -m bench.layers --baseline /tmp/base  # and another (from 217cb2d on), interleaved
+    python -m bench.layers --instructions --flows 30 --layers http --baseline /tmp/base
 
 Runs the REST service's main flow (create, analyze, advance to CONTACTED and QUALIFIED,
 transfer) one flow at a time, through the use cases alone (`services`), through
@@ -100,7 +101,7 @@ async def cpu_per_flow(database_url: str, layer: str, flows: int, warmup: int) -
         started = time.process_time()
         for _ in range(flows):
             await flow()
-        return (time.process_time() - started) * 1000 / flows
+        return (time.process_time() - started) * 1000 / max(flows, 1)
 
 
 Post = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
@@ -199,8 +200,11 @@ async def through_http(post: Post) -> None:
     assert transferred["data"]["transferToSales"]["sale"], transferred
 
 
-def measure_in_child(code: Path, database_url: str, layer: str, args: argparse.Namespace) -> float:
-    """One measurement in a fresh process running the checkout in `code`."""
+def run_child(
+    code: Path, database_url: str, layer: str, flows: int, warmup: int, valgrind: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """The flows in a fresh process running the checkout in `code`; under valgrind's callgrind
+    (which counts the instructions the process executes) when asked."""
     command = [
         sys.executable,
         __file__,
@@ -209,15 +213,36 @@ def measure_in_child(code: Path, database_url: str, layer: str, args: argparse.N
         "--database-url",
         database_url,
         "--flows",
-        str(args.flows),
+        str(flows),
         "--warmup",
-        str(args.warmup),
+        str(warmup),
     ]
+    if valgrind:
+        command = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *command]
     environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(code), str(ROOT)])}
-    output = subprocess.run(
+    return subprocess.run(
         command, cwd=code, env=environment, check=True, capture_output=True, text=True
-    ).stdout
+    )
+
+
+def measure_in_child(code: Path, database_url: str, layer: str, args: argparse.Namespace) -> float:
+    """CPU milliseconds per flow."""
+    output = run_child(code, database_url, layer, args.flows, args.warmup).stdout
     return float(output.strip().splitlines()[-1])
+
+
+def instructions_in_child(
+    code: Path, database_url: str, layer: str, args: argparse.Namespace
+) -> float:
+    """Millions of instructions per flow: the same start with and without the measured flows,
+    under callgrind, and the difference divided by the flows. Counted, not timed, so the
+    figure does not move with the machine's other load (only with what the flows do)."""
+
+    def collected(flows: int) -> int:
+        stderr = run_child(code, database_url, layer, flows, args.warmup, valgrind=True).stderr
+        return int(stderr.rsplit("Collected :", 1)[1].split()[0])
+
+    return (collected(args.flows) - collected(0)) / args.flows / 1e6
 
 
 def main() -> None:
@@ -227,6 +252,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--baseline", type=Path, help="another checkout, measured alternately")
     parser.add_argument("--json", type=Path, help="write the medians here")
+    parser.add_argument("--layers", nargs="+", choices=LAYERS, default=list(LAYERS))
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="count instructions per flow under valgrind instead of timing CPU (one round; "
+        "use fewer flows, valgrind runs Python some fifty times slower)",
+    )
     parser.add_argument("--child", choices=LAYERS, help=argparse.SUPPRESS)
     parser.add_argument("--database-url", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -247,16 +279,19 @@ def main() -> None:
             os.environ["CRM_TEST_DATABASE_URL"] = os.environ["CRM_BENCH_DATABASE_URL"]
         database_url = with_database(stack.enter_context(database_for_tests()), "crm_bench")
         samples: dict[tuple[str, str], list[float]] = {}
-        for _ in range(args.rounds):
-            for layer in LAYERS:
+        measure = instructions_in_child if args.instructions else measure_in_child
+        unit = "M instructions" if args.instructions else "ms CPU"
+        for _ in range(1 if args.instructions else args.rounds):
+            for layer in args.layers:
                 for version, code in versions:
-                    value = measure_in_child(code, database_url, layer, args)
+                    value = measure(code, database_url, layer, args)
                     samples.setdefault((version, layer), []).append(value)
     medians = {f"{v} {layer}": statistics.median(s) for (v, layer), s in samples.items()}
     for (version, layer), values in samples.items():
         print(
-            f"{version:8} {layer:8} {statistics.median(values):6.2f} ms CPU per flow "
-            f"(median of {len(values)}; min {min(values):.2f}, max {max(values):.2f})"
+            f"{version:8} {layer:8} {statistics.median(values):6.2f} {unit} per flow "
+            f"(median of {len(values)}; min {min(values):.2f}, max {max(values):.2f})",
+            flush=True,
         )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

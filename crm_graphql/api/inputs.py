@@ -1,6 +1,13 @@
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import MISSING
+from typing import Any, TypeVar
 
 import strawberry
+from strawberry.relay import GlobalID
+from strawberry.scalars import is_scalar
+from strawberry.types.arguments import InputContext
+from strawberry.types.base import StrawberryMaybe, StrawberryOptional, StrawberryType
+from strawberry.types.enum import StrawberryEnumDefinition
 
 from crm_graphql.api.types import (
     ActivityKind,
@@ -12,8 +19,73 @@ from crm_graphql.api.types import (
     ScorerKind,
 )
 
+T = TypeVar("T")
 
-@strawberry.input
+
+def _arrives_converted(type_: StrawberryType | type, scalars: Mapping[object, Any]) -> bool:
+    """graphql-core already hands over the Python value of a scalar or an enum (or null), so
+    Strawberry's conversion returns it as it is; a GlobalID still needs decoding."""
+    if isinstance(type_, StrawberryOptional):
+        type_ = type_.of_type
+    if type_ is GlobalID:
+        return False
+    return isinstance(type_, StrawberryEnumDefinition) or is_scalar(type_, scalars)
+
+
+def converted_once(cls: type[T]) -> type[T]:
+    """An input built through Strawberry's `from_input` hook: the fields' GraphQL names and
+    resolved types are worked out on first use and kept, where Strawberry resolves each
+    field's annotation again on every request (a tenth of a mutation's CPU in the GraphQL
+    layer, docs/benchmarks.md). Values that arrive converted are passed as they are; the rest
+    (lists, nested inputs, GlobalIDs) go through Strawberry's own conversion."""
+    definition = cls.__strawberry_definition__  # type: ignore[attr-defined]
+    for field in definition.fields:
+        # With a hook, Strawberry skips its null check for Maybe fields: none may be here.
+        if isinstance(field.resolve_type(type_definition=definition), StrawberryMaybe):
+            raise TypeError(f"{cls.__name__}.{field.python_name}: Maybe is not supported here")
+    # As Strawberry does: a field without a default starts as None (GraphQL has already
+    # checked that every required field is present).
+    no_default = {
+        field.python_name: None
+        for field in definition.fields
+        if field.default_value is MISSING and field.default_factory is MISSING
+    }
+    # Per schema configuration (by identity; tests build several schemas).
+    plans: dict[int, list[tuple[str, str, StrawberryType | type | None]]] = {}
+
+    def plan_for(context: InputContext) -> list[tuple[str, str, StrawberryType | type | None]]:
+        plan = []
+        for field in definition.fields:
+            field_type = field.resolve_type(type_definition=definition)
+            converted = _arrives_converted(field_type, context.scalar_registry)
+            graphql_name = context.config.name_converter.from_field(field)
+            plan.append((field.python_name, graphql_name, None if converted else field_type))
+        return plan
+
+    def from_input(type_: type[T], value: Mapping[str, Any], context: InputContext) -> T:
+        plan = plans.get(id(context.config))
+        if plan is None:
+            plan = plans[id(context.config)] = plan_for(context)
+        values = dict(no_default)
+        for python_name, graphql_name, needs_conversion in plan:
+            if graphql_name in value:
+                given = value[graphql_name]
+                values[python_name] = (
+                    given
+                    if needs_conversion is None
+                    else context.convert(given, needs_conversion, graphql_name)
+                )
+        return type_(**values)
+
+    definition.from_input = from_input
+    return cls
+
+
+def input_type(cls: type[T]) -> type[T]:
+    return converted_once(strawberry.input(cls))
+
+
+@input_type
 class LeadFilter:
     stage: list[LeadStage] | None = None
     source: list[LeadSource] | None = None
@@ -25,18 +97,18 @@ class LeadFilter:
     )
 
 
-@strawberry.input
+@input_type
 class LeadOrder:
     field: LeadOrderField = LeadOrderField.CREATED_AT
     direction: OrderDirection = OrderDirection.DESC
 
 
-@strawberry.input
+@input_type
 class SaleFilter:
     stage: list[SaleStage] | None = None
 
 
-@strawberry.input
+@input_type
 class CreateLeadInput:
     source: LeadSource
     business_domain: str | None = None
@@ -62,7 +134,7 @@ def _optional(description: str) -> Any:
     return strawberry.field(default=strawberry.UNSET, description=description)
 
 
-@strawberry.input
+@input_type
 class UpdateLeadInput:
     lead_id: strawberry.ID
     business_domain: str | None = _optional(
@@ -75,20 +147,20 @@ class UpdateLeadInput:
     website: str | None = _optional("A host or URL; null clears it.")
 
 
-@strawberry.input
+@input_type
 class MergeLeadsInput:
     keep_id: strawberry.ID = strawberry.field(description="The lead that stays.")
     merge_id: strawberry.ID = strawberry.field(description="The duplicate; it ends LOST.")
 
 
-@strawberry.input
+@input_type
 class LogActivityInput:
     lead_id: strawberry.ID
     kind: ActivityKind
     note: str | None = None
 
 
-@strawberry.input
+@input_type
 class AnalyzeLeadInput:
     lead_id: strawberry.ID
     scorer: ScorerKind | None = strawberry.field(
@@ -97,24 +169,24 @@ class AnalyzeLeadInput:
     )
 
 
-@strawberry.input
+@input_type
 class AdvanceStageInput:
     lead_id: strawberry.ID
     to: LeadStage
 
 
-@strawberry.input
+@input_type
 class TransferToSalesInput:
     lead_id: strawberry.ID
 
 
-@strawberry.input
+@input_type
 class AdvanceSaleStageInput:
     sale_id: strawberry.ID
     to: SaleStage
 
 
-@strawberry.input
+@input_type
 class AssignLeadInput:
     lead_id: strawberry.ID
     owner_id: strawberry.ID = strawberry.field(description="The new owner's User ID.")
