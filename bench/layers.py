@@ -138,11 +138,18 @@ async def asgi_application(database_url: str) -> AsyncIterator[Post]:
     async def lifespan_send(message: dict[str, Any]) -> None:
         if message["type"] == "lifespan.startup.complete":
             started.set()
+        elif message["type"] == "lifespan.startup.failed":
+            raise RuntimeError(f"the application did not start: {message.get('message')}")
 
     lifespan = asyncio.create_task(
         app({"type": "lifespan", "asgi": {"version": "3.0"}}, lifespan_receive, lifespan_send)
     )
-    await started.wait()
+    startup = asyncio.create_task(started.wait())
+    await asyncio.wait({lifespan, startup}, return_when=asyncio.FIRST_COMPLETED)
+    if not started.is_set():
+        startup.cancel()
+        await lifespan  # raises what stopped the start
+        raise RuntimeError("the application's lifespan ended before it started")
 
     async def post(query: str, variables: dict[str, Any]) -> dict[str, Any]:
         body = orjson.dumps({"query": query, "variables": variables})

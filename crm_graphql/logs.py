@@ -9,14 +9,6 @@ import logging.config
 from datetime import UTC, datetime
 from typing import Any
 
-# No formatter here prints the caller's file, line, thread or process, so logging does not
-# gather them for every record (the logging HOWTO's "Optimization" section): the request log
-# line took 17 µs with them, 13.5 µs without.
-logging._srcfile = None
-logging.logThreads = False
-logging.logProcesses = False
-logging.logMultiprocessing = False
-
 # Attributes every LogRecord has; anything else on a record came from `extra=` (except
 # uvicorn's terminal colouring of its own messages).
 STANDARD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {
@@ -26,6 +18,17 @@ STANDARD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {
 }
 
 
+def skip_unprinted_record_fields() -> None:
+    """Neither formatter prints the caller's file, line, thread or process, so logging stops
+    gathering them for every record (the logging HOWTO's "Optimization" section): the request
+    log line took 17 µs with them, 13.5 µs without. Called by the formatters, so it applies in
+    every process that logs through them (uvicorn's workers configure logging themselves)."""
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
+
+
 def extra_fields(record: logging.LogRecord) -> dict[str, Any]:
     return {k: v for k, v in vars(record).items() if k not in STANDARD_ATTRIBUTES}
 
@@ -33,6 +36,7 @@ def extra_fields(record: logging.LogRecord) -> dict[str, Any]:
 class TextFormatter(logging.Formatter):
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s")
+        skip_unprinted_record_fields()
 
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
@@ -47,6 +51,10 @@ class TextFormatter(logging.Formatter):
 
 
 class JsonFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__()
+        skip_unprinted_record_fields()
+
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),

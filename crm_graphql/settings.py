@@ -70,7 +70,7 @@ class Settings(BaseSettings):
     batching_enabled: bool = False
     max_batch_operations: int = Field(default=10, ge=1)
 
-    # Adds extensions.sqlStatements to every response: for tests and benchmarks, not production.
+    # Adds extensions.sqlStatements to every HTTP response: for tests and benchmarks only.
     expose_sql_count: bool = False
 
     # Tokens: HS256 with this secret (at least 32 bytes). Unset with the embedded database, the

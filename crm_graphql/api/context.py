@@ -54,6 +54,8 @@ class Context:
     # Who the request authenticated as, or why it did not.
     authentication: Authentication | InvalidToken
     request: Any = None
+    # Strawberry's sub-response for HTTP requests through its view, None for the JSON POSTs
+    # answered without it (web/graphql_http.py): nothing may rely on it.
     response: Any = None
     connection_params: dict[str, Any] | None = field(default=None, repr=False)
     _loaders: Loaders | None = field(default=None, init=False, repr=False)

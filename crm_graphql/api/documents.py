@@ -1,9 +1,9 @@
 """Parsing and validation, once per distinct document.
 
-One extension does what Strawberry's MaxTokensLimiter, AddValidationRules, DisableIntrospection,
-ParserCache and ValidationCache do together: every extension costs each request a lookup of
-its hooks in every phase, and with these five that was a fifth of the CPU a mutation spends
-in the GraphQL layer (docs/benchmarks.md)."""
+`DocumentCache` does what Strawberry's MaxTokensLimiter, AddValidationRules,
+DisableIntrospection, ParserCache and ValidationCache do together. Queries and mutations use
+it directly (`CrmSchema.execute`); subscriptions, which keep Strawberry's extension runner,
+through the `CachedDocuments` extension (docs/benchmarks.md)."""
 
 from collections.abc import Callable, Iterator
 from functools import lru_cache

@@ -50,8 +50,9 @@ def converted_once(cls: type[T]) -> type[T]:
         for field in definition.fields
         if field.default_value is MISSING and field.default_factory is MISSING
     }
-    # Per schema configuration (by identity; tests build several schemas).
-    plans: dict[int, list[tuple[str, str, StrawberryType | type | None]]] = {}
+    # Per schema configuration (tests build several schemas), kept with it so that an id
+    # reused after a configuration is gone cannot match.
+    plans: dict[int, tuple[object, list[tuple[str, str, StrawberryType | type | None]]]] = {}
 
     def plan_for(context: InputContext) -> list[tuple[str, str, StrawberryType | type | None]]:
         plan = []
@@ -63,9 +64,10 @@ def converted_once(cls: type[T]) -> type[T]:
         return plan
 
     def from_input(type_: type[T], value: Mapping[str, Any], context: InputContext) -> T:
-        plan = plans.get(id(context.config))
-        if plan is None:
-            plan = plans[id(context.config)] = plan_for(context)
+        config, plan = plans.get(id(context.config), (None, []))
+        if config is not context.config:
+            plan = plan_for(context)
+            plans[id(context.config)] = (context.config, plan)
         values = dict(no_default)
         for python_name, graphql_name, needs_conversion in plan:
             if graphql_name in value:

@@ -60,6 +60,9 @@ class CrmSchema(strawberry.Schema):
     ) -> None:
         # Factories: an extension keeps per-operation state, so each subscription gets its own.
         super().__init__(**kwargs, extensions=[documents.extension, client_safe_errors])
+        # execute() hands on graphql-core's result as it is: no @defer/@stream deliveries.
+        if self.config.enable_experimental_incremental_execution:
+            raise ValueError("incremental execution is not supported")
         self.documents = documents
         self.client_safe = client_safe_errors()  # only its stateless masking is used here
         self.count_statements = count_statements
@@ -76,19 +79,39 @@ class CrmSchema(strawberry.Schema):
     ) -> ExecutionResult:
         if not query:
             raise MissingQueryError
+        if allowed_operation_types is None:
+            allowed_operation_types = DEFAULT_ALLOWED_OPERATION_TYPES
         context = self._create_execution_context(
             query=query,
-            allowed_operation_types=allowed_operation_types or DEFAULT_ALLOWED_OPERATION_TYPES,
+            allowed_operation_types=allowed_operation_types,
             variable_values=variable_values,
             context_value=context_value,
             root_value=root_value,
             operation_name=operation_name,
             operation_extensions=operation_extensions,
         )
+        with counting_statements(enabled=self.count_statements) as statements:
+            try:
+                data, errors = await self._execute(context, query)
+            except (CannotGetOperationTypeError, InvalidOperationTypeError):
+                raise  # the HTTP view answers these with a 4xx
+            except Exception as error:  # ours, not the client's: logged, answered masked
+                data = None
+                errors = [
+                    error
+                    if isinstance(error, GraphQLError)
+                    else GraphQLError(str(error), original_error=error)
+                ]
+        extensions = {"sqlStatements": statements.count} if self.count_statements else None
+        return self._result(context, data, errors, extensions)
+
+    async def _execute(
+        self, context: ExecutionContext, query: str
+    ) -> tuple[dict[str, Any] | None, list[GraphQLError] | None]:
         try:
             context.graphql_document = self.documents.parse(query)
         except GraphQLError as error:
-            return self._result(context, None, [error])
+            return None, [error]
         try:
             operation_type = context.operation_type
         except RuntimeError as error:
@@ -98,35 +121,29 @@ class CrmSchema(strawberry.Schema):
         if record := current_record.get():
             record.note_operation(context.operation_name, operation_type.value)
         if errors := self.documents.validate(self._schema, query):
-            return self._result(context, None, errors)
-        with counting_statements(enabled=self.count_statements) as statements:
-            try:
-                result = self._get_execute_function()(
-                    self._schema,
-                    context.graphql_document,
-                    root_value=root_value,
-                    variable_values=variable_values,
-                    operation_name=operation_name,
-                    context_value=context_value,
-                    is_awaitable=optimized_is_awaitable,
-                    executor_class=self.execution_context_class,
-                    **self._get_custom_context_kwargs(operation_extensions),
-                )
-                if isawaitable(result):
-                    result = await result
-            except Exception as error:  # answered as a masked error, and logged
-                if not isinstance(error, GraphQLError):
-                    error = GraphQLError(str(error), original_error=error)
-                return self._result(context, None, [error])
-        extensions = {"sqlStatements": statements.count} if self.count_statements else None
-        return self._result(context, result.data, result.errors, extensions)
+            return None, errors
+        result = self._get_execute_function()(
+            self._schema,
+            context.graphql_document,
+            root_value=context.root_value,
+            variable_values=context.variables,
+            # As Strawberry does: without a name given, the document's first operation.
+            operation_name=context.operation_name,
+            context_value=context.context,
+            is_awaitable=optimized_is_awaitable,
+            executor_class=self.execution_context_class,
+            **self._get_custom_context_kwargs(context.operation_extensions),
+        )
+        if isawaitable(result):
+            result = await result
+        return result.data, result.errors
 
     def _result(
         self,
         context: ExecutionContext,
         data: dict[str, Any] | None,
         errors: list[GraphQLError] | None,
-        extensions: dict[str, Any] | None = None,
+        extensions: dict[str, Any] | None,
     ) -> ExecutionResult:
         if errors:
             self._process_errors(errors, context)  # logs the originals, before masking

@@ -210,7 +210,8 @@ class CrmGraphQL(GraphQL[Context, None]):
         streaming asked for: nearly every request. Anything else (GET, batches, malformed
         bodies or parameters, streaming) gets None and goes through Strawberry's view, whose
         checks and messages answer it. The body stays cached on the request for that."""
-        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        # Compared as Strawberry's view compares it, so both paths take the same requests.
+        content_type = request.headers.get("content-type", "").split(";")[0].strip()
         if (
             request.method != "POST"
             or content_type != JSON
@@ -245,6 +246,7 @@ class CrmGraphQL(GraphQL[Context, None]):
             request=request,
             request_adapter=self.request_adapter_class(request),
             sub_response=None,
+            # No sub-response: nothing in the schema sets headers or cookies (Context.response).
             context=await self.get_context(request, response=None),
             root_value=None,
             request_data=operation,

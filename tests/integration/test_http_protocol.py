@@ -110,6 +110,25 @@ async def test_a_request_that_fails_before_execution_has_no_data_and_a_400_in_th
     assert legacy.json()["errors"][0]["extensions"]["code"] == code
 
 
+async def test_without_an_operation_name_the_document_s_first_operation_runs(
+    gql: GraphQLClient,
+):
+    document = "query First { __typename } query Second { second: __typename }"
+    posted = await post(gql, {"query": document})
+    assert posted.status_code == 200
+    assert posted.json() == {"data": {"__typename": "Query"}, "extensions": {"sqlStatements": 0}}
+    # A GET takes Strawberry's own path through the view: the same answer.
+    got = await gql.http.get("/graphql", params={"query": document}, headers=CSRF)
+    assert got.json() == posted.json()
+    named = await post(gql, {"query": document, "operationName": "Second"})
+    assert named.json()["data"] == {"second": "Query"}
+
+
+async def test_a_request_refused_before_execution_reports_no_statements(gql: GraphQLClient):
+    response = await post(gql, {"query": "{ noSuchField }"})
+    assert response.json()["extensions"] == {"sqlStatements": 0}
+
+
 async def test_an_execution_error_keeps_status_200_and_data(gql: GraphQLClient):
     response = await post(gql, {"query": '{ lead(id: "nope") { id } }'}, accept=GRAPHQL_RESPONSE)
     assert response.status_code == 200
