@@ -36,7 +36,6 @@ ROOT = Path(__file__).resolve().parent.parent
 
 async def cpu_per_flow(database_url: str, layer: str, flows: int, warmup: int) -> float:
     # Imported here, in a child process whose import path starts with the measured checkout.
-    from bench.load import ADVANCE, ANALYZE, CREATE, TRANSFER
     from crm_graphql.api.context import Context
     from crm_graphql.api.schema import create_schema
     from crm_graphql.cli import migrate
@@ -72,15 +71,6 @@ async def cpu_per_flow(database_url: str, layer: str, flows: int, warmup: int) -
         assert result.data is not None
         return result.data
 
-    async def through_graphql() -> None:
-        created = await execute(CREATE, {"input": {"source": "PARTNER", "businessDomain": "x"}})
-        lead = {"leadId": created["createLead"]["lead"]["id"]}
-        await execute(ANALYZE, {"input": lead})
-        await execute(ADVANCE, {"input": {**lead, "to": "CONTACTED"}})
-        await execute(ADVANCE, {"input": {**lead, "to": "QUALIFIED"}})
-        transferred = await execute(TRANSFER, {"input": lead})
-        assert transferred["transferToSales"]["sale"], transferred
-
     async def through_services() -> None:
         leads = services.leads
         lead = await leads.create(actor, LeadSource.PARTNER, "x")
@@ -89,12 +79,12 @@ async def cpu_per_flow(database_url: str, layer: str, flows: int, warmup: int) -
         await leads.advance_stage(actor, lead.id, LeadStage.QUALIFIED)
         await leads.transfer_to_sales(actor, lead.id)
 
-    flows_by_layer = {"services": through_services, "graphql": through_graphql}
+    flows_by_layer = {"services": through_services, "graphql": lambda: graphql_flow(execute)}
     async with AsyncExitStack() as stack:
         stack.push_async_callback(engine.dispose)
         if layer == "http":
             post = await stack.enter_async_context(asgi_application(database_url))
-            flows_by_layer["http"] = lambda: through_http(post)
+            flows_by_layer["http"] = lambda: graphql_flow(post)
         flow = flows_by_layer[layer]
         for _ in range(warmup):
             await flow()
@@ -104,11 +94,24 @@ async def cpu_per_flow(database_url: str, layer: str, flows: int, warmup: int) -
         return (time.process_time() - started) * 1000 / max(flows, 1)
 
 
-Post = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
+# Runs one operation (query, variables) and returns its `data`, having checked it has no errors.
+Execute = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+async def graphql_flow(execute: Execute) -> None:
+    from bench.load import ADVANCE, ANALYZE, CREATE, TRANSFER
+
+    created = await execute(CREATE, {"input": {"source": "PARTNER", "businessDomain": "x"}})
+    lead = {"leadId": created["createLead"]["lead"]["id"]}
+    await execute(ANALYZE, {"input": lead})
+    await execute(ADVANCE, {"input": {**lead, "to": "CONTACTED"}})
+    await execute(ADVANCE, {"input": {**lead, "to": "QUALIFIED"}})
+    transferred = await execute(TRANSFER, {"input": lead})
+    assert transferred["transferToSales"]["sale"], transferred
 
 
 @asynccontextmanager
-async def asgi_application(database_url: str) -> AsyncIterator[Post]:
+async def asgi_application(database_url: str) -> AsyncIterator[Execute]:
     """The server's ASGI application, started through its lifespan as uvicorn starts it, with
     its request log written (to nowhere), and a function POSTing one operation to it."""
     from crm_graphql.app import create_app
@@ -178,7 +181,9 @@ async def asgi_application(database_url: str) -> AsyncIterator[Post]:
                 chunks.append(message.get("body", b""))
 
         await app(scope, receive, send)
-        return orjson.loads(b"".join(chunks))
+        body = orjson.loads(b"".join(chunks))
+        assert "errors" not in body, body
+        return body["data"]
 
     try:
         yield post
@@ -193,18 +198,6 @@ def write_logs_to_nowhere() -> None:
     for handler in logging.getLogger().handlers:
         if isinstance(handler, logging.StreamHandler):
             handler.setStream(open(os.devnull, "w"))  # noqa: SIM115 (lives as long as the process)
-
-
-async def through_http(post: Post) -> None:
-    from bench.load import ADVANCE, ANALYZE, CREATE, TRANSFER
-
-    created = await post(CREATE, {"input": {"source": "PARTNER", "businessDomain": "x"}})
-    lead = {"leadId": created["data"]["createLead"]["lead"]["id"]}
-    await post(ANALYZE, {"input": lead})
-    await post(ADVANCE, {"input": {**lead, "to": "CONTACTED"}})
-    await post(ADVANCE, {"input": {**lead, "to": "QUALIFIED"}})
-    transferred = await post(TRANSFER, {"input": lead})
-    assert transferred["data"]["transferToSales"]["sale"], transferred
 
 
 def run_child(

@@ -94,6 +94,10 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
             await services.close()
             await engine.dispose()
 
+    http_middleware = [
+        Middleware(RequestLog),
+        Middleware(LimitRequestBody, max_bytes=settings.max_body_bytes),
+    ]
     starlette = Starlette(
         routes=[
             Route("/graphql", graphql, methods=["GET", "POST"]),
@@ -101,17 +105,15 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
             Route("/healthz", healthz),
             Route("/readyz", readyz),
         ],
-        middleware=[
-            Middleware(RequestLog),
-            Middleware(LimitRequestBody, max_bytes=settings.max_body_bytes),
-            Middleware(CloseWebSocketsOnShutdown, shutdown=shutdown),
-        ],
+        middleware=[*http_middleware, Middleware(CloseWebSocketsOnShutdown, shutdown=shutdown)],
         lifespan=lifespan,
     )
     # The same endpoint behind the same HTTP middleware, without Starlette's router and its
     # two exception middlewares (3 % of the server's CPU in the flow's profile): the endpoint
     # answers its own errors, and uvicorn answers 500 (logged) for anything it lets escape.
-    graphql_over_http = RequestLog(LimitRequestBody(graphql, max_bytes=settings.max_body_bytes))
+    graphql_over_http: ASGIApp = graphql
+    for cls, args, kwargs in reversed(http_middleware):  # wrapped as Starlette wraps them
+        graphql_over_http = cls(graphql_over_http, *args, **kwargs)
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if (

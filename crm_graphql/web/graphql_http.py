@@ -146,11 +146,15 @@ def outcome_of(result: ExecutionResult) -> Outcome:
     return Outcome.OK
 
 
+def content_type_of(request: Request) -> str:
+    """The Content-Type's media type without its parameters, as sent (case kept)."""
+    return request.headers.get("content-type", "").split(";")[0].strip()
+
+
 def needs_preflight_header(request: Request) -> bool:
     if request.method == "GET":
         return "query" in request.query_params
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    return content_type in SIMPLE_CONTENT_TYPES
+    return content_type_of(request).lower() in SIMPLE_CONTENT_TYPES
 
 
 def has_preflight_header(request: Request) -> bool:
@@ -210,11 +214,10 @@ class CrmGraphQL(GraphQL[Context, None]):
         streaming asked for: nearly every request. Anything else (GET, batches, malformed
         bodies or parameters, streaming) gets None and goes through Strawberry's view, whose
         checks and messages answer it. The body stays cached on the request for that."""
-        # Compared as Strawberry's view compares it, so both paths take the same requests.
-        content_type = request.headers.get("content-type", "").split(";")[0].strip()
         if (
             request.method != "POST"
-            or content_type != JSON
+            # Compared as Strawberry's view compares it, so both paths take the same requests.
+            or content_type_of(request) != JSON
             or self._get_stream_transport_from_headers(request.headers)
         ):
             return None
