@@ -1,4 +1,8 @@
+from typing import Any
+
 import orjson
+from sqlalchemy import event
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from crm_graphql.settings import Settings
@@ -12,12 +16,13 @@ def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
     database_url = url or settings.database_url
     if database_url is None:
         raise RuntimeError("No database URL: the embedded PostgreSQL must be started first.")
-    return create_async_engine(
+    engine = create_async_engine(
         database_url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
-        # A connection broken by a restart fails its request with SERVICE_UNAVAILABLE and
-        # invalidates the pool, so the following requests connect afresh: no ping per checkout.
+        # A connection that breaks during a request fails it with SERVICE_UNAVAILABLE; one the
+        # server closed while it sat in the pool is replaced at checkout (`_replace_if_closed`),
+        # which needs no round trip, unlike a ping.
         pool_pre_ping=False,
         # Transactions are opened by db/driver.py on the driver's connection, so a use case's
         # raw and Core statements share one; anything else runs one statement at a time.
@@ -32,3 +37,15 @@ def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
             "server_settings": {"statement_timeout": str(settings.statement_timeout_ms)},
         },
     )
+    event.listen(engine.sync_engine, "checkout", _replace_if_closed)
+    return engine
+
+
+def _replace_if_closed(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    """asyncpg notices at once, without I/O, when the server closes a connection (a restart,
+    pg_terminate_backend, an idle timeout). The hot path's statements go straight to asyncpg
+    (db/driver.py), past SQLAlchemy's disconnect handling, so without this check a closed
+    connection would go back to the pool and fail every request that drew it. The pool
+    reconnects a connection whose checkout raises DisconnectionError."""
+    if dbapi_connection.driver_connection.is_closed():
+        raise DisconnectionError("the server closed this pooled connection")

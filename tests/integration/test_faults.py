@@ -1,5 +1,6 @@
-"""Faults: the test's own PostgreSQL is stopped and started under a running server; a row lock
-held by the test outlasts the statement timeout; SIGTERM arrives with work in flight.
+"""Faults: the test's own PostgreSQL is stopped and started under a running server; it closes
+the server's pooled connections; a row lock held by the test outlasts the statement timeout;
+SIGTERM arrives with work in flight.
 
 This module never uses CRM_TEST_DATABASE_URL: it needs a PostgreSQL it may stop."""
 
@@ -141,6 +142,32 @@ async def test_with_postgres_stopped_requests_fail_with_service_unavailable_then
         assert body["data"] == {"leads": {"totalCount": 1}}  # nothing was lost
         assert "Internal server error" not in server.log()
         assert "unexpected error" not in server.log()
+
+
+async def test_pooled_connections_the_server_closed_are_replaced_without_failing_a_request(
+    server: ServerProcess, db: asyncpg.Connection
+):
+    async with client(server) as http:
+        await asyncio.gather(*(create_lead(http) for _ in range(4)))  # several pooled connections
+        killed = await db.fetchval(
+            "SELECT array_agg(pid) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND pid <> pg_backend_pid() AND application_name <> 'crm-graphql-listen'"
+            " AND backend_type = 'client backend'"
+        )
+        assert killed
+        # With a timeout, pg_terminate_backend returns once the backend has exited.
+        await db.execute(
+            "SELECT pg_terminate_backend(pid, 10000) FROM unnest($1::int[]) pid", killed
+        )
+
+        # Each request draws a pooled connection, closed by now; none of them may fail.
+        bodies = [
+            await graphql(http, CREATE_LEAD, {"input": {"source": "MANUAL"}}) for _ in range(6)
+        ]
+        bodies += await asyncio.gather(*(graphql(http, LEADS_COUNT) for _ in range(6)))
+        assert [body.get("errors") for body in bodies] == [None] * 12
+        assert all(body["data"]["leads"]["totalCount"] == 10 for body in bodies[6:])
+    assert "unexpected error" not in server.log()
 
 
 async def test_a_statement_over_the_timeout_fails_with_timeout_and_changes_nothing(

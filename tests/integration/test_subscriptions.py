@@ -236,6 +236,35 @@ async def test_changes_made_while_the_listen_connection_is_down_arrive_in_order_
         assert moves([await ws.next_change()]) == [(first, "QUALIFIED", "LOST")]
 
 
+async def test_a_read_on_a_broken_pooled_connection_is_retried_and_misses_nothing(
+    replica_a: ServerProcess, through_b: GraphQLClient, db: asyncpg.Connection
+):
+    async with graphql_websocket(replica_a.url) as ws:
+        await subscribe(ws, replica_a)
+        first = await create_lead(through_b)
+        assert moves([await ws.next_change()]) == [(first, None, "NEW")]
+
+        # Every pooled connection of both replicas dies; the LISTEN connections live on, so
+        # the next change wakes replica A's feed, whose read then meets a dead connection.
+        killed = await db.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            " AND application_name <> 'crm-graphql-listen'"
+        )
+        assert killed >= 2
+        # B may answer SERVICE_UNAVAILABLE (nothing changed) while its own pool recovers.
+        second = None
+        async with asyncio.timeout(TIMEOUT):
+            while second is None:
+                body = await through_b.raw(CREATE_LEAD, {"input": {"source": "MANUAL"}})
+                if body.get("data"):
+                    second = body["data"]["createLead"]["lead"]["id"]
+        assert await advance(through_b, second, "CONTACTED") == []
+
+        assert moves(await ws.changes(2)) == [(second, None, "NEW"), (second, "NEW", "CONTACTED")]
+    assert "reading lead stage changes failed; retrying" not in replica_a.log()
+
+
 FAT_EVENT = (
     "subscription { leadStageChanged { "
     + " ".join(f"c{n}: cursor" for n in range(FAT_EVENT_ALIASES))
