@@ -457,6 +457,26 @@ async def last_lead_stage_change_id(conn: AsyncConnection) -> int:
     return row.id if row else 0
 
 
+_CHANGE_LABELS = ", ".join(f"c.{column.name} AS change_{column.name}" for column in stage_changes.c)
+_LEAD_OF_CHANGE = ", ".join(f"l.{column.name}" for column in leads.c)
+
+
+@lru_cache(maxsize=4)
+def _lead_stage_changes_after_sql(until: bool, one_lead: bool) -> str:
+    """A fixed text per set of conditions: the live feed reads on every wake-up, and a fixed
+    text stays a prepared statement."""
+    conditions = ["c.id > $1"]
+    if until:
+        conditions.append(f"c.id <= ${len(conditions) + 2}")
+    if one_lead:
+        conditions.append(f"c.lead_id = ${len(conditions) + 2}")
+    return (
+        f"SELECT {_CHANGE_LABELS}, {_LEAD_OF_CHANGE} "
+        "FROM stage_changes c JOIN leads l ON l.id = c.lead_id "
+        f"WHERE {' AND '.join(conditions)} ORDER BY c.id LIMIT $2"
+    )
+
+
 async def lead_stage_changes_after(
     conn: AsyncConnection,
     after: int,
@@ -467,33 +487,22 @@ async def lead_stage_changes_after(
 ) -> list[LeadStageChanged]:
     """Lead stage changes with after < id <= until, oldest first, each with its lead's current
     row (one joined read serves every subscriber of a batch)."""
-    statement = (
-        select(
-            *(column.label(f"change_{column.name}") for column in stage_changes.c),
-            *leads.c,
-        )
-        .join_from(stage_changes, leads, stage_changes.c.lead_id == leads.c.id)
-        .where(stage_changes.c.id > after)
-        .order_by(stage_changes.c.id)
-        .limit(limit)
+    sql = _lead_stage_changes_after_sql(until is not None, lead_id is not None)
+    conditions = [value for value in (until, lead_id) if value is not None]
+    rows = await driver.fetch(conn, sql, after, limit, *conditions)
+    return [_lead_stage_changed_from_row(row) for row in rows]
+
+
+def _lead_stage_changed_from_row(row: Mapping[str, Any]) -> LeadStageChanged:
+    from_stage = row["change_from_stage"]
+    change = StageChange(
+        id=row["change_id"],
+        from_stage=LeadStage(from_stage) if from_stage else None,
+        to_stage=LeadStage(row["change_to_stage"]),
+        at=row["change_at"],
+        by=row["change_by"],
     )
-    if until is not None:
-        statement = statement.where(stage_changes.c.id <= until)
-    if lead_id is not None:
-        statement = statement.where(stage_changes.c.lead_id == lead_id)
-    return [
-        LeadStageChanged(
-            change=StageChange(
-                id=row.change_id,
-                from_stage=LeadStage(row.change_from_stage) if row.change_from_stage else None,
-                to_stage=LeadStage(row.change_to_stage),
-                at=row.change_at,
-                by=row.change_by,
-            ),
-            lead=lead_from_row(row._mapping),
-        )
-        for row in await conn.execute(statement)
-    ]
+    return LeadStageChanged(change=change, lead=lead_from_row(row))
 
 
 # --- pages ----------------------------------------------------------------------------------

@@ -39,6 +39,8 @@ LISTEN_APPLICATION_NAME = "crm-graphql-listen"
 FIRST_RECONNECT_DELAY = 0.1  # seconds; doubles per failed attempt up to the configured maximum
 READ_BATCH_SIZE = 500  # changes read per query; a longer backlog takes several reads
 REPLAY_PAGE_SIZE = 500  # changes per query when a subscriber replays history
+# The pool's errors and, since the reads go straight to asyncpg, the driver's.
+DATABASE_FAILURES = SQLAlchemyError | OSError | asyncpg.PostgresError | asyncpg.InterfaceError
 
 
 class ConnectionLost(Exception):
@@ -193,7 +195,7 @@ class ChangeFeed:
                         conn, self.position, limit=READ_BATCH_SIZE
                     )
             except Exception as error:
-                if isinstance(error, SQLAlchemyError | OSError):
+                if isinstance(error, DATABASE_FAILURES):
                     logger.warning("reading lead stage changes failed (%s); retrying", error)
                 else:  # a bug must not end live events for good
                     logger.exception("reading lead stage changes failed; retrying")
