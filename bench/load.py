@@ -8,6 +8,10 @@ Scenarios: `flow` (create, analyze, advance to CONTACTED, advance to QUALIFIED, 
 REST service's main flow), `leads` (a page of 50 leads with sale, history and score), `lead`
 (one lead by ID). Starts its own `crm-graphql serve` on CRM_BENCH_DATABASE_URL's server or on a
 private embedded PostgreSQL, so one command measures the real path.
+
+With `--subscribers N` the flow runs while N WebSocket clients follow every lead's stage
+changes (leadStageChanged); the run then checks that each of them received every change the
+flow committed.
 """
 
 import argparse
@@ -19,7 +23,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Awaitable
-from contextlib import ExitStack
+from contextlib import AsyncExitStack, ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +35,7 @@ from bench.http_client import KeepAliveClient
 from tests.support.database import database_for_tests, recreate_database, with_database
 from tests.support.graphql import token_for
 from tests.support.server import ServerProcess, api_env
+from tests.support.subscriptions import GraphQLWebSocket, graphql_websocket
 
 CREATE = """mutation($input: CreateLeadInput!) {
   createLead(input: $input) { lead { id stage } errors { code } } }"""
@@ -50,6 +55,8 @@ ONE_LEAD = """query($id: ID!) { lead(id: $id) {
   score { value recommendation reasons stale }
   sale { id stage }
   history { from to at } } }"""
+FOLLOW_CHANGES = "subscription { leadStageChanged { lead { id stage } from to at cursor } }"
+CATCH_UP_TIMEOUT_S = 60.0
 
 
 @dataclass
@@ -65,6 +72,12 @@ class Result:
     latency_ms: dict[str, float] = field(default_factory=dict)
     # CPU milliseconds per flow or request while measuring: steadier than throughput.
     cpu_ms_per_unit: dict[str, float] = field(default_factory=dict)
+    # With --subscribers: the stage changes the flow committed (warm-up included), the fewest
+    # of them any subscriber received, and how long after the load the last one caught up.
+    subscribers: int = 0
+    changes_committed: int = 0
+    changes_received_min: int = 0
+    catch_up_ms: float | None = None
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -80,6 +93,7 @@ class Recorder:
         self.latencies: list[float] = []
         self.completed = 0
         self.failed = 0
+        self.stage_changes = 0  # committed, warm-up included: what subscribers must receive
 
     async def timed(self, call: Awaitable[dict[str, Any]]) -> dict[str, Any]:
         start = time.perf_counter()
@@ -105,17 +119,66 @@ async def run_flow(client: KeepAliveClient, rec: Recorder) -> bool:
     )
     if not created:
         return False
+    rec.stage_changes += 1
     lead_id = created["lead"]["id"]
-    steps: list[tuple[str, str, dict[str, Any]]] = [
-        ("analyzeLead", ANALYZE, {"leadId": lead_id}),
-        ("advanceStage", ADVANCE, {"leadId": lead_id, "to": "CONTACTED"}),
-        ("advanceStage", ADVANCE, {"leadId": lead_id, "to": "QUALIFIED"}),
-        ("transferToSales", TRANSFER, {"leadId": lead_id}),
+    steps: list[tuple[str, str, dict[str, Any], bool]] = [  # the last: whether the stage moves
+        ("analyzeLead", ANALYZE, {"leadId": lead_id}, False),
+        ("advanceStage", ADVANCE, {"leadId": lead_id, "to": "CONTACTED"}, True),
+        ("advanceStage", ADVANCE, {"leadId": lead_id, "to": "QUALIFIED"}, True),
+        ("transferToSales", TRANSFER, {"leadId": lead_id}, True),
     ]
-    for name, query, variables in steps:
+    for name, query, variables, moves_stage in steps:
         if not payload_ok(await rec.timed(client.post(query, {"input": variables})), name):
             return False
+        rec.stage_changes += moves_stage
     return True
+
+
+class Followers:
+    """WebSocket clients subscribed to every lead's stage changes, counting what each receives."""
+
+    def __init__(self) -> None:
+        self.received: list[int] = []
+        self.readers: list[asyncio.Task[None]] = []
+
+    async def open(self, stack: AsyncExitStack, http_url: str, count: int) -> None:
+        for _ in range(count):
+            socket = await stack.enter_async_context(graphql_websocket(http_url))
+            await socket.subscribe(FOLLOW_CHANGES)
+            self.received.append(0)
+            self.readers.append(asyncio.create_task(self.read(socket, len(self.received) - 1)))
+
+    async def read(self, socket: GraphQLWebSocket, index: int) -> None:
+        while True:
+            message = json.loads(await socket.connection.recv())
+            if message["type"] != "next" or "errors" in message["payload"]:
+                raise RuntimeError(f"subscriber {index}: {message}")
+            self.received[index] += 1
+
+    async def wait_for(self, count: int) -> bool:
+        """Whether every subscriber has `count` changes within CATCH_UP_TIMEOUT_S; False at once
+        when a subscription has ended (an error, or closed as too slow)."""
+        try:
+            async with asyncio.timeout(CATCH_UP_TIMEOUT_S):
+                while min(self.received) < count:
+                    if any(reader.done() for reader in self.readers):
+                        return False
+                    await asyncio.sleep(0.005)
+        except TimeoutError:
+            return False
+        return True
+
+    async def synchronise(self, client: KeepAliveClient) -> None:
+        """Returns once every subscription is live: each has received a lead created now.
+        Counts start from zero afterwards."""
+        await client.post(CREATE, {"input": {"source": "MANUAL"}})
+        if not await self.wait_for(1):
+            raise RuntimeError(f"subscribers did not start: {self.readers}")
+        self.received = [0] * len(self.received)
+
+    def stop(self) -> None:
+        for reader in self.readers:
+            reader.cancel()
 
 
 async def seed(client: KeepAliveClient, count: int) -> list[str]:
@@ -145,20 +208,42 @@ async def run_flow_for(client: KeepAliveClient, lead_id: str) -> None:
     await client.post(TRANSFER, {"input": {"leadId": lead_id}})
 
 
-async def measure(
-    scenario: str,
-    server_pid: int,
-    host: str,
-    port: int,
-    headers: dict[str, str],
-    clients: int,
-    warmup: float,
-    duration: float,
-) -> Result:
-    setup = KeepAliveClient(host, port, headers)
-    lead_ids = await seed(setup, 120) if scenario in ("leads", "lead") else []
-    await setup.close()
+@dataclass(frozen=True)
+class LoadPlan:
+    scenario: str
+    server_pid: int
+    host: str
+    port: int
+    headers: dict[str, str]
+    clients: int
+    warmup: float
+    duration: float
+    subscribers: int  # following every lead's stage changes meanwhile
 
+
+async def measure(plan: LoadPlan) -> Result:
+    async with AsyncExitStack() as stack:
+        followers = Followers()
+        setup = KeepAliveClient(plan.host, plan.port, plan.headers)
+        lead_ids = await seed(setup, 120) if plan.scenario in ("leads", "lead") else []
+        if plan.subscribers:
+            await followers.open(stack, f"http://{plan.host}:{plan.port}", plan.subscribers)
+            await followers.synchronise(setup)
+        await setup.close()
+        result = await apply_load(plan, lead_ids)
+        if plan.subscribers:
+            result.subscribers = plan.subscribers
+            caught_up_from = time.perf_counter()
+            if await followers.wait_for(result.changes_committed):
+                result.catch_up_ms = round((time.perf_counter() - caught_up_from) * 1000, 1)
+            result.changes_received_min = min(followers.received)
+            followers.stop()
+        return result
+
+
+async def apply_load(plan: LoadPlan, lead_ids: list[str]) -> Result:
+    scenario, host, port, headers = plan.scenario, plan.host, plan.port, plan.headers
+    clients, warmup, duration = plan.clients, plan.warmup, plan.duration
     start = time.perf_counter()
     rec = Recorder(measure_from=start + warmup)
     deadline = start + warmup + duration
@@ -186,12 +271,12 @@ async def measure(
 
     async def cpu_while_measuring() -> dict[str, float]:
         await asyncio.sleep(warmup)
-        return cpu_seconds(server_pid)
+        return cpu_seconds(plan.server_pid)
 
     cpu_before, *_ = await asyncio.gather(
         cpu_while_measuring(), *(worker() for _ in range(clients))
     )
-    cpu_after = cpu_seconds(server_pid)
+    cpu_after = cpu_seconds(plan.server_pid)
     latencies = sorted(rec.latencies)
     return Result(
         scenario=scenario,
@@ -212,6 +297,20 @@ async def measure(
             name: round((cpu_after[name] - cpu_before[name]) * 1000 / max(rec.completed, 1), 2)
             for name in cpu_after
         },
+        changes_committed=rec.stage_changes,
+    )
+
+
+def subscriber_summary(result: Result) -> str:
+    caught_up = (
+        f"the last caught up {result.catch_up_ms:.0f} ms after the load"
+        if result.catch_up_ms is not None
+        else f"NOT ALL DELIVERED within {CATCH_UP_TIMEOUT_S:.0f} s"
+    )
+    return (
+        f"{result.subscribers} subscribers: {result.changes_committed} stage changes "
+        f"committed, each subscriber received at least {result.changes_received_min}; "
+        f"{caught_up}"
     )
 
 
@@ -227,6 +326,12 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=20.0, help="measured seconds")
     parser.add_argument("--warmup", type=float, default=5.0)
     parser.add_argument("--workers", type=int, default=1, help="server processes")
+    parser.add_argument(
+        "--subscribers",
+        type=int,
+        default=0,
+        help="WebSocket clients following every lead's stage changes while the flow runs",
+    )
     parser.add_argument(
         "--baseline",
         type=Path,
@@ -263,6 +368,8 @@ def main() -> None:
                     f"  ({result.completed} ok, {result.failed} failed, {args.clients} clients)",
                     flush=True,
                 )
+                if result.subscribers:
+                    print(f"{scenario:6} {version:8} {subscriber_summary(result)}", flush=True)
             if "baseline" in per_version and per_version["baseline"].per_second:
                 ratio = per_version["this"].per_second / per_version["baseline"].per_second
                 print(f"{scenario:6} this / baseline: {ratio:.2f}x", flush=True)
@@ -285,14 +392,17 @@ def run_scenario(
     try:
         return uvloop.run(
             measure(
-                scenario,
-                server.pid,
-                "127.0.0.1",
-                server.port,
-                bench_headers(),
-                args.clients,
-                args.warmup,
-                args.duration,
+                LoadPlan(
+                    scenario,
+                    server.pid,
+                    "127.0.0.1",
+                    server.port,
+                    bench_headers(),
+                    args.clients,
+                    args.warmup,
+                    args.duration,
+                    subscribers=args.subscribers if scenario == "flow" else 0,
+                )
             )
         )
     finally:
