@@ -2,7 +2,7 @@ import logging
 from collections.abc import Callable, Iterable
 from functools import cache
 from inspect import isawaitable
-from typing import Any
+from typing import Any, cast
 
 import strawberry
 from graphql import GraphQLError
@@ -11,7 +11,10 @@ from strawberry.execution import optimized_is_awaitable
 from strawberry.schema.config import StrawberryConfig
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.schema.name_converter import NameConverter
-from strawberry.schema.schema import DEFAULT_ALLOWED_OPERATION_TYPES
+from strawberry.schema.schema import (
+    DEFAULT_ALLOWED_OPERATION_TYPES,
+    StrawberryGraphQLCoreExecutionContext,
+)
 from strawberry.types import ExecutionContext, ExecutionResult
 from strawberry.types.graphql import OperationType
 from strawberry.utils.str_converters import to_camel_case
@@ -41,6 +44,19 @@ def is_unexpected(error: GraphQLError) -> bool:
         and not isinstance(original, GraphQLError | Forbidden)
         and fault_code(original) is None
     )
+
+
+class EventExecutor(StrawberryGraphQLCoreExecutionContext):
+    """Each subscription event is executed with a memo of its own. graphql-core 3.3 shares the
+    executor's memo of collected subfields with every event's copy, keyed by the identity of
+    field lists that each event builds anew: it never hits, and kept a few entries per event
+    for as long as the subscription lived (memory that grew without bound, and garbage
+    collection pauses that grew with it: 90 ms after 15 s at 900 events/s)."""
+
+    def build_per_event_executor(self, payload: Any) -> "EventExecutor":
+        executor = super().build_per_event_executor(payload)
+        executor._relevant_sub_fields = {}
+        return cast("EventExecutor", executor)
 
 
 class CrmSchema(strawberry.Schema):
@@ -203,6 +219,7 @@ def create_schema(settings: Settings | None = None) -> CrmSchema:
             is_unexpected, error_message="Internal server error."
         ),
         count_statements=settings.expose_sql_count,
+        execution_context_class=EventExecutor,
     )
 
 
