@@ -52,9 +52,16 @@ def fault_code(error: BaseException) -> str | None:
             | asyncpg.exceptions.ConnectionDoesNotExistError
             | OSError  # refused, reset, unreachable
             | TimeoutError,  # connect timeout
-        ):
+        ) or is_closed_connection(cause):
             return SERVICE_UNAVAILABLE
     return None
+
+
+def is_closed_connection(error: BaseException) -> bool:
+    """A statement sent on a connection that was lost between two statements of a use case
+    (asyncpg's statements go out past SQLAlchemy's disconnect handling, which checks the same
+    message)."""
+    return isinstance(error, asyncpg.InterfaceError) and "connection is closed" in str(error)
 
 
 MESSAGES = {
