@@ -55,7 +55,9 @@ ONE_LEAD = """query($id: ID!) { lead(id: $id) {
   score { value recommendation reasons stale }
   sale { id stage }
   history { from to at } } }"""
-FOLLOW_CHANGES = "subscription { leadStageChanged { lead { id stage } from to at cursor } }"
+FOLLOW_CHANGES = """subscription {
+  leadStageChanged { lead { id stage businessDomain } from to at cursor } }"""
+SYNCHRONISING_DOMAIN = "bench-synchronise"
 CATCH_UP_TIMEOUT_S = 60.0
 
 
@@ -73,11 +75,14 @@ class Result:
     # CPU milliseconds per flow or request while measuring: steadier than throughput.
     cpu_ms_per_unit: dict[str, float] = field(default_factory=dict)
     # With --subscribers: the stage changes the flow committed (warm-up included), the fewest
-    # of them any subscriber received, and how long after the load the last one caught up.
+    # and the most any subscriber received, how long after the load the last one caught up,
+    # and what went wrong if any change was not delivered exactly once. (CPU is read when the
+    # load stops: fan-out still pending then, see catch_up_ms, is not in it.)
     subscribers: int = 0
     changes_committed: int = 0
-    changes_received_min: int = 0
+    changes_received: tuple[int, int] = (0, 0)
     catch_up_ms: float | None = None
+    delivery_failure: str | None = None
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -135,50 +140,79 @@ async def run_flow(client: KeepAliveClient, rec: Recorder) -> bool:
 
 
 class Followers:
-    """WebSocket clients subscribed to every lead's stage changes, counting what each receives."""
+    """WebSocket clients subscribed to every lead's stage changes, counting what each receives
+    of the load's changes (the leads created to synchronise are told apart by their domain)."""
 
     def __init__(self) -> None:
         self.received: list[int] = []
+        self.synchronised: list[bool] = []
         self.readers: list[asyncio.Task[None]] = []
+        self.changed = asyncio.Event()  # a change received or a subscription ended
 
     async def open(self, stack: AsyncExitStack, http_url: str, count: int) -> None:
-        for _ in range(count):
+        stack.push_async_callback(self.stop)
+        for index in range(count):
             socket = await stack.enter_async_context(graphql_websocket(http_url))
             await socket.subscribe(FOLLOW_CHANGES)
             self.received.append(0)
-            self.readers.append(asyncio.create_task(self.read(socket, len(self.received) - 1)))
+            self.synchronised.append(False)
+            reader = asyncio.create_task(self.read(socket, index))
+            reader.add_done_callback(lambda _: self.changed.set())
+            self.readers.append(reader)
 
     async def read(self, socket: GraphQLWebSocket, index: int) -> None:
         while True:
             message = json.loads(await socket.connection.recv())
             if message["type"] != "next" or "errors" in message["payload"]:
-                raise RuntimeError(f"subscriber {index}: {message}")
-            self.received[index] += 1
+                raise RuntimeError(f"subscriber {index} got {message}")
+            lead = message["payload"]["data"]["leadStageChanged"]["lead"]
+            if lead["businessDomain"] == SYNCHRONISING_DOMAIN:
+                self.synchronised[index] = True
+            else:
+                self.received[index] += 1
+                self.changed.set()
 
-    async def wait_for(self, count: int) -> bool:
-        """Whether every subscriber has `count` changes within CATCH_UP_TIMEOUT_S; False at once
-        when a subscription has ended (an error, or closed as too slow)."""
-        try:
-            async with asyncio.timeout(CATCH_UP_TIMEOUT_S):
-                while min(self.received) < count:
-                    if any(reader.done() for reader in self.readers):
-                        return False
-                    await asyncio.sleep(0.005)
-        except TimeoutError:
-            return False
-        return True
+    def ended(self) -> str | None:
+        """Why a subscription ended (an error, or closed as too slow), if one has."""
+        for reader in self.readers:
+            if reader.done():
+                return repr(reader.exception()) if not reader.cancelled() else "cancelled"
+        return None
 
     async def synchronise(self, client: KeepAliveClient) -> None:
-        """Returns once every subscription is live: each has received a lead created now.
-        Counts start from zero afterwards."""
-        await client.post(CREATE, {"input": {"source": "MANUAL"}})
-        if not await self.wait_for(1):
-            raise RuntimeError(f"subscribers did not start: {self.readers}")
-        self.received = [0] * len(self.received)
+        """Returns once every subscription is live: each has received a lead created for this.
+        A socket may register after such a lead went out, so one is created until each has."""
+        async with asyncio.timeout(CATCH_UP_TIMEOUT_S):
+            while not all(self.synchronised):
+                if reason := self.ended():
+                    raise RuntimeError(f"a subscription ended: {reason}")
+                await client.post(
+                    CREATE, {"input": {"source": "MANUAL", "businessDomain": SYNCHRONISING_DOMAIN}}
+                )
+                await asyncio.sleep(0.1)
 
-    def stop(self) -> None:
+    async def deliveries(self, committed: int) -> tuple[float | None, str | None]:
+        """How long until every subscriber had all `committed` changes (None if not within
+        CATCH_UP_TIMEOUT_S), and what went wrong if anything did."""
+        start = time.perf_counter()
+        try:
+            async with asyncio.timeout(CATCH_UP_TIMEOUT_S):
+                while min(self.received) < committed and not self.ended():
+                    self.changed.clear()
+                    await self.changed.wait()
+        except TimeoutError:
+            return None, f"not all delivered within {CATCH_UP_TIMEOUT_S:.0f} s"
+        caught_up_ms = round((time.perf_counter() - start) * 1000, 1)
+        if reason := self.ended():
+            return None, f"a subscription ended: {reason}"
+        if max(self.received) > committed:
+            return caught_up_ms, "a subscriber received more changes than were committed"
+        return caught_up_ms, None
+
+    async def stop(self) -> None:
         for reader in self.readers:
             reader.cancel()
+        await asyncio.gather(*self.readers, return_exceptions=True)
 
 
 async def seed(client: KeepAliveClient, count: int) -> list[str]:
@@ -233,11 +267,10 @@ async def measure(plan: LoadPlan) -> Result:
         result = await apply_load(plan, lead_ids)
         if plan.subscribers:
             result.subscribers = plan.subscribers
-            caught_up_from = time.perf_counter()
-            if await followers.wait_for(result.changes_committed):
-                result.catch_up_ms = round((time.perf_counter() - caught_up_from) * 1000, 1)
-            result.changes_received_min = min(followers.received)
-            followers.stop()
+            result.catch_up_ms, result.delivery_failure = await followers.deliveries(
+                result.changes_committed
+            )
+            result.changes_received = (min(followers.received), max(followers.received))
         return result
 
 
@@ -302,15 +335,16 @@ async def apply_load(plan: LoadPlan, lead_ids: list[str]) -> Result:
 
 
 def subscriber_summary(result: Result) -> str:
-    caught_up = (
-        f"the last caught up {result.catch_up_ms:.0f} ms after the load"
-        if result.catch_up_ms is not None
-        else f"NOT ALL DELIVERED within {CATCH_UP_TIMEOUT_S:.0f} s"
+    low, high = result.changes_received
+    outcome = (
+        f"DELIVERY FAILED: {result.delivery_failure}"
+        if result.delivery_failure
+        else f"each received every change once, the last {result.catch_up_ms:.0f} ms after "
+        "the load stopped"
     )
     return (
-        f"{result.subscribers} subscribers: {result.changes_committed} stage changes "
-        f"committed, each subscriber received at least {result.changes_received_min}; "
-        f"{caught_up}"
+        f"{result.subscribers} subscribers: {result.changes_committed} stage changes committed, "
+        f"{low} to {high} received per subscriber; {outcome}"
     )
 
 
@@ -340,6 +374,8 @@ def main() -> None:
     )
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args()
+    if args.subscribers < 0:
+        parser.error("--subscribers must be 0 or more")
 
     scenarios = ["flow", "leads", "lead"] if args.scenario == "all" else [args.scenario]
     versions: list[tuple[str, Path | None]] = [("this", None)]
@@ -376,6 +412,8 @@ def main() -> None:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2))
+    if any(result["delivery_failure"] for result in results):
+        raise SystemExit("a subscriber did not receive every committed change exactly once")
 
 
 def run_scenario(
