@@ -61,7 +61,12 @@ def is_closed_connection(error: BaseException) -> bool:
     """A statement sent on a connection that was lost between two statements of a use case
     (asyncpg's statements go out past SQLAlchemy's disconnect handling, which checks the same
     message)."""
-    return isinstance(error, asyncpg.InterfaceError) and "connection is closed" in str(error)
+    return (
+        isinstance(error, asyncpg.InterfaceError)
+        # a DataError (an InterfaceError too) quotes the value it refused, which may say anything
+        and not isinstance(error, asyncpg.DataError)
+        and "connection is closed" in str(error)
+    )
 
 
 MESSAGES = {

@@ -27,6 +27,7 @@ def wrapped(error: BaseException) -> sa_exc.DBAPIError:
         (sa_exc.TimeoutError("QueuePool limit reached"), SERVICE_UNAVAILABLE),
         # misuse of a connection is a bug, not the database's state
         (asyncpg.InterfaceError("another operation is in progress"), None),
+        (asyncpg.DataError("invalid input for query argument $1: 'connection is closed'"), None),
         (asyncpg.UniqueViolationError("duplicate key"), None),
         (ValueError("bad"), None),
     ],
