@@ -59,6 +59,7 @@ FOLLOW_CHANGES = """subscription {
   leadStageChanged { lead { id stage businessDomain } from to at cursor } }"""
 SYNCHRONISING_DOMAIN = "bench-synchronise"
 CATCH_UP_TIMEOUT_S = 60.0
+STRAGGLERS_S = 0.2  # waited after the last subscriber caught up, for late duplicates
 
 
 @dataclass
@@ -140,40 +141,44 @@ async def run_flow(client: KeepAliveClient, rec: Recorder) -> bool:
 
 
 class Followers:
-    """WebSocket clients subscribed to every lead's stage changes, counting what each receives
-    of the load's changes (the leads created to synchronise are told apart by their domain)."""
+    """WebSocket clients subscribed to every lead's stage changes, collecting the cursors each
+    receives of the load's changes (the leads created to synchronise are told apart by their
+    domain). A cursor received twice ends that subscriber's reading as a failure."""
 
     def __init__(self) -> None:
-        self.received: list[int] = []
+        self.received: list[set[str]] = []
         self.synchronised: list[bool] = []
         self.readers: list[asyncio.Task[None]] = []
         self.changed = asyncio.Event()  # a change received or a subscription ended
 
     async def open(self, stack: AsyncExitStack, http_url: str, count: int) -> None:
-        stack.push_async_callback(self.stop)
         for index in range(count):
             socket = await stack.enter_async_context(graphql_websocket(http_url))
             await socket.subscribe(FOLLOW_CHANGES)
-            self.received.append(0)
+            self.received.append(set())
             self.synchronised.append(False)
             reader = asyncio.create_task(self.read(socket, index))
             reader.add_done_callback(lambda _: self.changed.set())
             self.readers.append(reader)
+            stack.push_async_callback(cancel, reader)  # before its socket closes
 
     async def read(self, socket: GraphQLWebSocket, index: int) -> None:
+        received = self.received[index]
         while True:
             message = json.loads(await socket.connection.recv())
             if message["type"] != "next" or "errors" in message["payload"]:
                 raise RuntimeError(f"subscriber {index} got {message}")
-            lead = message["payload"]["data"]["leadStageChanged"]["lead"]
-            if lead["businessDomain"] == SYNCHRONISING_DOMAIN:
+            change = message["payload"]["data"]["leadStageChanged"]
+            if change["lead"]["businessDomain"] == SYNCHRONISING_DOMAIN:
                 self.synchronised[index] = True
+            elif change["cursor"] in received:
+                raise RuntimeError(f"subscriber {index} got a change twice: {change}")
             else:
-                self.received[index] += 1
+                received.add(change["cursor"])
                 self.changed.set()
 
     def ended(self) -> str | None:
-        """Why a subscription ended (an error, or closed as too slow), if one has."""
+        """Why a subscription ended (an error, a duplicate, or closed as too slow), if one has."""
         for reader in self.readers:
             if reader.done():
                 return repr(reader.exception()) if not reader.cancelled() else "cancelled"
@@ -186,10 +191,15 @@ class Followers:
             while not all(self.synchronised):
                 if reason := self.ended():
                     raise RuntimeError(f"a subscription ended: {reason}")
-                await client.post(
+                body = await client.post(
                     CREATE, {"input": {"source": "MANUAL", "businessDomain": SYNCHRONISING_DOMAIN}}
                 )
+                if not payload_ok(body, "createLead"):
+                    raise RuntimeError(f"creating a lead to synchronise failed: {body}")
                 await asyncio.sleep(0.1)
+
+    def counts(self) -> list[int]:
+        return [len(received) for received in self.received]
 
     async def deliveries(self, committed: int) -> tuple[float | None, str | None]:
         """How long until every subscriber had all `committed` changes (None if not within
@@ -197,22 +207,23 @@ class Followers:
         start = time.perf_counter()
         try:
             async with asyncio.timeout(CATCH_UP_TIMEOUT_S):
-                while min(self.received) < committed and not self.ended():
+                while min(self.counts()) < committed and not self.ended():
                     self.changed.clear()
                     await self.changed.wait()
         except TimeoutError:
             return None, f"not all delivered within {CATCH_UP_TIMEOUT_S:.0f} s"
         caught_up_ms = round((time.perf_counter() - start) * 1000, 1)
+        await asyncio.sleep(STRAGGLERS_S)  # a late duplicate or extra change still counts
         if reason := self.ended():
             return None, f"a subscription ended: {reason}"
-        if max(self.received) > committed:
+        if max(self.counts()) > committed:
             return caught_up_ms, "a subscriber received more changes than were committed"
         return caught_up_ms, None
 
-    async def stop(self) -> None:
-        for reader in self.readers:
-            reader.cancel()
-        await asyncio.gather(*self.readers, return_exceptions=True)
+
+async def cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
 
 
 async def seed(client: KeepAliveClient, count: int) -> list[str]:
@@ -270,7 +281,8 @@ async def measure(plan: LoadPlan) -> Result:
             result.catch_up_ms, result.delivery_failure = await followers.deliveries(
                 result.changes_committed
             )
-            result.changes_received = (min(followers.received), max(followers.received))
+            counts = followers.counts()
+            result.changes_received = (min(counts), max(counts))
         return result
 
 
@@ -412,8 +424,9 @@ def main() -> None:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2))
-    if any(result["delivery_failure"] for result in results):
-        raise SystemExit("a subscriber did not receive every committed change exactly once")
+    failed = [f"{r['scenario']} ({r['version']})" for r in results if r["delivery_failure"]]
+    if failed:
+        raise SystemExit(f"not every change delivered exactly once in: {', '.join(failed)}")
 
 
 def run_scenario(
