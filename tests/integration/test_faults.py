@@ -19,7 +19,13 @@ from websockets.exceptions import ConnectionClosed
 
 from crm_graphql.settings import to_asyncpg_url
 from tests.conftest import TABLES
-from tests.support.database import plain_dsn, recreate_database, wait_until_blocked, with_database
+from tests.support.database import (
+    close_pooled_connections,
+    plain_dsn,
+    recreate_database,
+    wait_until_blocked,
+    with_database,
+)
 from tests.support.graphql import CREATE_LEAD, UPDATE_LEAD, token_for
 from tests.support.server import ServerProcess, api_env
 
@@ -149,16 +155,7 @@ async def test_pooled_connections_the_server_closed_are_replaced_without_failing
 ):
     async with client(server) as http:
         await asyncio.gather(*(create_lead(http) for _ in range(4)))  # several pooled connections
-        killed = await db.fetchval(
-            "SELECT array_agg(pid) FROM pg_stat_activity WHERE datname = current_database()"
-            " AND pid <> pg_backend_pid() AND application_name <> 'crm-graphql-listen'"
-            " AND backend_type = 'client backend'"
-        )
-        assert killed
-        # With a timeout, pg_terminate_backend returns once the backend has exited.
-        await db.execute(
-            "SELECT pg_terminate_backend(pid, 10000) FROM unnest($1::int[]) pid", killed
-        )
+        assert await close_pooled_connections(db)
 
         # Each request draws a pooled connection, closed by now; none of them may fail.
         bodies = [

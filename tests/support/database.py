@@ -10,6 +10,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
+from crm_graphql.events.feed import LISTEN_APPLICATION_NAME
 from crm_graphql.settings import to_asyncpg_url
 
 
@@ -70,3 +71,18 @@ async def wait_until_blocked(
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"no statement starting with {statement_start!r} waited for the lock")
+
+
+async def close_pooled_connections(db: asyncpg.Connection) -> int:
+    """Terminate every client connection to db's database but db's own and the change feeds'
+    LISTEN connections, as PostgreSQL does on pg_terminate_backend or an idle timeout; return
+    once they have exited, with their number."""
+    pids = await db.fetchval(
+        "SELECT coalesce(array_agg(pid), '{}') FROM pg_stat_activity"
+        " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        " AND backend_type = 'client backend' AND application_name <> $1",
+        LISTEN_APPLICATION_NAME,
+    )
+    # With a timeout, pg_terminate_backend returns once the backend has exited.
+    await db.execute("SELECT pg_terminate_backend(pid, 10000) FROM unnest($1::int[]) pid", pids)
+    return len(pids)
