@@ -29,6 +29,11 @@ from crm_graphql.web.shutdown import CloseWebSocketsOnShutdown, Shutdown
 logger = logging.getLogger(__name__)
 
 
+# The HTTP methods of /graphql; the fast path takes exactly these (Starlette also routes HEAD
+# with GET to the endpoint, and answers 405 for the rest).
+GRAPHQL_HTTP_METHODS = ["GET", "POST"]
+
+
 def migrations_head() -> str | None:
     config = Config()
     config.set_main_option("script_location", "crm_graphql:migrations")
@@ -100,7 +105,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     ]
     starlette = Starlette(
         routes=[
-            Route("/graphql", graphql, methods=["GET", "POST"]),
+            Route("/graphql", graphql, methods=GRAPHQL_HTTP_METHODS),
             WebSocketRoute("/graphql", graphql),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
@@ -119,7 +124,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         if (
             scope["type"] == "http"
             and scope["path"] == "/graphql"
-            and scope["method"] in ("GET", "POST")
+            and scope["method"] in GRAPHQL_HTTP_METHODS
         ):
             await graphql_over_http(scope, receive, send)
         else:  # WebSockets, the lifespan, health checks, other paths and methods
