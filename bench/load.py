@@ -287,22 +287,20 @@ async def measure(plan: LoadPlan) -> Result:
 
 
 async def apply_load(plan: LoadPlan, lead_ids: list[str]) -> Result:
-    scenario, host, port, headers = plan.scenario, plan.host, plan.port, plan.headers
-    clients, warmup, duration = plan.clients, plan.warmup, plan.duration
     start = time.perf_counter()
-    rec = Recorder(measure_from=start + warmup)
-    deadline = start + warmup + duration
+    rec = Recorder(measure_from=start + plan.warmup)
+    deadline = start + plan.warmup + plan.duration
 
     async def one_iteration(client: KeepAliveClient) -> bool:
-        if scenario == "flow":
+        if plan.scenario == "flow":
             return await run_flow(client, rec)
-        if scenario == "leads":
+        if plan.scenario == "leads":
             return "errors" not in await rec.timed(client.post(LEADS_PAGE))
         body = await rec.timed(client.post(ONE_LEAD, {"id": random.choice(lead_ids)}))
         return "errors" not in body and body["data"]["lead"] is not None
 
     async def worker() -> None:
-        client = KeepAliveClient(host, port, headers)
+        client = KeepAliveClient(plan.host, plan.port, plan.headers)
         try:
             while (now := time.perf_counter()) < deadline:
                 ok = await one_iteration(client)
@@ -315,22 +313,22 @@ async def apply_load(plan: LoadPlan, lead_ids: list[str]) -> Result:
             await client.close()
 
     async def cpu_while_measuring() -> dict[str, float]:
-        await asyncio.sleep(warmup)
+        await asyncio.sleep(plan.warmup)
         return cpu_seconds(plan.server_pid)
 
     cpu_before, *_ = await asyncio.gather(
-        cpu_while_measuring(), *(worker() for _ in range(clients))
+        cpu_while_measuring(), *(worker() for _ in range(plan.clients))
     )
     cpu_after = cpu_seconds(plan.server_pid)
     latencies = sorted(rec.latencies)
     return Result(
-        scenario=scenario,
-        clients=clients,
-        duration_s=duration,
+        scenario=plan.scenario,
+        clients=plan.clients,
+        duration_s=plan.duration,
         completed=rec.completed,
         failed=rec.failed,
-        per_second=round(rec.completed / duration, 1),
-        unit="flows" if scenario == "flow" else "requests",
+        per_second=round(rec.completed / plan.duration, 1),
+        unit="flows" if plan.scenario == "flow" else "requests",
         requests=len(latencies),
         latency_ms={
             "p50": round(percentile(latencies, 0.50), 2),
