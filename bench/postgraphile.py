@@ -1,0 +1,351 @@
+"""Reads side by side with PostGraphile V4 on one database.
+
+    CRM_BENCH_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres \\
+        python -m bench.postgraphile --leads 2000 --rounds 3 --seconds 8
+
+Seeds leads through this server's API (half of them analyzed, advanced and transferred), starts
+PostGraphile V4 (pinned in bench/postgraphile/package-lock.json, installed here with `npm ci`
+when absent) on the same database with no plugins, checks that both return the same data, then
+measures three reads in alternating rounds: each round runs every query against each server in
+turn, with N keep-alive clients. What is compared is CPU per request of each server's process
+tree (from /proc), which the shared machine disturbs far less than throughput; PostgreSQL's CPU
+per request is printed beside it (it counts every backend on the machine, so it is only
+meaningful on a quiet one). This server runs with every feature on (authentication, per-role
+visibility, limits, request log); PostGraphile as `postgraphile -c DB --schema public`.
+"""
+
+import argparse
+import asyncio
+import base64
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvloop
+
+from bench.cpu import cpu_seconds
+from bench.http_client import KeepAliveClient
+from bench.load import ADVANCE, ANALYZE, CREATE, LEADS_PAGE, ONE_LEAD, TRANSFER, bench_headers
+from tests.support.database import database_for_tests, recreate_database, with_database
+from tests.support.server import ServerProcess, api_env, free_port
+
+PEER_DIR = Path(__file__).parent / "postgraphile"
+PEER_CLI = PEER_DIR / "node_modules" / "postgraphile" / "cli.js"
+
+SCALAR_FIELDS = (
+    "id source stage businessDomain activityCount createdAt updatedAt "
+    "contactName companyName email phone website"
+)
+OURS = {
+    "leads50": LEADS_PAGE,
+    "scalars100": f"query {{ leads(first: 100) {{ edges {{ node {{ {SCALAR_FIELDS} }} }} }} }}",
+    "lead": ONE_LEAD,
+}
+# The same data in PostGraphile's generated schema: the same order (newest first), the lead's
+# sale through its unique foreign key, its history through stage_changes.lead_id.
+PEERS = {
+    "leads50": """query { allLeads(first: 50, orderBy: [CREATED_AT_DESC, ID_DESC]) {
+  totalCount edges { cursor node {
+  id stage source businessDomain score
+  saleByLeadId { id stage }
+  stageChangesByLeadId(orderBy: ID_ASC) { nodes { fromStage toStage at } } } } } }""",
+    "scalars100": "query { allLeads(first: 100, orderBy: [CREATED_AT_DESC, ID_DESC]) "
+    f"{{ edges {{ node {{ {SCALAR_FIELDS} }} }} }} }}",
+    "lead": """query($id: BigInt!) { leadById(id: $id) {
+  id stage source businessDomain activityCount score
+  saleByLeadId { id stage }
+  stageChangesByLeadId(orderBy: ID_ASC) { nodes { fromStage toStage at } } } }""",
+}
+DESCRIPTIONS = {
+    "leads50": "50 leads with score, sale and history",
+    "scalars100": "100 leads, 12 scalar fields",
+    "lead": "one lead by id, nested",
+}
+
+
+def relay_to_row_id(global_id: str) -> int:
+    return int(base64.b64decode(global_id).decode().partition(":")[2])
+
+
+@dataclass
+class Server:
+    name: str
+    pid: int
+    port: int
+    headers: dict[str, str]
+    queries: dict[str, str]
+    # The variables of the one-lead query, from this server's (Relay) id of the lead.
+    lead_variables: Callable[[str], dict[str, Any]]
+
+
+@dataclass
+class Measurement:
+    requests: int
+    seconds: float
+    server_cpu_s: float
+    postgres_cpu_s: float
+
+    def server_ms(self) -> float:
+        return self.server_cpu_s * 1000 / max(self.requests, 1)
+
+    def postgres_ms(self) -> float:
+        return self.postgres_cpu_s * 1000 / max(self.requests, 1)
+
+
+async def seed(server: Server, count: int, concurrency: int = 8) -> list[str]:
+    """`count` leads with contact data; every other one taken through the whole flow."""
+
+    async def make(client: KeepAliveClient, index: int) -> str:
+        lead_input = {
+            "source": ["PARTNER", "MANUAL", "SCANNER"][index % 3],
+            "businessDomain": "retail" if index % 4 else None,
+            "contactName": f"Contact {index}",
+            "companyName": f"Company {index} GmbH",
+            "email": f"contact{index}@company{index}.example",
+            "phone": f"+4930{1_000_000 + index}",
+            "website": f"company{index}.example",
+        }
+        body = await client.post(CREATE, {"input": lead_input})
+        payload = body["data"]["createLead"]
+        if payload["errors"]:
+            raise RuntimeError(f"seeding failed: {payload['errors']}")
+        lead_id: str = payload["lead"]["id"]
+        if index % 2 == 0:
+            for query, variables in (
+                (ANALYZE, {"leadId": lead_id}),
+                (ADVANCE, {"leadId": lead_id, "to": "CONTACTED"}),
+                (ADVANCE, {"leadId": lead_id, "to": "QUALIFIED"}),
+                (TRANSFER, {"leadId": lead_id}),
+            ):
+                await client.post(query, {"input": variables})
+        return lead_id
+
+    async def worker(indexes: range) -> list[str]:
+        client = KeepAliveClient("127.0.0.1", server.port, server.headers)
+        try:
+            return [await make(client, index) for index in indexes]
+        finally:
+            await client.close()
+
+    parts = await asyncio.gather(
+        *(worker(range(start, count, concurrency)) for start in range(concurrency))
+    )
+    return [lead_id for part in parts for lead_id in part]
+
+
+async def fetch(server: Server, scenario: str, variables: dict[str, Any]) -> dict[str, Any]:
+    client = KeepAliveClient("127.0.0.1", server.port, server.headers)
+    try:
+        body = await client.post(server.queries[scenario], variables)
+    finally:
+        await client.close()
+    if "errors" in body:
+        raise RuntimeError(f"{server.name} {scenario}: {body['errors']}")
+    return body["data"]
+
+
+def normalised_lead(node: dict[str, Any], ours: bool) -> dict[str, Any]:
+    """One lead from either server in one shape: row ids, parsed timestamps, history pairs."""
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key == "id":
+            out["id"] = relay_to_row_id(value) if ours else int(value)
+        elif key in ("createdAt", "updatedAt"):
+            out[key] = datetime.fromisoformat(value)
+        elif key == "score":
+            out["scored"] = value is not None
+        elif key in ("sale", "saleByLeadId"):
+            out["sale"] = value and (
+                relay_to_row_id(value["id"]) if ours else int(value["id"]),
+                value["stage"],
+            )
+        elif key == "history":
+            out["history"] = [(c["from"], c["to"], datetime.fromisoformat(c["at"])) for c in value]
+        elif key == "stageChangesByLeadId":
+            out["history"] = [
+                (c["fromStage"], c["toStage"], datetime.fromisoformat(c["at"]))
+                for c in value["nodes"]
+            ]
+        else:
+            out[key] = value
+    return out
+
+
+async def check_same_data(ours: Server, peer: Server, lead_ids: list[str]) -> None:
+    for scenario in ("leads50", "scalars100"):
+        mine = await fetch(ours, scenario, {})
+        theirs = await fetch(peer, scenario, {})
+        mine_nodes = [normalised_lead(e["node"], True) for e in mine["leads"]["edges"]]
+        their_nodes = [normalised_lead(e["node"], False) for e in theirs["allLeads"]["edges"]]
+        if mine_nodes != their_nodes:
+            raise SystemExit(f"{scenario}: the servers return different leads")
+    for lead_id in random.sample(lead_ids, min(20, len(lead_ids))):
+        mine = await fetch(ours, "lead", ours.lead_variables(lead_id))
+        theirs = await fetch(peer, "lead", peer.lead_variables(lead_id))
+        if normalised_lead(mine["lead"], True) != normalised_lead(theirs["leadById"], False):
+            raise SystemExit(f"lead {lead_id}: the servers return different data")
+
+
+async def load(
+    server: Server, scenario: str, lead_ids: list[str], clients: int, seconds: float
+) -> Measurement:
+    query = server.queries[scenario]
+    lead_variables = [server.lead_variables(lead_id) for lead_id in lead_ids]
+    deadline = time.perf_counter() + seconds
+    completed = 0
+
+    async def worker() -> None:
+        nonlocal completed
+        client = KeepAliveClient("127.0.0.1", server.port, server.headers)
+        try:
+            while time.perf_counter() < deadline:
+                variables = random.choice(lead_variables) if scenario == "lead" else {}
+                body = await client.post(query, variables)
+                if "errors" in body:
+                    raise RuntimeError(f"{server.name} {scenario}: {body['errors']}")
+                completed += 1
+        finally:
+            await client.close()
+
+    before = cpu_seconds(server.pid)
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(clients)))
+    elapsed = time.perf_counter() - started
+    after = cpu_seconds(server.pid)
+    return Measurement(
+        completed,
+        elapsed,
+        after["server"] - before["server"],
+        after["postgres"] - before["postgres"],
+    )
+
+
+@contextmanager
+def peer_process(database_url: str, log: Path) -> Iterator[tuple[int, int]]:
+    """PostGraphile V4 on `database_url`: (pid, port), once it answers."""
+    if not PEER_CLI.exists():
+        npm = shutil.which("npm")
+        if npm is None:
+            raise SystemExit("npm is needed to install PostGraphile (bench/postgraphile)")
+        subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=PEER_DIR, check=True)
+    node = shutil.which("node")
+    if node is None:
+        raise SystemExit("Node.js is needed to run PostGraphile")
+    port = free_port()
+    plain_url = database_url.replace("postgresql+asyncpg://", "postgres://")
+    command = [node, str(PEER_CLI), "-c", plain_url, "--schema", "public"]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--disable-query-log"]
+    with log.open("ab") as output:
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"PostGraphile did not start:\n{log.read_text()}")
+            try:
+                httpx.post(
+                    f"http://127.0.0.1:{port}/graphql", json={"query": "{ __typename }"}, timeout=1
+                ).raise_for_status()
+                break
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        yield process.pid, port
+    finally:
+        process.terminate()
+        process.wait(20)
+
+
+async def compare(
+    servers: list[Server], args: argparse.Namespace
+) -> dict[str, dict[str, list[Measurement]]]:
+    lead_ids = await seed(servers[0], args.leads)
+    await check_same_data(servers[0], servers[1], lead_ids)
+    print(f"seeded {len(lead_ids)} leads; both servers return the same data", flush=True)
+    for server in servers:  # warm both: connections, caches, JIT
+        for scenario in OURS:
+            await load(server, scenario, lead_ids, args.clients, 2.0)
+    results: dict[str, dict[str, list[Measurement]]] = {
+        scenario: {server.name: [] for server in servers} for scenario in OURS
+    }
+    for round_number in range(args.rounds):
+        order = servers if round_number % 2 == 0 else servers[::-1]
+        for scenario in OURS:
+            for server in order:
+                measured = await load(server, scenario, lead_ids, args.clients, args.seconds)
+                results[scenario][server.name].append(measured)
+                print(
+                    f"round {round_number + 1} {scenario:10} {server.name:11} "
+                    f"{measured.requests / measured.seconds:7.1f} req/s  "
+                    f"server {measured.server_ms():5.2f} ms CPU/request  "
+                    f"postgres {measured.postgres_ms():5.2f} ms",
+                    flush=True,
+                )
+    return results
+
+
+def report(results: dict[str, dict[str, list[Measurement]]]) -> None:
+    print("\nmedians over the rounds (CPU per request; ratio = this server / PostGraphile)")
+    for scenario, by_server in results.items():
+        ours = by_server["this"]
+        peer = by_server["postgraphile"]
+        ours_ms = statistics.median(m.server_ms() for m in ours)
+        peer_ms = statistics.median(m.server_ms() for m in peer)
+        ours_rate = statistics.median(m.requests / m.seconds for m in ours)
+        peer_rate = statistics.median(m.requests / m.seconds for m in peer)
+        ours_pg = statistics.median(m.postgres_ms() for m in ours)
+        peer_pg = statistics.median(m.postgres_ms() for m in peer)
+        print(
+            f"{DESCRIPTIONS[scenario]:38} this {ours_ms:6.2f} ms {ours_rate:7.1f} req/s | "
+            f"PostGraphile {peer_ms:6.2f} ms {peer_rate:7.1f} req/s | "
+            f"server CPU ratio {ours_ms / peer_ms:5.2f}x | "
+            f"postgres {ours_pg:.2f} vs {peer_pg:.2f} ms"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--leads", type=int, default=2000, help="leads seeded through the API")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=8.0, help="per query, server and round")
+    parser.add_argument("--clients", type=int, default=16, help="keep-alive connections")
+    args = parser.parse_args()
+
+    with ExitStack() as stack:
+        if "CRM_BENCH_DATABASE_URL" in os.environ:
+            os.environ["CRM_TEST_DATABASE_URL"] = os.environ["CRM_BENCH_DATABASE_URL"]
+        database_url = with_database(stack.enter_context(database_for_tests()), "crm_bench_peer")
+        asyncio.run(recreate_database(database_url))
+        logs = Path(tempfile.mkdtemp(prefix="crm-bench-peer-"))
+        ours = ServerProcess(
+            api_env(database_url, CRM_EXPOSE_SQL_COUNT="false"), logs / "server.log"
+        )
+        ours.start()  # applies the migrations before PostGraphile reads the schema
+        stack.callback(ours.stop)
+        peer_pid, peer_port = stack.enter_context(peer_process(database_url, logs / "peer.log"))
+        servers = [
+            Server("this", ours.pid, ours.port, bench_headers(), OURS, lambda id_: {"id": id_}),
+            Server(
+                "postgraphile",
+                peer_pid,
+                peer_port,
+                {},
+                PEERS,
+                lambda id_: {"id": str(relay_to_row_id(id_))},
+            ),
+        ]
+        report(uvloop.run(compare(servers, args)))
+
+
+if __name__ == "__main__":
+    main()
