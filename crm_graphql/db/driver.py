@@ -16,6 +16,7 @@ from typing import Any
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from crm_graphql.db.sql import Sql
 from crm_graphql.db.statements import count_statement
 
 
@@ -57,16 +58,18 @@ async def driver(conn: AsyncConnection) -> asyncpg.Connection:
     return (await conn.get_raw_connection()).driver_connection
 
 
-async def fetchrow(conn: AsyncConnection, sql: str, *args: Any) -> Row | None:
+async def fetchrow(conn: AsyncConnection, statement: Sql, /, **values: Any) -> Row | None:
     count_statement()
-    return await (await driver(conn)).fetchrow(sql, *args, record_class=Row)
+    arguments = statement.arguments(values)
+    return await (await driver(conn)).fetchrow(statement.text, *arguments, record_class=Row)
 
 
-async def fetch(conn: AsyncConnection, sql: str, *args: Any) -> list[Row]:
+async def fetch(conn: AsyncConnection, statement: Sql, /, **values: Any) -> list[Row]:
     count_statement()
-    return await (await driver(conn)).fetch(sql, *args, record_class=Row)
+    arguments = statement.arguments(values)
+    return await (await driver(conn)).fetch(statement.text, *arguments, record_class=Row)
 
 
-async def execute(conn: AsyncConnection, sql: str, *args: Any) -> None:
+async def execute(conn: AsyncConnection, statement: Sql, /, **values: Any) -> None:
     count_statement()
-    await (await driver(conn)).execute(sql, *args)
+    await (await driver(conn)).execute(statement.text, *statement.arguments(values))

@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from crm_graphql.db import driver
+from crm_graphql.db.sql import Sql, sql
 from crm_graphql.db.tables import (
     DUPLICATE_KEY_COLUMNS,
     GUARDED_OPEN_LEAD,
@@ -302,7 +303,7 @@ async def record_lead_creations(
     it carries the highest audit id, so a listener reading by id picks up the whole batch.
     Without `ordered` (for writes that are rolled back) no lock orders the ids."""
     if ordered:
-        await driver.execute(conn, _order_lead_audit_ids("$1"), LEAD_STAGE_CHANNEL)
+        await driver.execute(conn, _ORDER_LEAD_AUDIT_IDS_ALONE, channel=LEAD_STAGE_CHANNEL)
     last_audit_id = await conn.scalar(
         _RECORD_CREATIONS, {"lead_ids": list(lead_ids), "stage": LeadStage.NEW.value, "by": by}
     )
@@ -445,7 +446,7 @@ async def insert_scoring_model(
 # --- the lead stage change feed ------------------------------------------------------------
 
 
-_LAST_LEAD_STAGE_CHANGE_ID = (
+_LAST_LEAD_STAGE_CHANGE_ID = sql(
     "SELECT coalesce(max(id), 0) AS id FROM stage_changes WHERE lead_id IS NOT NULL"
 )
 
@@ -462,18 +463,18 @@ _LEAD_OF_CHANGE = ", ".join(f"l.{column.name}" for column in leads.c)
 
 
 @lru_cache(maxsize=4)
-def _lead_stage_changes_after_sql(until: bool, one_lead: bool) -> str:
+def _lead_stage_changes_after_sql(until: bool, one_lead: bool) -> Sql:
     """A fixed text per set of conditions: the live feed reads on every wake-up, and a fixed
     text stays a prepared statement."""
-    conditions = ["c.id > $1"]
+    conditions = ["c.id > :after"]
     if until:
-        conditions.append(f"c.id <= ${len(conditions) + 2}")
+        conditions.append("c.id <= :until")
     if one_lead:
-        conditions.append(f"c.lead_id = ${len(conditions) + 2}")
-    return (
+        conditions.append("c.lead_id = :lead_id")
+    return sql(
         f"SELECT {_CHANGE_LABELS}, {_LEAD_OF_CHANGE} "
         "FROM stage_changes c JOIN leads l ON l.id = c.lead_id "
-        f"WHERE {' AND '.join(conditions)} ORDER BY c.id LIMIT $2"
+        f"WHERE {' AND '.join(conditions)} ORDER BY c.id LIMIT :limit"
     )
 
 
@@ -487,9 +488,11 @@ async def lead_stage_changes_after(
 ) -> list[LeadStageChanged]:
     """Lead stage changes with after < id <= until, oldest first, each with its lead's current
     row (one joined read serves every subscriber of a batch)."""
-    sql = _lead_stage_changes_after_sql(until is not None, lead_id is not None)
-    conditions = [value for value in (until, lead_id) if value is not None]
-    rows = await driver.fetch(conn, sql, after, limit, *conditions)
+    statement = _lead_stage_changes_after_sql(until is not None, lead_id is not None)
+    conditions = {
+        name: value for name, value in (("until", until), ("lead_id", lead_id)) if value is not None
+    }
+    rows = await driver.fetch(conn, statement, after=after, limit=limit, **conditions)
     return [_lead_stage_changed_from_row(row) for row in rows]
 
 
@@ -526,6 +529,7 @@ SALE_COLUMNS = ", ".join(_SALE_COLUMN_NAMES)
 CHANGE_COLUMNS = ", ".join(column.name for column in stage_changes.c)
 USER_COLUMNS = ", ".join(column.name for column in users.c)
 ORIGIN = str(STAGE_CHANGE_ORIGIN.compile(dialect=postgresql.dialect()))
+_LEAD_COLUMNS_OF_CTE = ", ".join(f"lead.{column.name}" for column in leads.c)
 
 
 # Attribution columns reference users, so a writer's row must exist before its first change.
@@ -534,98 +538,106 @@ ORIGIN = str(STAGE_CHANGE_ORIGIN.compile(dialect=postgresql.dialect()))
 # a plain upsert would lock the row until commit and make one person's writes queue behind
 # each other. These CTEs travel in the statements that write, so the writer is recorded
 # without a statement of its own; foreign keys are checked at the end of the statement, when
-# the row exists.
+# the row exists. Their parameters are those of `_writer`.
 def _writer_ctes(only_if: str = "TRUE") -> str:
-    """The CTEs `due`, `refreshed` and `writer` (parameters $1 to $4, see _writer) recording the
-    writer; `only_if` is SQL that must hold for them to do anything."""
+    """The CTEs `due`, `refreshed` and `writer` recording the writer; `only_if` is SQL that
+    must hold for them to do anything."""
     return f"""due AS (
     SELECT id FROM users
-    WHERE id = $1 AND (name <> $2 OR role <> $3 OR last_seen < now() - $4::interval)
+    WHERE id = :writer_id
+      AND (name <> :writer_name OR role <> :writer_role
+           OR last_seen < now() - :last_seen_resolution::interval)
       AND {only_if}
     FOR NO KEY UPDATE SKIP LOCKED
 ), refreshed AS (
-    UPDATE users SET name = $2, role = $3, last_seen = now()
+    UPDATE users SET name = :writer_name, role = :writer_role, last_seen = now()
     WHERE id IN (SELECT id FROM due) RETURNING id
 ), writer AS (
     INSERT INTO users (id, name, role)
-    SELECT $1, $2, $3 WHERE NOT EXISTS (SELECT 1 FROM refreshed) AND {only_if}
+    SELECT :writer_id, :writer_name, :writer_role
+    WHERE NOT EXISTS (SELECT 1 FROM refreshed) AND {only_if}
     ON CONFLICT (id) DO NOTHING
     RETURNING id
 )"""
 
 
 _WRITER = "WITH " + _writer_ctes()
+# For a conditional write: the writer is recorded only when CTE `lead` (or `sale`) changed a
+# row, so a refused write leaves no trace.
+_WRITER_IF_LEAD_CHANGED = _writer_ctes(only_if="EXISTS (SELECT 1 FROM lead)")
+_WRITER_IF_SALE_CHANGED = _writer_ctes(only_if="EXISTS (SELECT 1 FROM sale)")
 
 
-def _writer_if_changed(cte: str) -> str:
-    """The writer CTEs for a conditional write: the writer is recorded only when CTE `cte`
-    changed a row, so a refused write leaves no trace."""
-    return _writer_ctes(only_if=f"EXISTS (SELECT 1 FROM {cte})")
+def _writer(actor: Actor) -> dict[str, Any]:
+    """The values of the writer CTEs' parameters."""
+    return {
+        "writer_id": actor.user_id,
+        "writer_name": actor.name,
+        "writer_role": actor.role.value,
+        "last_seen_resolution": LAST_SEEN_RESOLUTION,
+    }
 
 
-def _writer(actor: Actor) -> tuple[str, str, str, timedelta]:
-    return actor.user_id, actor.name, actor.role.value, LAST_SEEN_RESOLUTION
+_RECORD_USER = sql(f"{_WRITER} SELECT 1")
 
 
 async def record_user(conn: AsyncConnection, actor: Actor) -> None:
-    """Make sure the actor has a users row (see _WRITER), for writes that lock no lead."""
-    await driver.execute(conn, f"{_WRITER} SELECT 1", *_writer(actor))
+    """Make sure the actor has a users row (see _writer_ctes), for writes that lock no lead."""
+    await driver.execute(conn, _RECORD_USER, **_writer(actor))
 
 
-def _order_lead_audit_ids(channel: str) -> str:
-    """The lock every writer of lead audit rows takes before drawing an id.
+# The lock every writer of lead audit rows takes before drawing an id.
+#
+# It makes lead audit ids commit in id order: no transaction draws an id until the one before
+# it has committed or rolled back, so a reader that sees id n also sees every committed id
+# below n, and "id > last delivered" never skips a late commit. PostgreSQL already serialises
+# the commits of notifying transactions (NOTIFY holds a global lock from pre-commit to the
+# end), so this only widens that section a little.
+_ORDER_LEAD_AUDIT_IDS = "SELECT pg_advisory_xact_lock(hashtextextended(:channel, 0))"
+_ORDER_LEAD_AUDIT_IDS_ALONE = sql(_ORDER_LEAD_AUDIT_IDS)
 
-    It makes lead audit ids commit in id order: no transaction draws an id until the one
-    before it has committed or rolled back, so a reader that sees id n also sees every
-    committed id below n, and "id > last delivered" never skips a late commit. PostgreSQL
-    already serialises the commits of notifying transactions (NOTIFY holds a global lock from
-    pre-commit to the end), so this only widens that section a little."""
-    return f"SELECT pg_advisory_xact_lock(hashtextextended({channel}, 0))"
 
-
-def _audit_lead_change(
-    by: str,
-    from_stage: str,
-    channel: str,
-    note: str = "NULL",
-    also_select: str = "",
-    also_from: str = "",
-    after_writer: bool = True,
-) -> str:
-    """The tail of a statement whose CTE `lead` yields a lead that has just changed stage: its
-    audit row and notification, selecting the lead's columns (and `also_select` from
-    `also_from`). The arguments are SQL (parameter names). The insert takes its row from
-    `ordered`, so the lock is held before the id is drawn. Every lead audit row is written
-    through here, except the bulk import's.
+def _audit_lead_change(after_writer: bool = True) -> str:
+    """The CTEs `ordered` and `change` of a statement whose CTE `lead` yields a lead that has
+    just changed stage, with its old stage as `from_stage`: the audit row, by :by with :note.
+    The statement then selects from `lead, change`, notifying with _NOTIFY_CHANGE. The insert
+    takes its row from `ordered`, so the lock is held before the id is drawn. Every lead audit
+    row is written through here, except the bulk import's.
 
     `ordered` reads `lead` (and, with after_writer, the statement's CTE `writer`), so the
     statement takes its locks in the order every writer does: the lead's row, the writer's
     users row, then this lock; and none when the lead did not change."""
-    lead_columns = ", ".join(f"lead.{column.name}" for column in leads.c)
     recorded = ", (SELECT count(*) FROM writer) AS recorded" if after_writer else ""
-    return f"""
-, ordered AS ({_order_lead_audit_ids(channel)} FROM lead{recorded}),
+    return f"""ordered AS ({_ORDER_LEAD_AUDIT_IDS} FROM lead{recorded}),
 change AS (
     INSERT INTO stage_changes (lead_id, from_stage, to_stage, by, note)
-    SELECT lead.id, {from_stage}, lead.stage, {by}, {note} FROM lead, ordered
+    SELECT lead.id, lead.from_stage, lead.stage, :by, :note FROM lead, ordered
     RETURNING id, lead_id
+)"""
+
+
+_AUDIT_LEAD_CHANGE = _audit_lead_change()
+_NOTIFY_CHANGE = (
+    "pg_notify(:channel, json_build_object('id', change.id, 'lead', change.lead_id)::text)"
 )
-SELECT {lead_columns},
-       pg_notify({channel}, json_build_object('id', change.id, 'lead', change.lead_id)::text)
-       {", " + also_select if also_select else ""}
-FROM lead, change{", " + also_from if also_from else ""}
-"""
 
 
-_CREATE_LEAD = (
+def _audit(by: str, note: str | None = None) -> dict[str, Any]:
+    """The values of the audit CTEs' parameters."""
+    return {"by": by, "note": note, "channel": LEAD_STAGE_CHANNEL}
+
+
+_CREATE_LEAD = sql(
     f"""WITH lead AS (
     INSERT INTO leads ({", ".join(NEW_LEAD_COLUMNS)}, created_by, owner_id, duplicate_of)
-    VALUES ($6, $7, $8, $9, $10, $11, $12, $13, $14, $1, $1, $15)
+    VALUES ({", ".join(f":{name}" for name in NEW_LEAD_COLUMNS)},
+            :writer_id, :writer_id, :duplicate_of)
     ON CONFLICT DO NOTHING
-    RETURNING *
-), """
-    + _writer_if_changed("lead")
-    + _audit_lead_change(by="$1", from_stage="NULL", channel="$5")
+    RETURNING *, NULL::text AS from_stage
+),
+{_WRITER_IF_LEAD_CHANGED},
+{_AUDIT_LEAD_CHANGE}
+SELECT {_LEAD_COLUMNS_OF_CTE}, {_NOTIFY_CHANGE} FROM lead, change"""
 )
 
 
@@ -639,72 +651,74 @@ async def create_lead(
     """The new lead, owned by its creator, with its (none -> NEW) audit row and notification, in
     one statement; or None when it would duplicate an open lead the guard covers (the unique
     indexes decide, so concurrent inserts of the same email leave exactly one lead)."""
-    values = new_lead_values(source, fields)
     row = await driver.fetchrow(
         conn,
         _CREATE_LEAD,
-        *_writer(actor),
-        LEAD_STAGE_CHANNEL,
-        *(values[name] for name in NEW_LEAD_COLUMNS),
-        duplicate_of,
+        **_writer(actor),
+        **_audit(actor.user_id),
+        **new_lead_values(source, fields),
+        duplicate_of=duplicate_of,
     )
     return lead_from_row(row) if row else None
 
 
-_LOCK_LEADS = f"SELECT {LEAD_COLUMNS} FROM leads WHERE id = ANY($1) ORDER BY id FOR UPDATE"
+_LOCK_LEADS = sql(f"SELECT {LEAD_COLUMNS} FROM leads WHERE id = ANY(:ids) ORDER BY id FOR UPDATE")
 
 
 async def lock_leads(conn: AsyncConnection, lead_ids: Sequence[int]) -> dict[int, Lead]:
     """Lock in id order, so two transactions locking the same leads cannot deadlock."""
-    rows = await driver.fetch(conn, _LOCK_LEADS, list(lead_ids))
+    rows = await driver.fetch(conn, _LOCK_LEADS, ids=list(lead_ids))
     return {row["id"]: lead_from_row(row) for row in rows}
 
 
-_LOCK_LEAD_FOR = f"{_WRITER} SELECT {LEAD_COLUMNS} FROM leads WHERE id = $5 FOR UPDATE"
+_LOCK_LEAD_FOR = sql(f"{_WRITER} SELECT {LEAD_COLUMNS} FROM leads WHERE id = :lead_id FOR UPDATE")
 
 
 async def lock_lead_for(conn: AsyncConnection, actor: Actor, lead_id: int) -> Lead | None:
     """Lock the lead the actor is about to change and record the actor, in one statement."""
-    row = await driver.fetchrow(conn, _LOCK_LEAD_FOR, *_writer(actor), lead_id)
+    row = await driver.fetchrow(conn, _LOCK_LEAD_FOR, **_writer(actor), lead_id=lead_id)
     return lead_from_row(row) if row else None
 
 
 @lru_cache(maxsize=64)
-def _update_lead_sql(columns: tuple[str, ...]) -> str:
+def _update_lead_sql(columns: tuple[str, ...]) -> Sql:
     """The UPDATE for this set of columns, checked and built once per set."""
     unknown = set(columns) - set(leads.c.keys())
     if unknown:
         raise ValueError(f"not columns of leads: {sorted(unknown)}")
-    assignments = ", ".join(f"{name} = ${i}" for i, name in enumerate(columns, start=2))
-    return (
-        f"UPDATE leads SET {assignments}, updated_at = now() WHERE id = $1 RETURNING {LEAD_COLUMNS}"
+    assignments = ", ".join(f"{name} = :{name}" for name in columns)
+    return sql(
+        f"UPDATE leads SET {assignments}, updated_at = now() WHERE id = :id "
+        f"RETURNING {LEAD_COLUMNS}"
     )
 
 
 async def update_lead(conn: AsyncConnection, lead_id: int, **values: Any) -> Lead:
-    columns = tuple(sorted(values))
-    parameters = [
-        json_text(values[name]) if isinstance(values[name], dict | list) else values[name]
-        for name in columns
-    ]
-    row = await driver.fetchrow(conn, _update_lead_sql(columns), lead_id, *parameters)
+    parameters = {
+        name: json_text(value) if isinstance(value, dict | list) else value
+        for name, value in values.items()
+    }
+    statement = _update_lead_sql(tuple(sorted(values)))
+    row = await driver.fetchrow(conn, statement, id=lead_id, **parameters)
     if row is None:
         raise LookupError(f"lead {lead_id} vanished under its row lock")
     return lead_from_row(row)
 
 
-_ADD_ACTIVITY = f"""
-WITH activity AS (INSERT INTO activities (lead_id, kind, note) VALUES ($1, $2, $3))
-UPDATE leads SET activity_count = activity_count + 1, updated_at = now() WHERE id = $1
-RETURNING {LEAD_COLUMNS}
-"""
+_ADD_ACTIVITY = sql(
+    f"""WITH activity AS (
+    INSERT INTO activities (lead_id, kind, note) VALUES (:lead_id, :kind, :note)
+)
+UPDATE leads SET activity_count = activity_count + 1, updated_at = now() WHERE id = :lead_id
+RETURNING {LEAD_COLUMNS}"""
+)
 
 
 async def add_activity(
     conn: AsyncConnection, lead_id: int, kind: ActivityKind, note: str | None
 ) -> Lead:
     """Log the activity and count it on the lead, in one statement."""
-    row = await driver.fetchrow(conn, _ADD_ACTIVITY, lead_id, kind.value, note)
+    row = await driver.fetchrow(conn, _ADD_ACTIVITY, lead_id=lead_id, kind=kind.value, note=note)
     if row is None:
         raise LookupError(f"lead {lead_id} vanished under its row lock")
     return lead_from_row(row)
@@ -715,15 +729,16 @@ async def add_activity(
 # lock, and a refused write changes nothing. They return nothing when the check fails; the use
 # case then reads the row to say why.
 
-_MOVE_LEAD = (
-    """WITH old AS (SELECT id, stage FROM leads WHERE id = $5 FOR UPDATE),
+_MOVE_LEAD = sql(
+    f"""WITH old AS (SELECT id, stage FROM leads WHERE id = :lead_id FOR UPDATE),
 lead AS (
-    UPDATE leads SET stage = $6, updated_at = now() FROM old
-    WHERE leads.id = old.id AND old.stage = ANY($7::text[])
+    UPDATE leads SET stage = :to_stage, updated_at = now() FROM old
+    WHERE leads.id = old.id AND old.stage = ANY(:allowed_from::text[])
     RETURNING leads.*, old.stage AS from_stage
-), """
-    + _writer_if_changed("lead")
-    + _audit_lead_change(by="$1", from_stage="lead.from_stage", channel="$8")
+),
+{_WRITER_IF_LEAD_CHANGED},
+{_AUDIT_LEAD_CHANGE}
+SELECT {_LEAD_COLUMNS_OF_CTE}, {_NOTIFY_CHANGE} FROM lead, change"""
 )
 
 
@@ -739,21 +754,24 @@ async def move_lead(
     row = await driver.fetchrow(
         conn,
         _MOVE_LEAD,
-        *_writer(actor),
-        lead_id,
-        to_stage.value,
-        [stage.value for stage in allowed_from],
-        LEAD_STAGE_CHANNEL,
+        **_writer(actor),
+        **_audit(actor.user_id),
+        lead_id=lead_id,
+        to_stage=to_stage.value,
+        allowed_from=[stage.value for stage in allowed_from],
     )
     return lead_from_row(row) if row else None
 
 
-_SAVE_SCORE = f"""WITH lead AS (
-    UPDATE leads SET score_value = $6, score = $7, updated_at = now()
-    WHERE id = $5 AND stage = ANY($8::text[])
+_SAVE_SCORE = sql(
+    f"""WITH lead AS (
+    UPDATE leads SET score_value = :score_value, score = :score, updated_at = now()
+    WHERE id = :lead_id AND stage = ANY(:allowed_in::text[])
     RETURNING {LEAD_COLUMNS}
-), {_writer_if_changed("lead")}
+),
+{_WRITER_IF_LEAD_CHANGED}
 SELECT * FROM lead"""
+)
 
 
 async def save_score(
@@ -765,22 +783,23 @@ async def save_score(
 ) -> Lead | None:
     """Store the score if the lead's stage is one of allowed_in, with the writer, in one
     statement; None if it is missing or in another stage."""
-    values = score_values(score)
     row = await driver.fetchrow(
         conn,
         _SAVE_SCORE,
-        *_writer(actor),
-        lead_id,
-        values["score_value"],
-        json_text(values["score"]),
-        [stage.value for stage in allowed_in],
+        **_writer(actor),
+        lead_id=lead_id,
+        score_value=score.value,
+        score=json_text(score_to_json(score)),
+        allowed_in=[stage.value for stage in allowed_in],
     )
     return lead_from_row(row) if row else None
 
 
 # The merge records its writer before this, in a statement of its own.
-_RECORD_LEAD_STAGE_CHANGE = "WITH lead AS (SELECT * FROM leads WHERE id = $2)" + _audit_lead_change(
-    by="$3", from_stage="$4", channel="$1", note="$5", after_writer=False
+_RECORD_LEAD_STAGE_CHANGE = sql(
+    f"""WITH lead AS (SELECT *, :from_stage::text AS from_stage FROM leads WHERE id = :lead_id),
+{_audit_lead_change(after_writer=False)}
+SELECT {_NOTIFY_CHANGE} FROM lead, change"""
 )
 
 
@@ -790,11 +809,17 @@ async def record_lead_stage_change(
     """The audit row and notification of a stage change already written by another statement
     (a merge writes several columns with it); the new stage is the lead's current one."""
     await driver.execute(
-        conn, _RECORD_LEAD_STAGE_CHANGE, LEAD_STAGE_CHANNEL, lead_id, by, from_stage.value, note
+        conn,
+        _RECORD_LEAD_STAGE_CHANGE,
+        **_audit(by, note),
+        lead_id=lead_id,
+        from_stage=from_stage.value,
     )
 
 
-_LEAD_WITH_VERSION = f"SELECT xmin AS version, {LEAD_COLUMNS} FROM leads WHERE id = $1"
+_LEAD_WITH_VERSION = f"SELECT xmin AS version, {LEAD_COLUMNS} FROM leads WHERE id = :lead_id"
+_LEAD_WITH_VERSION_READ = sql(_LEAD_WITH_VERSION)
+_LEAD_WITH_VERSION_LOCKED = sql(_LEAD_WITH_VERSION + " FOR UPDATE")
 
 
 async def lead_with_version(
@@ -803,31 +828,28 @@ async def lead_with_version(
     """The lead and its row version (PostgreSQL's xmin, which every update changes), for a
     write that must find the row as the rules saw it; `lock` keeps others from changing it
     until the transaction ends."""
-    sql = _LEAD_WITH_VERSION + " FOR UPDATE" if lock else _LEAD_WITH_VERSION
-    row = await driver.fetchrow(conn, sql, lead_id)
+    statement = _LEAD_WITH_VERSION_LOCKED if lock else _LEAD_WITH_VERSION_READ
+    row = await driver.fetchrow(conn, statement, lead_id=lead_id)
     return (lead_from_row(row), row["version"]) if row else None
 
 
-_TRANSFER_LEAD = (
+_SALE_OF_CTE = ", ".join(f"sale.{name} AS sale_{name}" for name in _SALE_COLUMN_NAMES)
+_TRANSFER_LEAD = sql(
     f"""WITH lead AS (
-    UPDATE leads SET stage = $6, updated_at = now()
-    WHERE id = $5 AND xmin = $7
-    RETURNING *
+    UPDATE leads SET stage = :to_stage, updated_at = now()
+    WHERE id = :lead_id AND xmin = :version
+    RETURNING *, :from_stage::text AS from_stage
 ), sale AS (
-    INSERT INTO sales (lead_id, stage, transferred_by) SELECT id, $8, $1 FROM lead
+    INSERT INTO sales (lead_id, stage, transferred_by)
+    SELECT id, :sale_stage, :writer_id FROM lead
     RETURNING {SALE_COLUMNS}
 ), sale_created AS (
     INSERT INTO stage_changes (sale_id, from_stage, to_stage, by)
-    SELECT id, NULL, stage, $1 FROM sale
-), """
-    + _writer_if_changed("lead")
-    + _audit_lead_change(
-        by="$1",
-        from_stage="$9",
-        channel="$10",
-        also_select=", ".join(f"sale.{name} AS sale_{name}" for name in _SALE_COLUMN_NAMES),
-        also_from="sale",
-    )
+    SELECT id, NULL, stage, :writer_id FROM sale
+),
+{_WRITER_IF_LEAD_CHANGED},
+{_AUDIT_LEAD_CHANGE}
+SELECT {_LEAD_COLUMNS_OF_CTE}, {_NOTIFY_CHANGE}, {_SALE_OF_CTE} FROM lead, change, sale"""
 )
 
 
@@ -840,13 +862,13 @@ async def transfer_lead(
     row = await driver.fetchrow(
         conn,
         _TRANSFER_LEAD,
-        *_writer(actor),
-        lead.id,
-        LeadStage.TRANSFERRED.value,
-        version,
-        SaleStage.NEW.value,
-        lead.stage.value,
-        LEAD_STAGE_CHANNEL,
+        **_writer(actor),
+        **_audit(actor.user_id),
+        lead_id=lead.id,
+        to_stage=LeadStage.TRANSFERRED.value,
+        version=version,
+        sale_stage=SaleStage.NEW.value,
+        from_stage=lead.stage.value,
     )
     if row is None:
         return None
@@ -854,17 +876,19 @@ async def transfer_lead(
     return lead_from_row(row), sale
 
 
-_ADVANCE_SALE = f"""WITH old AS (SELECT id, stage FROM sales WHERE id = $5 FOR UPDATE),
+_ADVANCE_SALE = sql(
+    f"""WITH old AS (SELECT id, stage FROM sales WHERE id = :sale_id FOR UPDATE),
 sale AS (
-    UPDATE sales SET stage = $6, updated_at = now() FROM old
-    WHERE sales.id = old.id AND old.stage = ANY($7::text[])
+    UPDATE sales SET stage = :to_stage, updated_at = now() FROM old
+    WHERE sales.id = old.id AND old.stage = ANY(:allowed_from::text[])
     RETURNING {", ".join(f"sales.{name}" for name in _SALE_COLUMN_NAMES)}, old.stage AS from_stage
 ), change AS (
     INSERT INTO stage_changes (sale_id, from_stage, to_stage, by)
-    SELECT id, from_stage, stage, $1 FROM sale
-), {_writer_if_changed("sale")}
-SELECT {SALE_COLUMNS} FROM sale
-"""
+    SELECT id, from_stage, stage, :writer_id FROM sale
+),
+{_WRITER_IF_SALE_CHANGED}
+SELECT {SALE_COLUMNS} FROM sale"""
+)
 
 
 async def advance_sale(
@@ -879,47 +903,47 @@ async def advance_sale(
     row = await driver.fetchrow(
         conn,
         _ADVANCE_SALE,
-        *_writer(actor),
-        sale_id,
-        to_stage.value,
-        [stage.value for stage in allowed_from],
+        **_writer(actor),
+        sale_id=sale_id,
+        to_stage=to_stage.value,
+        allowed_from=[stage.value for stage in allowed_from],
     )
     return sale_from_row(row) if row else None
 
 
 # --- batched reads for the DataLoaders ------------------------------------------------------
 
-_LEADS_BY_IDS = f"SELECT {LEAD_COLUMNS} FROM leads WHERE id = ANY($1)"
-_SALES_BY_IDS = f"SELECT {SALE_COLUMNS} FROM sales WHERE id = ANY($1)"
-_SALES_BY_LEAD_IDS = f"SELECT {SALE_COLUMNS} FROM sales WHERE lead_id = ANY($1)"
-_USERS_BY_IDS = f"SELECT {USER_COLUMNS} FROM users WHERE id = ANY($1)"
-_LEAD_HISTORY = f"""
-SELECT {CHANGE_COLUMNS}, {ORIGIN} AS origin FROM stage_changes
-WHERE lead_id IS NOT NULL AND {ORIGIN} = ANY($1)
-ORDER BY {ORIGIN}, id
-"""
-_SALE_HISTORY = (
-    f"SELECT {CHANGE_COLUMNS} FROM stage_changes WHERE sale_id = ANY($1) ORDER BY sale_id, id"
+_LEADS_BY_IDS = sql(f"SELECT {LEAD_COLUMNS} FROM leads WHERE id = ANY(:ids)")
+_SALES_BY_IDS = sql(f"SELECT {SALE_COLUMNS} FROM sales WHERE id = ANY(:ids)")
+_SALES_BY_LEAD_IDS = sql(f"SELECT {SALE_COLUMNS} FROM sales WHERE lead_id = ANY(:ids)")
+_USERS_BY_IDS = sql(f"SELECT {USER_COLUMNS} FROM users WHERE id = ANY(:ids)")
+_LEAD_HISTORY = sql(
+    f"""SELECT {CHANGE_COLUMNS}, {ORIGIN} AS origin FROM stage_changes
+WHERE lead_id IS NOT NULL AND {ORIGIN} = ANY(:ids)
+ORDER BY {ORIGIN}, id"""
+)
+_SALE_HISTORY = sql(
+    f"SELECT {CHANGE_COLUMNS} FROM stage_changes WHERE sale_id = ANY(:ids) ORDER BY sale_id, id"
 )
 
 
 async def leads_by_ids(conn: AsyncConnection, ids: Sequence[int]) -> dict[int, Lead]:
-    rows = await driver.fetch(conn, _LEADS_BY_IDS, list(ids))
+    rows = await driver.fetch(conn, _LEADS_BY_IDS, ids=list(ids))
     return {row["id"]: lead_from_row(row) for row in rows}
 
 
 async def sales_by_ids(conn: AsyncConnection, ids: Sequence[int]) -> dict[int, Sale]:
-    rows = await driver.fetch(conn, _SALES_BY_IDS, list(ids))
+    rows = await driver.fetch(conn, _SALES_BY_IDS, ids=list(ids))
     return {row["id"]: sale_from_row(row) for row in rows}
 
 
 async def sales_by_lead_ids(conn: AsyncConnection, lead_ids: Sequence[int]) -> dict[int, Sale]:
-    rows = await driver.fetch(conn, _SALES_BY_LEAD_IDS, list(lead_ids))
+    rows = await driver.fetch(conn, _SALES_BY_LEAD_IDS, ids=list(lead_ids))
     return {row["lead_id"]: sale_from_row(row) for row in rows}
 
 
 async def users_by_ids(conn: AsyncConnection, ids: Sequence[str]) -> dict[str, User]:
-    rows = await driver.fetch(conn, _USERS_BY_IDS, list(ids))
+    rows = await driver.fetch(conn, _USERS_BY_IDS, ids=list(ids))
     return {row["id"]: user_from_row(row) for row in rows}
 
 
@@ -928,7 +952,7 @@ async def lead_history(
 ) -> dict[int, list[StageChange[LeadStage]]]:
     """Each lead's own changes, in order: a linear chain, wherever a merge has moved them."""
     history: dict[int, list[StageChange[LeadStage]]] = {lead_id: [] for lead_id in lead_ids}
-    for row in await driver.fetch(conn, _LEAD_HISTORY, list(lead_ids)):
+    for row in await driver.fetch(conn, _LEAD_HISTORY, ids=list(lead_ids)):
         history[row["origin"]].append(lead_change_from_row(row))
     return history
 
@@ -937,7 +961,7 @@ async def sale_history(
     conn: AsyncConnection, sale_ids: Sequence[int]
 ) -> dict[int, list[StageChange[SaleStage]]]:
     history: dict[int, list[StageChange[SaleStage]]] = {sale_id: [] for sale_id in sale_ids}
-    for row in await driver.fetch(conn, _SALE_HISTORY, list(sale_ids)):
+    for row in await driver.fetch(conn, _SALE_HISTORY, ids=list(sale_ids)):
         history[row["sale_id"]].append(sale_change_from_row(row))
     return history
 
