@@ -27,10 +27,15 @@ from crm_graphql.db import repository as repo
 from crm_graphql.db.driver import driver, unit_of_work
 from crm_graphql.db.engine import create_engine
 from crm_graphql.domain.access import Actor, Role
-from crm_graphql.domain.contact import ContactInput
 from crm_graphql.domain.enums import LeadSource
 from crm_graphql.domain.errors import RuleViolation, invalid_input, run_checks
-from crm_graphql.domain.lead import LeadFields, validate_lead_fields
+from crm_graphql.domain.lead import (
+    DUPLICATE_KEY_FIELDS,
+    LEAD_FIELDS,
+    LeadField,
+    LeadFields,
+    validate_lead_fields,
+)
 from crm_graphql.settings import get_settings
 
 DEFAULT_BATCH_SIZE = 1_000
@@ -38,16 +43,8 @@ DEFAULT_BATCH_SIZE = 1_000
 # leads; no token ever needs to carry this sub.
 IMPORT_ACTOR = Actor(user_id="crm-graphql-import", name="CSV import", role=Role.MANAGER)
 
-# Header names are matched ignoring case, spaces, hyphens and underscores.
-COLUMNS = {
-    "source": "source",
-    "businessdomain": "business_domain",
-    "contactname": "contact_name",
-    "companyname": "company_name",
-    "email": "email",
-    "phone": "phone",
-    "website": "website",
-}
+# Header names are matched ignoring case, spaces, hyphens and underscores: header key -> field.
+COLUMNS = {"source": "source", **{f.name.replace("_", ""): f.name for f in LEAD_FIELDS}}
 
 
 class ImportFileError(Exception):
@@ -136,18 +133,11 @@ def parse_row(
     layout: Layout, row: list[str], default_source: LeadSource, phone_region: str | None
 ) -> dict[str, Any]:
     """The leads row for a CSV row, by createLead's rules; RuleViolation when it breaks one."""
-    contact = ContactInput(
-        contact_name=layout.value(row, "contact_name"),
-        company_name=layout.value(row, "company_name"),
-        email=layout.value(row, "email"),
-        phone=layout.value(row, "phone"),
-        website=layout.value(row, "website"),
-    )
     checked = run_checks(
         {
             "source": lambda: _source(layout.value(row, "source"), default_source),
             "fields": lambda: validate_lead_fields(
-                layout.value(row, "business_domain"), contact, phone_region
+                {f.name: layout.value(row, f.name) for f in LEAD_FIELDS}, phone_region
             ),
         }
     )
@@ -296,11 +286,8 @@ class Importer:
             held = await repo.open_leads_by_duplicate_keys(
                 conn,
                 {
-                    "email": [r.values["email"] for r in duplicates if r.values["email"]],
-                    "phone": [r.values["phone"] for r in duplicates if r.values["phone"]],
-                    "website": [
-                        r.values["website_domain"] for r in duplicates if r.values["website_domain"]
-                    ],
+                    f.name: [value for r in duplicates if (value := _duplicate_key(r, f))]
+                    for f in DUPLICATE_KEY_FIELDS
                 },
             )
         report.created += len(created)
@@ -311,12 +298,8 @@ class Importer:
         )
 
     def _duplicate_reason(self, row: ValidRow, held: dict[tuple[str, str], int]) -> str:
-        keys = {
-            "email": row.values["email"],
-            "phone": row.values["phone"],
-            "website": row.values["website_domain"],
-        }
-        for lead_field, value in keys.items():
+        for f in DUPLICATE_KEY_FIELDS:
+            lead_field, value = f.name, _duplicate_key(row, f)
             lead_id = held.get((lead_field, value)) if value else None
             if lead_id is None:
                 continue
@@ -328,6 +311,11 @@ class Importer:
             lead = encode_global_id("Lead", lead_id)
             return f"duplicate: line {line} (now lead {lead}) has this {lead_field}."
         return "duplicate: an open lead held one of its values during the import."
+
+
+def _duplicate_key(row: ValidRow, lead_field: LeadField) -> str | None:
+    """The value of the row the duplicate guard compares for this field."""
+    return row.values[lead_field.spec.duplicate_column or lead_field.name]
 
 
 def write_rejected(path: Path, header: list[str], rejected: list[Rejection]) -> None:

@@ -11,13 +11,13 @@ from strawberry.types.enum import StrawberryEnumDefinition
 
 from crm_graphql.api.types import (
     ActivityKind,
-    LeadOrderField,
     LeadSource,
     LeadStage,
-    OrderDirection,
     SaleStage,
     ScorerKind,
 )
+from crm_graphql.domain.lead import LEAD_FIELDS
+from crm_graphql.services import queries
 
 T = TypeVar("T")
 
@@ -88,11 +88,7 @@ def input_type(cls: type[T]) -> type[T]:
 
 
 @input_type
-class LeadFilter:
-    stage: list[LeadStage] | None = None
-    source: list[LeadSource] | None = None
-    min_score: float | None = None
-    has_business_domain: bool | None = None
+class LeadFilter(queries.LeadFilter):
     search: str | None = strawberry.field(
         default=None,
         description="A fragment of the contact name, company, email or website; any case.",
@@ -100,9 +96,8 @@ class LeadFilter:
 
 
 @input_type
-class LeadOrder:
-    field: LeadOrderField = LeadOrderField.CREATED_AT
-    direction: OrderDirection = OrderDirection.DESC
+class LeadOrder(queries.LeadOrder):
+    pass
 
 
 @input_type
@@ -110,43 +105,61 @@ class SaleFilter:
     stage: list[SaleStage] | None = None
 
 
-@input_type
-class CreateLeadInput:
-    source: LeadSource
-    business_domain: str | None = None
-    contact_name: str | None = None
-    company_name: str | None = None
-    email: str | None = strawberry.field(default=None, description="Stored lower-cased.")
-    phone: str | None = strawberry.field(
-        default=None,
-        description="Stored in E.164; include the +country code unless the server has a "
-        "default region.",
-    )
-    website: str | None = strawberry.field(
-        default=None, description="A host or URL; https:// is assumed when no scheme is given."
-    )
-    allow_duplicate: bool = strawberry.field(
-        default=False,
-        description="Create the lead even when its email, phone or website domain matches an "
-        "open lead; it is then marked as a duplicate of that lead.",
-    )
+def _declared_lead_fields(for_update: bool) -> dict[str, tuple[Any, Any]]:
+    """The fields LeadFields declares, as input fields: name -> (annotation, default). In an
+    update an absent field is UNSET (left as it is); null clears it."""
+    declared: dict[str, tuple[Any, Any]] = {}
+    for f in LEAD_FIELDS:
+        description = f.spec.update_description if for_update else f.spec.create_description
+        default = strawberry.UNSET if for_update else None
+        declared[f.name] = (
+            f.spec.type | None,
+            strawberry.field(default=default, description=description) if description else None,
+        )
+    return declared
 
 
-def _optional(description: str) -> Any:
-    return strawberry.field(default=strawberry.UNSET, description=description)
+def _lead_input(name: str, fields: dict[str, tuple[Any, Any]]) -> type:
+    """An input class with these fields (name -> (annotation, default, or REQUIRED)), in order."""
+    namespace: dict[str, Any] = {
+        "__module__": __name__,
+        "__annotations__": {field: annotation for field, (annotation, _) in fields.items()},
+    }
+    namespace.update({f: default for f, (_, default) in fields.items() if default is not REQUIRED})
+    return input_type(type(name, (), namespace))
 
 
-@input_type
-class UpdateLeadInput:
-    lead_id: strawberry.ID
-    business_domain: str | None = _optional(
-        "Trimmed, 1 to 120 characters; null clears it. Makes a score stale."
-    )
-    contact_name: str | None = _optional("Trimmed, 1 to 200 characters; null clears it.")
-    company_name: str | None = _optional("Trimmed, 1 to 200 characters; null clears it.")
-    email: str | None = _optional("Stored lower-cased; null clears it.")
-    phone: str | None = _optional("Stored in E.164; null clears it.")
-    website: str | None = _optional("A host or URL; null clears it.")
+REQUIRED = object()
+
+CreateLeadInput = _lead_input(
+    "CreateLeadInput",
+    {
+        "source": (LeadSource, REQUIRED),
+        **_declared_lead_fields(for_update=False),
+        "allow_duplicate": (
+            bool,
+            strawberry.field(
+                default=False,
+                description="Create the lead even when its email, phone or website domain "
+                "matches an open lead; it is then marked as a duplicate of that lead.",
+            ),
+        ),
+    },
+)
+UpdateLeadInput = _lead_input(
+    "UpdateLeadInput",
+    {"lead_id": (strawberry.ID, REQUIRED), **_declared_lead_fields(for_update=True)},
+)
+
+
+def given_lead_fields(input: object) -> dict[str, Any]:
+    """The LeadFields an input of createLead or updateLead gives: name -> value; an update's
+    absent (UNSET) fields are left out."""
+    return {
+        f.name: value
+        for f in LEAD_FIELDS
+        if (value := getattr(input, f.name)) is not strawberry.UNSET
+    }
 
 
 @input_type

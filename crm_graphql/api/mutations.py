@@ -20,12 +20,12 @@ from crm_graphql.api.inputs import (
     MergeLeadsInput,
     TransferToSalesInput,
     UpdateLeadInput,
+    given_lead_fields,
 )
 from crm_graphql.api.types import LeadInfo, LeadType, SaleType, UserError, load_lead
-from crm_graphql.domain.contact import ContactInput
 from crm_graphql.domain.errors import ErrorCode, RuleViolation
 from crm_graphql.domain.lead import Lead, Sale
-from crm_graphql.services.leads import UNCHANGED, LeadChanges, Merge
+from crm_graphql.services.leads import Merge
 
 T = TypeVar("T")
 
@@ -126,17 +126,10 @@ class Mutation:
     @strawberry.mutation(description="Create a lead in stage NEW.")
     async def create_lead(self, info: LeadInfo, input: CreateLeadInput) -> CreateLeadPayload:
         actor, leads = info.context.actor, info.context.services.leads
-        contact = ContactInput(
-            contact_name=input.contact_name,
-            company_name=input.company_name,
-            email=input.email,
-            phone=input.phone,
-            website=input.website,
-        )
         lead, errors = await attempt(
             info.context,
             lambda: leads.create(
-                actor, input.source, input.business_domain, contact, input.allow_duplicate
+                actor, input.source, given_lead_fields(input), input.allow_duplicate
             ),
         )
         return CreateLeadPayload(lead=lead_or_none(lead), errors=errors)
@@ -144,13 +137,7 @@ class Mutation:
     @strawberry.mutation(description="Change a lead's fields; a transferred lead is locked.")
     async def update_lead(self, info: LeadInfo, input: UpdateLeadInput) -> UpdateLeadPayload:
         actor, leads = info.context.actor, info.context.services.leads
-        changes = LeadChanges(
-            **{
-                name: UNCHANGED if value is strawberry.UNSET else value
-                for name, value in vars(input).items()
-                if name != "lead_id"
-            }
-        )
+        changes = given_lead_fields(input)
 
         async def action() -> Lead:
             lead_id = decode_id_of("Lead", input.lead_id, "leadId")

@@ -9,13 +9,11 @@ from crm_graphql.api.types import (
     LeadInfo,
     LeadType,
     Node,
-    OrderDirection,
     SaleConnection,
     SaleType,
     UserType,
 )
 from crm_graphql.domain.errors import RuleViolation
-from crm_graphql.services import queries as q
 from crm_graphql.services.pagination import PageArgs
 
 
@@ -74,20 +72,12 @@ class Query:
         filter: LeadFilter | None = None,
         order_by: LeadOrder | None = None,
     ) -> LeadConnection:
-        f = filter or LeadFilter()
-        order = order_by or LeadOrder()
         try:
             page = await info.context.services.queries.leads_page(
                 info.context.actor,
                 PageArgs(first=first, after=after, last=last, before=before),
-                q.LeadFilter(
-                    stages=f.stage,
-                    sources=f.source,
-                    min_score=f.min_score,
-                    has_business_domain=f.has_business_domain,
-                    search=f.search,
-                ),
-                q.LeadOrder(field=order.field, descending=order.direction is OrderDirection.DESC),
+                filter or LeadFilter(),
+                order_by or LeadOrder(),
             )
         except RuleViolation as violation:
             raise as_graphql_error(violation) from None

@@ -10,17 +10,17 @@ from crm_graphql.api.context import Context
 from crm_graphql.api.ids import encode_global_id
 from crm_graphql.domain import access, enums, scoring
 from crm_graphql.domain.errors import ErrorCode, Violation
-from crm_graphql.domain.lead import Lead, Sale, StageChange
+from crm_graphql.domain.lead import LEAD_FIELDS, Lead, Sale, StageChange
 from crm_graphql.domain.scoring import Score
+from crm_graphql.services import queries
 from crm_graphql.services.pagination import Page
-from crm_graphql.services.queries import LeadOrderField as DomainLeadOrderField
 
 LeadSource = strawberry.enum(enums.LeadSource)
 LeadStage = strawberry.enum(enums.LeadStage)
 SaleStage = strawberry.enum(enums.SaleStage)
 ScoreRecommendation = strawberry.enum(enums.ScoreRecommendation)
 ActivityKind = strawberry.enum(enums.ActivityKind)
-LeadOrderField = strawberry.enum(DomainLeadOrderField)
+LeadOrderField = strawberry.enum(queries.LeadOrderField)
 UserErrorCode = strawberry.enum(ErrorCode, name="UserErrorCode")
 Role = strawberry.enum(access.Role, name="Role")
 ScorerKind = strawberry.enum(
@@ -28,10 +28,7 @@ ScorerKind = strawberry.enum(
 )
 
 
-@strawberry.enum
-class OrderDirection(enums.StrEnum):
-    ASC = "ASC"
-    DESC = "DESC"
+OrderDirection = strawberry.enum(queries.OrderDirection)
 
 
 LeadInfo = Info[Context, None]
@@ -192,6 +189,10 @@ class SaleStageChange:
         return await load_user(info, self.by_id)
 
 
+# The fields LeadFields declares, each with what turns its stored form into what clients read.
+_SHOWN_FIELDS = tuple((f.name, f.spec.storage) for f in LEAD_FIELDS)
+
+
 @strawberry.type(name="Lead")
 class LeadType(Node):
     record: strawberry.Private[Lead]
@@ -210,22 +211,22 @@ class LeadType(Node):
 
     @classmethod
     def from_domain(cls, lead: Lead) -> "LeadType":
-        contact = lead.contact
+        fields = lead.fields
         return cls(
             id=strawberry.ID(encode_global_id("Lead", lead.id)),
             record=lead,
             source=lead.source,
             stage=lead.stage,
-            business_domain=lead.business_domain,
             activity_count=lead.activity_count,
             created_at=lead.created_at,
             updated_at=lead.updated_at,
-            contact_name=contact.contact_name,
-            company_name=contact.company_name,
-            email=contact.email,
-            phone=contact.phone,
-            website=contact.website.url if contact.website else None,
             lost_reason=lead.lost_reason,
+            **{
+                name: getattr(fields, name)
+                if storage is None
+                else storage.shown(getattr(fields, name))
+                for name, storage in _SHOWN_FIELDS
+            },
         )
 
     @strawberry.field(description="The lead this one was merged into (it is then LOST).")

@@ -10,7 +10,7 @@ from typing import Any
 
 import asyncpg
 import orjson
-from sqlalchemy import ColumnElement, Row, func, insert, or_, select, text, update
+from sqlalchemy import ColumnElement, Row, String, func, insert, or_, select, text, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -29,7 +29,6 @@ from crm_graphql.db.tables import (
     users,
 )
 from crm_graphql.domain.access import Actor, Role, User
-from crm_graphql.domain.contact import ContactDetails, Website
 from crm_graphql.domain.enums import (
     ActivityKind,
     LeadSource,
@@ -37,7 +36,14 @@ from crm_graphql.domain.enums import (
     SaleStage,
     ScoreRecommendation,
 )
-from crm_graphql.domain.lead import Lead, LeadFields, LeadStageChanged, Sale, StageChange
+from crm_graphql.domain.lead import (
+    LEAD_FIELD_COLUMNS,
+    Lead,
+    LeadFields,
+    LeadStageChanged,
+    Sale,
+    StageChange,
+)
 from crm_graphql.domain.scoring import (
     ActivityRecord,
     LeadEvidence,
@@ -107,59 +113,25 @@ def lead_from_row(row: Mapping[str, Any]) -> Lead:
         id=row["id"],
         source=LeadSource(row["source"]),
         stage=LeadStage(row["stage"]),
-        business_domain=row["business_domain"],
         activity_count=row["activity_count"],
         score=score_from_row(row["score_value"], row["score"]),
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        fields=LeadFields.from_row(row),
         created_by=row["created_by"],
         owner_id=row["owner_id"],
-        contact=ContactDetails(
-            contact_name=row["contact_name"],
-            company_name=row["company_name"],
-            email=row["email"],
-            phone=row["phone"],
-            website=Website(row["website"], row["website_domain"]) if row["website"] else None,
-        ),
         duplicate_of=row["duplicate_of"],
         merged_into=row["merged_into"],
         lost_reason=row["lost_reason"],
     )
 
 
-def contact_values(contact: ContactDetails) -> dict[str, Any]:
-    website = contact.website
-    return {
-        "contact_name": contact.contact_name,
-        "company_name": contact.company_name,
-        "email": contact.email,
-        "phone": contact.phone,
-        "website": website.url if website else None,
-        "website_domain": website.domain if website else None,
-    }
-
-
 # The columns new_lead_values fills, in the order the inserts list them.
-NEW_LEAD_COLUMNS = (
-    "source",
-    "stage",
-    "business_domain",
-    "contact_name",
-    "company_name",
-    "email",
-    "phone",
-    "website",
-    "website_domain",
-)
+NEW_LEAD_COLUMNS = ("source", "stage", *LEAD_FIELD_COLUMNS)
 
 
 def new_lead_values(source: LeadSource, fields: LeadFields) -> dict[str, Any]:
-    return {
-        "source": source.value,
-        "stage": LeadStage.NEW.value,
-        "business_domain": fields.business_domain,
-        **contact_values(fields.contact),
-    }
+    return {"source": source.value, "stage": LeadStage.NEW.value, **fields.columns()}
 
 
 def sale_from_row(row: Mapping[str, Any]) -> Sale:
@@ -271,10 +243,18 @@ async def _notify_lead_stage_changes(conn: AsyncConnection, payload: dict[str, A
 # One statement per batch whose text never changes: the rows travel as one array per column.
 # (A multi-row VALUES clause made by SQLAlchemy costs more to compile than the insert itself.)
 IMPORTED_LEAD_COLUMNS = (*NEW_LEAD_COLUMNS, "import_key")
+
+
+def _array_of(column: str) -> str:
+    """The array type a column's values travel in (text for every string column)."""
+    kind = leads.c[column].type
+    return "text[]" if isinstance(kind, String) else f"{kind.compile(postgresql.dialect())}[]"
+
+
 _INSERT_IMPORTED_LEADS = text(
     f"INSERT INTO leads ({', '.join(IMPORTED_LEAD_COLUMNS)}, created_by, owner_id) "
     "SELECT imported.*, CAST(:created_by AS text), CAST(:owner_id AS text) "
-    f"FROM unnest({', '.join(f'CAST(:{c} AS text[])' for c in IMPORTED_LEAD_COLUMNS)}) "
+    f"FROM unnest({', '.join(f'CAST(:{c} AS {_array_of(c)})' for c in IMPORTED_LEAD_COLUMNS)}) "
     "AS imported ON CONFLICT DO NOTHING RETURNING id, import_key"
 )
 _RECORD_CREATIONS = text(

@@ -26,6 +26,7 @@ from sqlalchemy.sql.elements import BindParameter
 
 from crm_graphql.domain.access import Role
 from crm_graphql.domain.enums import ActivityKind, LeadSource, LeadStage, SaleStage
+from crm_graphql.domain.lead import DUPLICATE_KEY_FIELDS
 
 metadata = MetaData(
     naming_convention={
@@ -104,11 +105,8 @@ Index("ix_leads_stage", leads.c.stage)
 Index("ix_leads_source", leads.c.source)
 
 GUARDED_OPEN_LEAD = text("stage <> 'LOST' AND duplicate_of IS NULL")
-DUPLICATE_KEY_COLUMNS = {
-    "email": leads.c.email,
-    "phone": leads.c.phone,
-    "website": leads.c.website_domain,
-}
+# Field name -> the column its duplicate key is stored in (domain/lead.py declares them).
+DUPLICATE_KEY_COLUMNS = {f.name: leads.c[f.spec.duplicate_column] for f in DUPLICATE_KEY_FIELDS}
 for _column in DUPLICATE_KEY_COLUMNS.values():
     Index(
         f"uq_leads_open_{_column.name}",

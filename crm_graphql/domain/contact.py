@@ -1,11 +1,10 @@
 """Contact details of a lead: validation and the normal forms used to store and compare them.
 
 Every validator returns the stored form or raises RuleViolation(INVALID_INPUT) naming the input
-field, so createLead, updateLead and the CSV import apply exactly the same rules.
+field; domain/lead.py declares which field each one checks, so createLead, updateLead and the
+CSV import apply exactly the same rules.
 """
 
-import hashlib
-import json
 import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
@@ -13,7 +12,7 @@ from urllib.parse import urlsplit, urlunsplit
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
-from crm_graphql.domain.errors import RuleViolation, invalid_input, run_checks
+from crm_graphql.domain.errors import RuleViolation, invalid_input
 from crm_graphql.domain.text import unstorable_text
 
 NAME_MAX_LENGTH = 200
@@ -113,57 +112,3 @@ def normalize_website(value: str | None) -> Website | None:
     url = urlunsplit((parts.scheme.lower(), netloc, parts.path, parts.query, ""))
     domain = host.removeprefix("www.")
     return Website(url=url, domain=domain)
-
-
-@dataclass(frozen=True)
-class ContactDetails:
-    """A lead's contact fields in their stored forms; every one is optional."""
-
-    contact_name: str | None = None
-    company_name: str | None = None
-    email: str | None = None
-    phone: str | None = None
-    website: Website | None = None
-
-    @property
-    def duplicate_keys(self) -> dict[str, str]:
-        """The values that identify the same client: input field name -> stored value."""
-        keys = {"email": self.email, "phone": self.phone}
-        keys["website"] = self.website.domain if self.website else None
-        return {name: value for name, value in keys.items() if value is not None}
-
-
-@dataclass(frozen=True)
-class ContactInput:
-    """Contact fields as a client or a CSV row gave them."""
-
-    contact_name: str | None = None
-    company_name: str | None = None
-    email: str | None = None
-    phone: str | None = None
-    website: str | None = None
-
-
-def validate_contact(raw: ContactInput, default_phone_region: str | None) -> ContactDetails:
-    """All fields checked at once: every broken rule is reported, each with its field."""
-    checks = {
-        "contact_name": lambda: normalize_name("contactName", raw.contact_name),
-        "company_name": lambda: normalize_name("companyName", raw.company_name),
-        "email": lambda: normalize_email(raw.email),
-        "phone": lambda: normalize_phone(raw.phone, default_phone_region),
-        "website": lambda: normalize_website(raw.website),
-    }
-    return ContactDetails(**run_checks(checks))  # type: ignore[arg-type]
-
-
-def import_key(business_domain: str | None, contact: ContactDetails) -> str:
-    """A fingerprint of a normalised row: the same row imported twice gets the same key."""
-    parts = [
-        business_domain,
-        contact.contact_name,
-        contact.company_name,
-        contact.email,
-        contact.phone,
-        contact.website.url if contact.website else None,
-    ]
-    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()

@@ -1,10 +1,19 @@
 """The lead entity and the rules that guard its fields and its transfer to sales."""
 
+import hashlib
+import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
-from typing import Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
-from crm_graphql.domain.contact import ContactDetails, ContactInput, import_key, validate_contact
+from crm_graphql.domain.contact import (
+    Website,
+    normalize_email,
+    normalize_name,
+    normalize_phone,
+    normalize_website,
+)
 from crm_graphql.domain.enums import LeadSource, LeadStage, SaleStage
 from crm_graphql.domain.errors import ErrorCode, RuleViolation, Violation, run_checks
 from crm_graphql.domain.lifecycle import is_lead_locked, lead_locked_violation
@@ -19,18 +28,22 @@ class Lead:
     id: int
     source: LeadSource
     stage: LeadStage
-    business_domain: str | None
     activity_count: int
     score: Score | None
     created_at: datetime
     updated_at: datetime
+    # The fields clients set (createLead, updateLead, the import), declared in LeadFields.
+    fields: "LeadFields" = field(default_factory=lambda: LeadFields())
     # User ids; None only on leads created before authentication existed.
     created_by: str | None = None
     owner_id: str | None = None
-    contact: ContactDetails = field(default_factory=ContactDetails)
     duplicate_of: int | None = None  # created with allowDuplicate next to this open lead
     merged_into: int | None = None
     lost_reason: str | None = None
+
+    @property
+    def business_domain(self) -> str | None:
+        return self.fields.business_domain
 
     @property
     def snapshot(self) -> LeadSnapshot:
@@ -95,28 +108,225 @@ def normalize_business_domain(value: str | None) -> str | None:
 
 
 @dataclass(frozen=True)
-class LeadFields:
-    """The fields a client or a CSV row sets on a new lead, validated and normalised."""
+class Storage:
+    """How a field's stored form maps to columns, and what clients read and the duplicate
+    guard compares of it. Without a Storage a field is one column named like it, holding the
+    value as it is."""
 
-    business_domain: str | None
-    contact: ContactDetails
+    columns: Callable[[Any], dict[str, Any]]
+    from_row: Callable[[Mapping[str, Any]], Any]
+    shown: Callable[[Any], Any]
+    compared: Callable[[Any], Any]
+
+
+# A website is stored with its domain, which the duplicate guard compares.
+WEBSITE_STORAGE = Storage(
+    columns=lambda website: {
+        "website": website.url if website else None,
+        "website_domain": website.domain if website else None,
+    },
+    from_row=lambda row: Website(row["website"], row["website_domain"]) if row["website"] else None,
+    shown=lambda website: website.url if website else None,
+    compared=lambda website: website.domain if website else None,
+)
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """What the layers derive a settable lead field from (docs/data-layer.md)."""
+
+    type: type  # the value as clients give and read it (GraphQL String, DateTime, ...)
+    # The given value (or None) and the server's default phone region -> the stored form;
+    # RuleViolation (INVALID_INPUT, naming the field) when it breaks a rule.
+    normalize: Callable[[Any, str | None], Any]
+    update_description: str
+    create_description: str | None = None
+    storage: Storage | None = None
+    # The column of the duplicate guard's unique index over open leads, if the field is a key.
+    duplicate_column: str | None = None
+    # The import key hashes the first fields always; fields added later join it only when a
+    # row sets them, so rows imported before a field existed keep their keys.
+    import_key: Literal["always", "when_set"] = "when_set"
+
+
+@dataclass(frozen=True)
+class LeadFields:
+    """The fields a client or a CSV row sets on a lead, validated and normalised: one
+    declaration per field. The column and domain attribute are its name; the GraphQL and
+    input name is its camelCase; the import reads the column headed by it (any case, spaces,
+    hyphens and underscores ignored)."""
+
+    business_domain: str | None = field(
+        default=None,
+        metadata={
+            "spec": FieldSpec(
+                str,
+                lambda value, _: normalize_business_domain(value),
+                "Trimmed, 1 to 120 characters; null clears it. Makes a score stale.",
+                import_key="always",
+            )
+        },
+    )
+    contact_name: str | None = field(
+        default=None,
+        metadata={
+            "spec": FieldSpec(
+                str,
+                lambda value, _: normalize_name("contactName", value),
+                "Trimmed, 1 to 200 characters; null clears it.",
+                import_key="always",
+            )
+        },
+    )
+    company_name: str | None = field(
+        default=None,
+        metadata={
+            "spec": FieldSpec(
+                str,
+                lambda value, _: normalize_name("companyName", value),
+                "Trimmed, 1 to 200 characters; null clears it.",
+                import_key="always",
+            )
+        },
+    )
+    email: str | None = field(
+        default=None,
+        metadata={
+            "spec": FieldSpec(
+                str,
+                lambda value, _: normalize_email(value),
+                "Stored lower-cased; null clears it.",
+                create_description="Stored lower-cased.",
+                duplicate_column="email",
+                import_key="always",
+            )
+        },
+    )
+    phone: str | None = field(
+        default=None,
+        metadata={
+            "spec": FieldSpec(
+                str,
+                normalize_phone,
+                "Stored in E.164; null clears it.",
+                create_description="Stored in E.164; include the +country code unless the server "
+                "has a default region.",
+                duplicate_column="phone",
+                import_key="always",
+            )
+        },
+    )
+    website: Website | None = field(
+        default=None,
+        metadata={
+            "spec": FieldSpec(
+                str,
+                lambda value, _: normalize_website(value),
+                "A host or URL; null clears it.",
+                create_description="A host or URL; https:// is assumed when no scheme is given.",
+                storage=WEBSITE_STORAGE,
+                duplicate_column="website_domain",
+                import_key="always",
+            )
+        },
+    )
+
+    def columns(self) -> dict[str, Any]:
+        """Column -> value, every declared field's columns."""
+        return {
+            column: value
+            for f in LEAD_FIELDS
+            for column, value in f.columns(getattr(self, f.name)).items()
+        }
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> "LeadFields":
+        # Every lead read comes through here: the plain columns are read without a call.
+        return cls(
+            *[row[name] if storage is None else storage.from_row(row) for name, storage in _STORED]
+        )
+
+    @property
+    def duplicate_keys(self) -> dict[str, str]:
+        return duplicate_keys(vars(self))
 
     @property
     def import_key(self) -> str:
-        return import_key(self.business_domain, self.contact)
+        """A fingerprint of a normalised row: the same row imported twice gets the same key."""
+        parts: list[Any] = []
+        for f in LEAD_FIELDS:
+            shown = f.shown(getattr(self, f.name))
+            if f.spec.import_key == "always":
+                parts.append(shown)
+            elif shown is not None:
+                parts.append([f.name, shown.isoformat() if isinstance(shown, datetime) else shown])
+        return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
 
-def validate_lead_fields(
-    business_domain: str | None, contact: ContactInput, default_phone_region: str | None
-) -> LeadFields:
-    """createLead's rules, also applied to every imported row; all violations at once."""
-    values = run_checks(
+@dataclass(frozen=True)
+class LeadField:
+    """A declared field of LeadFields with its name."""
+
+    name: str
+    graphql_name: str
+    spec: FieldSpec
+
+    def normalize(self, value: Any, default_phone_region: str | None) -> Any:
+        return self.spec.normalize(value, default_phone_region)
+
+    def columns(self, value: Any) -> dict[str, Any]:
+        storage = self.spec.storage
+        return {self.name: value} if storage is None else storage.columns(value)
+
+    def shown(self, value: Any) -> Any:
+        """The value as clients read it."""
+        storage = self.spec.storage
+        return value if storage is None else storage.shown(value)
+
+    def compared(self, value: Any) -> Any:
+        """The value the duplicate guard compares."""
+        storage = self.spec.storage
+        return value if storage is None else storage.compared(value)
+
+
+def camel_case(name: str) -> str:
+    first, *rest = name.split("_")
+    return first + "".join(part.capitalize() for part in rest)
+
+
+LEAD_FIELDS = tuple(
+    LeadField(f.name, camel_case(f.name), f.metadata["spec"]) for f in fields(LeadFields)
+)
+LEAD_FIELDS_BY_NAME = {f.name: f for f in LEAD_FIELDS}
+_STORED = tuple((f.name, f.spec.storage) for f in LEAD_FIELDS)
+DUPLICATE_KEY_FIELDS = tuple(f for f in LEAD_FIELDS if f.spec.duplicate_column)
+# Every column the declared fields are stored in, in declaration order.
+LEAD_FIELD_COLUMNS = tuple(column for f in LEAD_FIELDS for column in f.columns(None))
+
+
+def duplicate_keys(stored: Mapping[str, Any]) -> dict[str, str]:
+    """The values among `stored` (field name -> stored form) that identify the same client:
+    field name -> the value the duplicate guard compares."""
+    keys = {f.name: f.compared(stored.get(f.name)) for f in DUPLICATE_KEY_FIELDS}
+    return {name: value for name, value in keys.items() if value is not None}
+
+
+def normalize_fields(given: Mapping[str, Any], default_phone_region: str | None) -> dict[str, Any]:
+    """The stored forms of the given fields (name -> value as given); every violation at once."""
+    return run_checks(
         {
-            "business_domain": lambda: normalize_business_domain(business_domain),
-            "contact": lambda: validate_contact(contact, default_phone_region),
+            name: lambda f=LEAD_FIELDS_BY_NAME[name], value=value: f.normalize(
+                value, default_phone_region
+            )
+            for name, value in given.items()
         }
     )
-    return LeadFields(**values)  # type: ignore[arg-type]
+
+
+def validate_lead_fields(given: Mapping[str, Any], default_phone_region: str | None) -> LeadFields:
+    """createLead's rules, also applied to every imported row; all violations at once. A field
+    not given is None."""
+    return LeadFields(**normalize_fields(given, default_phone_region))
 
 
 def merge_violations(keep: Lead, other: Lead) -> list[Violation]:
@@ -138,13 +348,11 @@ def merge_violations(keep: Lead, other: Lead) -> list[Violation]:
 
 def merged_fields(keep: Lead, other: Lead) -> LeadFields:
     """The kept lead's fields with the empty ones filled from the other lead; never overwrites."""
-    contact = {
-        f.name: getattr(keep.contact, f.name) or getattr(other.contact, f.name)
-        for f in fields(ContactDetails)
-    }
     return LeadFields(
-        business_domain=keep.business_domain or other.business_domain,
-        contact=ContactDetails(**contact),
+        **{
+            f.name: getattr(keep.fields, f.name) or getattr(other.fields, f.name)
+            for f in LEAD_FIELDS
+        }
     )
 
 

@@ -2,10 +2,9 @@
 together or not at all: in one transaction, or in one statement that checks, under the row
 lock it takes, what the rules were checked on (the main flow's writes, see db/repository.py)."""
 
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import Enum
 from functools import partial
 from typing import Any
 
@@ -14,21 +13,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from crm_graphql.db import repository as repo
 from crm_graphql.db.driver import transaction
 from crm_graphql.domain.access import Actor, Permission, require, require_merge
-from crm_graphql.domain.contact import (
-    ContactInput,
-    normalize_email,
-    normalize_name,
-    normalize_phone,
-    normalize_website,
-)
 from crm_graphql.domain.enums import ActivityKind, LeadSource, LeadStage
-from crm_graphql.domain.errors import ErrorCode, RuleViolation, Violation, run_checks
+from crm_graphql.domain.errors import ErrorCode, RuleViolation, Violation
 from crm_graphql.domain.lead import (
+    LEAD_FIELDS_BY_NAME,
     Lead,
     Sale,
+    duplicate_keys,
     merge_violations,
     merged_fields,
-    normalize_business_domain,
+    normalize_fields,
     transfer_violations,
     validate_lead_fields,
 )
@@ -49,27 +43,8 @@ NOTE_MAX_LENGTH = 10_000
 # between, the insert is simply tried again.
 CREATE_ATTEMPTS = 3
 MERGED_LOST_REASON = "Merged into another lead as a duplicate."
-NO_CONTACT = ContactInput()
+NO_FIELDS: Mapping[str, Any] = {}
 ALLOW_DUPLICATE_HINT = " Pass allowDuplicate: true to create it anyway, or merge the leads."
-
-
-class _Unchanged(Enum):
-    UNCHANGED = "UNCHANGED"
-
-
-UNCHANGED = _Unchanged.UNCHANGED
-
-
-@dataclass(frozen=True)
-class LeadChanges:
-    """The fields an update sets; UNCHANGED leaves a field as it is, None clears it."""
-
-    business_domain: str | _Unchanged | None = UNCHANGED
-    contact_name: str | _Unchanged | None = UNCHANGED
-    company_name: str | _Unchanged | None = UNCHANGED
-    email: str | _Unchanged | None = UNCHANGED
-    phone: str | _Unchanged | None = UNCHANGED
-    website: str | _Unchanged | None = UNCHANGED
 
 
 @dataclass(frozen=True)
@@ -82,15 +57,6 @@ class Transfer:
 class Merge:
     kept: Lead
     merged: Lead
-
-
-def _duplicate_keys(values: dict[str, Any]) -> dict[str, str]:
-    keys = {
-        "email": values.get("email"),
-        "phone": values.get("phone"),
-        "website": values.get("website_domain"),
-    }
-    return {field: value for field, value in keys.items() if value is not None}
 
 
 def _is_duplicate_guard(error: Exception) -> bool:
@@ -114,16 +80,16 @@ class LeadService:
         self,
         actor: Actor,
         source: LeadSource,
-        business_domain: str | None,
-        contact: ContactInput = NO_CONTACT,
+        given: Mapping[str, Any] = NO_FIELDS,
         allow_duplicate: bool = False,
     ) -> Lead:
-        """A new lead in stage NEW. One whose email, phone or website domain matches an open lead
-        is refused with DUPLICATE, unless allow_duplicate: then it is created outside the guard,
+        """A new lead in stage NEW with the `given` fields (name in LeadFields -> value as given;
+        absent is null). One whose email, phone or website domain matches an open lead is
+        refused with DUPLICATE, unless allow_duplicate: then it is created outside the guard,
         marked as a duplicate of that lead."""
         require(actor, Permission.CREATE_LEAD)
-        fields = validate_lead_fields(business_domain, contact, self.default_phone_region)
-        keys = fields.contact.duplicate_keys
+        fields = validate_lead_fields(given, self.default_phone_region)
+        keys = fields.duplicate_keys
         if not keys:
             # Nothing the duplicate guard could refuse: the one statement is the use case, and
             # alone it is atomic, so it runs without BEGIN and COMMIT round trips.
@@ -149,9 +115,16 @@ class LeadService:
                 return lead
         raise RuntimeError(f"createLead met a closing duplicate {CREATE_ATTEMPTS} times")
 
-    async def update(self, actor: Actor, lead_id: int, changes: LeadChanges) -> Lead:
+    async def update(self, actor: Actor, lead_id: int, changes: Mapping[str, Any]) -> Lead:
+        """Set the fields in `changes` (name in LeadFields -> value as given; None clears it),
+        leaving the others as they are."""
         require(actor, Permission.UPDATE_LEAD)
-        values = self._validated_changes(changes)
+        stored = normalize_fields(changes, self.default_phone_region)
+        values = {
+            column: value
+            for name, given in stored.items()
+            for column, value in LEAD_FIELDS_BY_NAME[name].columns(given).items()
+        }
         try:
             async with transaction(self.engine) as conn:
                 lead = await self._lock_unlocked(conn, actor, lead_id)
@@ -161,7 +134,7 @@ class LeadService:
         except repo.UNIQUE_VIOLATIONS as error:
             if not _is_duplicate_guard(error):
                 raise
-            raise await self._duplicate_of(_duplicate_keys(values), lead_id) from error
+            raise await self._duplicate_of(duplicate_keys(stored), lead_id) from error
 
     async def merge(self, actor: Actor, keep_id: int, merge_id: int) -> Merge:
         """Fold a duplicate into the lead that stays: its activities and history move over,
@@ -205,12 +178,11 @@ class LeadService:
                 kept = await repo.update_lead(
                     conn,
                     keep_id,
-                    business_domain=filled.business_domain,
                     activity_count=keep.activity_count + other.activity_count,
                     # A duplicate that absorbs its original is no longer a duplicate: it comes
                     # under the guard, which now protects the values it holds.
                     duplicate_of=None if keep.duplicate_of == merge_id else keep.duplicate_of,
-                    **repo.contact_values(filled.contact),
+                    **filled.columns(),
                 )
                 # The audit rows last: the lock that orders their ids is then taken after every
                 # row and key this merge writes, as createLead and the moves take it.
@@ -229,32 +201,8 @@ class LeadService:
             if not _is_duplicate_guard(error):
                 raise
             # A field copied from the merged lead is held by a third open lead.
-            keys = repo.contact_values(merged_fields(keep, other).contact)
-            raise await self._duplicate_of(_duplicate_keys(keys), keep_id) from error
-
-    def _validated_changes(self, changes: LeadChanges) -> dict[str, Any]:
-        """Column values for the fields an update sets; every invalid one reported at once."""
-        region = self.default_phone_region
-        normalizers: dict[str, Callable[[Any], Any]] = {
-            "business_domain": normalize_business_domain,
-            "contact_name": partial(normalize_name, "contactName"),
-            "company_name": partial(normalize_name, "companyName"),
-            "email": normalize_email,
-            "phone": lambda value: normalize_phone(value, region),
-            "website": normalize_website,
-        }
-        values = run_checks(
-            {
-                name: partial(normalize, getattr(changes, name))
-                for name, normalize in normalizers.items()
-                if getattr(changes, name) is not UNCHANGED
-            }
-        )
-        if "website" in values:
-            website = values.pop("website")
-            values["website"] = website.url if website else None
-            values["website_domain"] = website.domain if website else None
-        return values
+            keys = merged_fields(keep, other).duplicate_keys
+            raise await self._duplicate_of(keys, keep_id) from error
 
     async def _duplicate_of(self, keys: dict[str, str], lead_id: int) -> RuleViolation:
         async with self.engine.connect() as conn:

@@ -46,20 +46,27 @@ LEAD_SORT_KEYS: dict[LeadOrderField, SortKey] = {
 SALE_SORT_KEY = SortKey("CREATED_AT", sales.c.created_at, datetime)
 
 
-@dataclass(frozen=True)
+class OrderDirection(StrEnum):
+    ASC = "ASC"
+    DESC = "DESC"
+
+
+# The one definition of each: the GraphQL inputs of the same names are these classes
+# (api/inputs.py), so a filter added here is one a client can send.
+@dataclass
 class LeadFilter:
-    stages: Sequence[LeadStage] | None = None
-    sources: Sequence[LeadSource] | None = None
+    stage: list[LeadStage] | None = None
+    source: list[LeadSource] | None = None
     min_score: float | None = None
     has_business_domain: bool | None = None
     search: str | None = None
 
     def conditions(self) -> list[ColumnElement[bool]]:
         conditions: list[ColumnElement[bool]] = []
-        if self.stages is not None:
-            conditions.append(leads.c.stage.in_([s.value for s in self.stages]))
-        if self.sources is not None:
-            conditions.append(leads.c.source.in_([s.value for s in self.sources]))
+        if self.stage is not None:
+            conditions.append(leads.c.stage.in_([s.value for s in self.stage]))
+        if self.source is not None:
+            conditions.append(leads.c.source.in_([s.value for s in self.source]))
         if self.min_score is not None:
             conditions.append(leads.c.score_value >= self.min_score)
         if self.has_business_domain is not None:
@@ -88,10 +95,14 @@ def search_condition(search: str) -> ColumnElement[bool]:
     return LEAD_SEARCH_TEXT.contains(term, autoescape=True)
 
 
-@dataclass(frozen=True)
+@dataclass
 class LeadOrder:
     field: LeadOrderField = LeadOrderField.CREATED_AT
-    descending: bool = True
+    direction: OrderDirection = OrderDirection.DESC
+
+    @property
+    def descending(self) -> bool:
+        return self.direction is OrderDirection.DESC
 
 
 class Queries:

@@ -20,7 +20,6 @@ from crm_graphql.api.subscriptions import encode_change_cursor
 from crm_graphql.db import repository as repo
 from crm_graphql.db.driver import transaction
 from crm_graphql.domain.access import Actor, Role
-from crm_graphql.domain.contact import ContactDetails
 from crm_graphql.domain.enums import LeadSource
 from crm_graphql.domain.lead import LeadFields
 from tests.conftest import TABLES
@@ -384,7 +383,7 @@ async def test_a_change_committed_after_a_later_one_began_is_not_skipped(
             # Commits when the block ends, after the later writer is seen waiting.
             async with transaction(engine) as slow_writer:
                 writer = Actor("test-writer", "Test Writer", Role.MANAGER)
-                no_fields = LeadFields(business_domain=None, contact=ContactDetails())
+                no_fields = LeadFields()
                 lead = await repo.create_lead(slow_writer, writer, LeadSource.MANUAL, no_fields)
                 assert lead is not None
                 later = asyncio.create_task(create_lead(through_b))

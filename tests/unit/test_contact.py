@@ -1,19 +1,19 @@
 """The contact validators: stored forms and refusals, each naming its input field."""
 
+import hashlib
+import json
+
 import pytest
 
 from crm_graphql.domain.contact import (
-    ContactDetails,
-    ContactInput,
     Website,
-    import_key,
     normalize_email,
     normalize_name,
     normalize_phone,
     normalize_website,
-    validate_contact,
 )
 from crm_graphql.domain.errors import ErrorCode, RuleViolation
+from crm_graphql.domain.lead import LeadFields, validate_lead_fields
 
 
 def refusal(call, *args) -> tuple[ErrorCode, tuple[str, ...] | None, str]:
@@ -118,10 +118,10 @@ def test_names_are_trimmed_and_bounded():
     assert "NUL" in refusal(normalize_name, "companyName", "Ac\x00me")[2]
 
 
-def test_validate_contact_reports_every_broken_field_at_once():
+def test_validate_lead_fields_reports_every_broken_field_at_once():
     with pytest.raises(RuleViolation) as caught:
-        validate_contact(
-            ContactInput(contact_name=" ", email="nope", phone="123", website="ftp://x"), None
+        validate_lead_fields(
+            {"contact_name": " ", "email": "nope", "phone": "123", "website": "ftp://x"}, None
         )
     assert [v.field for v in caught.value.violations] == [
         ("contactName",),
@@ -132,24 +132,35 @@ def test_validate_contact_reports_every_broken_field_at_once():
 
 
 def test_duplicate_keys_are_email_phone_and_website_domain():
-    contact = validate_contact(
-        ContactInput(email="Ann@Acme.com", phone="+49 30 1234567", website="www.acme.com"), None
+    fields = validate_lead_fields(
+        {"email": "Ann@Acme.com", "phone": "+49 30 1234567", "website": "www.acme.com"}, None
     )
-    assert contact.duplicate_keys == {
+    assert fields.duplicate_keys == {
         "email": "ann@acme.com",
         "phone": "+49301234567",
         "website": "acme.com",
     }
-    assert ContactDetails().duplicate_keys == {}
+    assert LeadFields().duplicate_keys == {}
 
 
 def test_import_key_depends_on_normalised_content_only():
-    one = validate_contact(ContactInput(email="ANN@acme.com", website="acme.com"), None)
-    same = validate_contact(ContactInput(email=" ann@acme.com", website="https://ACME.com"), None)
-    other = validate_contact(ContactInput(email="bob@acme.com", website="acme.com"), None)
-    assert import_key("fintech", one) == import_key("fintech", same)
-    assert import_key("fintech", one) != import_key("fintech", other)
-    assert import_key("fintech", one) != import_key(None, one)
+    def key(**given: str | None) -> str:
+        return validate_lead_fields(given, None).import_key
+
+    one = key(business_domain="fintech", email="ANN@acme.com", website="acme.com")
+    same = key(business_domain="fintech", email=" ann@acme.com", website="https://ACME.com")
+    other = key(business_domain="fintech", email="bob@acme.com", website="acme.com")
+    assert one == same
+    assert one != other
+    assert one != key(email="ANN@acme.com", website="acme.com")
+
+
+def test_rows_imported_before_later_fields_existed_keep_their_import_key():
+    """The key of a row setting only the first six fields is the hash it always had, so a
+    rerun of an old file still skips the rows it imported."""
+    fields = validate_lead_fields({"business_domain": "fintech", "email": "ann@acme.com"}, None)
+    parts = ["fintech", None, None, "ann@acme.com", None, None]
+    assert fields.import_key == hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ from crm_graphql.domain.errors import ErrorCode, RuleViolation
 from crm_graphql.domain.lead import (
     BUSINESS_DOMAIN_MAX_LENGTH,
     Lead,
+    LeadFields,
     normalize_business_domain,
     transfer_violations,
 )
@@ -100,8 +101,8 @@ def test_the_guard_allows_a_transfer_only_when_every_rule_holds(
         id=1,
         source=current.source,
         stage=stage,
-        business_domain=current.business_domain,
         activity_count=current.activity_count,
+        fields=LeadFields(business_domain=current.business_domain),
         score=score,
         created_at=NOW,
         updated_at=NOW,

@@ -5,38 +5,42 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
-from crm_graphql.domain.contact import ContactDetails, ContactInput, Website
+from crm_graphql.domain.contact import Website
 from crm_graphql.domain.enums import LeadSource, LeadStage
 from crm_graphql.domain.errors import ErrorCode, RuleViolation
-from crm_graphql.domain.lead import Lead, merge_violations, merged_fields, validate_lead_fields
+from crm_graphql.domain.lead import (
+    Lead,
+    LeadFields,
+    merge_violations,
+    merged_fields,
+    validate_lead_fields,
+)
 from crm_graphql.settings import Settings
 
 NOW = datetime(2026, 11, 27, tzinfo=UTC)
 
 
-def lead(lead_id: int, stage=LeadStage.NEW, business_domain=None, **contact) -> Lead:
+def lead(lead_id: int, stage=LeadStage.NEW, **fields) -> Lead:
     return Lead(
         id=lead_id,
         source=LeadSource.MANUAL,
         stage=stage,
-        business_domain=business_domain,
         activity_count=0,
         score=None,
         created_at=NOW,
         updated_at=NOW,
-        contact=ContactDetails(**contact),
+        fields=LeadFields(**fields),
     )
 
 
 def test_the_original_flow_needs_no_contact_fields():
-    fields = validate_lead_fields("fintech", ContactInput(), None)
-    assert fields.business_domain == "fintech"
-    assert fields.contact == ContactDetails()
+    fields = validate_lead_fields({"business_domain": "fintech"}, None)
+    assert fields == LeadFields(business_domain="fintech")
 
 
 def test_business_domain_and_contact_errors_are_reported_together():
     with pytest.raises(RuleViolation) as caught:
-        validate_lead_fields("   ", ContactInput(email="nope"), None)
+        validate_lead_fields({"business_domain": "   ", "email": "nope"}, None)
     assert [v.field for v in caught.value.violations] == [("businessDomain",), ("email",)]
 
 
@@ -51,9 +55,8 @@ def test_merge_fills_only_the_empty_fields_of_the_kept_lead():
         phone="+49301234567",
         website=Website("https://acme.com", "acme.com"),
     )
-    filled = merged_fields(keep, other)
-    assert filled.business_domain == "fintech"
-    assert filled.contact == ContactDetails(
+    assert merged_fields(keep, other) == LeadFields(
+        business_domain="fintech",
         contact_name="Ann",
         company_name="Acme",
         email="ann@acme.com",

@@ -9,7 +9,7 @@ import pytest
 
 from crm_graphql.domain.enums import LeadSource, LeadStage, ScoreRecommendation
 from crm_graphql.domain.errors import ErrorCode
-from crm_graphql.domain.lead import Lead, transfer_violations
+from crm_graphql.domain.lead import Lead, LeadFields, transfer_violations
 from crm_graphql.domain.scoring import LeadSnapshot, Score
 
 NOW = datetime(2026, 1, 2, tzinfo=UTC)
@@ -22,8 +22,8 @@ def make_lead(stage: LeadStage, domain: str | None, score_state: str) -> Lead:
         id=1,
         source=LeadSource.PARTNER,
         stage=stage,
-        business_domain=domain,
         activity_count=5,
+        fields=LeadFields(business_domain=domain),
         score=None,
         created_at=NOW,
         updated_at=NOW,
