@@ -208,6 +208,9 @@ class LeadType(Node):
     phone: str | None = strawberry.field(description="E.164, for example +4930123456.")
     website: str | None = strawberry.field(description="With its scheme; host lower-cased.")
     lost_reason: str | None = strawberry.field(description="Why the lead was lost, when known.")
+    next_follow_up_at: datetime | None = strawberry.field(
+        description="When the owner plans the next contact."
+    )
 
     @classmethod
     def from_domain(cls, lead: Lead) -> "LeadType":

@@ -88,6 +88,7 @@ leads = Table(
     Column("lost_reason", Text),
     # sha256 of the normalised CSV row a lead was imported from: a rerun skips it.
     Column("import_key", String(64)),
+    Column("next_follow_up_at", DateTime(timezone=True)),
     CheckConstraint(_one_of("source", LeadSource), name="source"),
     CheckConstraint(_one_of("stage", LeadStage), name="stage"),
     CheckConstraint("activity_count >= 0", name="activity_count"),

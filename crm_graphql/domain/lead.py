@@ -15,7 +15,7 @@ from crm_graphql.domain.contact import (
     normalize_website,
 )
 from crm_graphql.domain.enums import LeadSource, LeadStage, SaleStage
-from crm_graphql.domain.errors import ErrorCode, RuleViolation, Violation, run_checks
+from crm_graphql.domain.errors import ErrorCode, RuleViolation, Violation, invalid_input, run_checks
 from crm_graphql.domain.lifecycle import is_lead_locked, lead_locked_violation
 from crm_graphql.domain.scoring import LeadSnapshot, Score
 from crm_graphql.domain.text import unstorable_text
@@ -105,6 +105,23 @@ def normalize_business_domain(value: str | None) -> str | None:
             )
         )
     return trimmed
+
+
+def normalize_instant(name: str, value: datetime | str | None) -> datetime | None:
+    """A point in time with its offset: a datetime (GraphQL's DateTime) or ISO 8601 text (a CSV
+    cell). Without an offset it would mean a different instant on every server."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise invalid_input(
+                name, f"{name} must be an ISO 8601 date and time, e.g. 2026-12-24T09:00:00Z."
+            ) from None
+    if value.tzinfo is None:
+        raise invalid_input(name, f"{name} must include a time zone offset, e.g. Z or +01:00.")
+    return value
 
 
 @dataclass(frozen=True)
@@ -227,6 +244,17 @@ class LeadFields:
                 storage=WEBSITE_STORAGE,
                 duplicate_column="website_domain",
                 import_key="always",
+            )
+        },
+    )
+    next_follow_up_at: datetime | None = field(
+        default=None,
+        metadata={
+            "spec": FieldSpec(
+                datetime,
+                lambda value, _: normalize_instant("nextFollowUpAt", value),
+                "When the owner plans the next contact; null clears it.",
+                create_description="When the owner plans the next contact.",
             )
         },
     )

@@ -60,6 +60,7 @@ class LeadFilter:
     min_score: float | None = None
     has_business_domain: bool | None = None
     search: str | None = None
+    follow_up_before: datetime | None = None
 
     def conditions(self) -> list[ColumnElement[bool]]:
         conditions: list[ColumnElement[bool]] = []
@@ -74,6 +75,8 @@ class LeadFilter:
             conditions.append(present if self.has_business_domain else ~present)
         if self.search is not None:
             conditions.append(search_condition(self.search))
+        if self.follow_up_before is not None:
+            conditions.append(leads.c.next_follow_up_at < self.follow_up_before)
         return conditions
 
 
