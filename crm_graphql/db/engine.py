@@ -1,10 +1,13 @@
-from typing import Any
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, NoReturn
 
 import orjson
 from sqlalchemy import event
 from sqlalchemy.exc import DisconnectionError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from crm_graphql.db.driver import unit_of_work
 from crm_graphql.settings import Settings
 
 # asyncpg's own deadline for a statement: PostgreSQL's statement_timeout plus this margin, so a
@@ -12,7 +15,32 @@ from crm_graphql.settings import Settings
 CLIENT_TIMEOUT_MARGIN_S = 2.0
 
 
-def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
+class _Connection(AsyncConnection):
+    """SQLAlchemy's own transaction would not be one here: the engine is in autocommit, so
+    every statement inside it would commit on its own. It refuses instead of failing silently."""
+
+    def begin(self) -> NoReturn:
+        raise TypeError(
+            "connection.begin() is not atomic on this engine (autocommit): use "
+            "db.driver.unit_of_work(conn), or engine.begin(), which is"
+        )
+
+    begin_nested = begin
+
+
+class Engine(AsyncEngine):
+    """The app's engine: `engine.begin()` is one transaction, the driver's (as
+    db.driver.transaction), so a Core or raw statement inside it commits with the others."""
+
+    _connection_cls = _Connection
+
+    @asynccontextmanager
+    async def begin(self) -> AsyncIterator[AsyncConnection]:
+        async with self.connect() as conn, unit_of_work(conn):
+            yield conn
+
+
+def create_engine(settings: Settings, url: str | None = None) -> Engine:
     database_url = url or settings.database_url
     if database_url is None:
         raise RuntimeError("No database URL: the embedded PostgreSQL must be started first.")
@@ -38,7 +66,7 @@ def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
         },
     )
     event.listen(engine.sync_engine, "checkout", _replace_if_closed)
-    return engine
+    return Engine(engine.sync_engine)
 
 
 def _replace_if_closed(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:

@@ -11,7 +11,12 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from crm_graphql.db import repository as repo
-from crm_graphql.db.driver import transaction
+from crm_graphql.db.unit_of_work import (
+    Database,
+    conditional_write,
+    optimistic_then_locked,
+    retried_transaction,
+)
 from crm_graphql.domain.access import Actor, Permission, require, require_merge
 from crm_graphql.domain.enums import ActivityKind, LeadSource, LeadStage
 from crm_graphql.domain.errors import ErrorCode, RuleViolation, Violation
@@ -35,7 +40,6 @@ from crm_graphql.domain.lifecycle import (
 from crm_graphql.domain.scoring import RECENT_ACTIVITIES, ScorerKind
 from crm_graphql.domain.text import unstorable_text
 from crm_graphql.scoring import Scorers
-from crm_graphql.services.conditional import WRITE_ATTEMPTS, kept_changing, write_checked
 from crm_graphql.services.errors import duplicate, not_found
 
 NOTE_MAX_LENGTH = 10_000
@@ -71,7 +75,7 @@ class LeadService:
         transfer_threshold: float,
         default_phone_region: str | None = None,
     ) -> None:
-        self.engine = engine
+        self.db = Database(engine)
         self.scorers = scorers
         self.transfer_threshold = transfer_threshold
         self.default_phone_region = default_phone_region
@@ -93,27 +97,27 @@ class LeadService:
         if not keys:
             # Nothing the duplicate guard could refuse: the one statement is the use case, and
             # alone it is atomic, so it runs without BEGIN and COMMIT round trips.
-            async with self.engine.connect() as conn:
+            async with self.db.single_statement() as conn:
                 lead = await repo.create_lead(conn, actor, source, fields)
             if lead is None:
                 raise RuntimeError("an insert outside the duplicate guard was refused")
             return lead
-        for _ in range(CREATE_ATTEMPTS):
-            async with transaction(self.engine) as conn:
-                lead = await repo.create_lead(conn, actor, source, fields)
-                if lead is None:
-                    existing = await repo.find_duplicate(conn, keys)
-                    if existing is None:
-                        continue  # the lead it met was closed meanwhile: try again
-                    if not allow_duplicate:
-                        raise duplicate(existing.field, existing.lead_id, ALLOW_DUPLICATE_HINT)
-                    lead = await repo.create_lead(
-                        conn, actor, source, fields, duplicate_of=existing.lead_id
-                    )
-                    if lead is None:  # only the guard's indexes can refuse; it exempts this row
-                        raise RuntimeError("an insert outside the duplicate guard was refused")
+
+        async def create_or_refuse(conn: AsyncConnection) -> Lead | None:
+            lead = await repo.create_lead(conn, actor, source, fields)
+            if lead is not None:
                 return lead
-        raise RuntimeError(f"createLead met a closing duplicate {CREATE_ATTEMPTS} times")
+            existing = await repo.find_duplicate(conn, keys)
+            if existing is None:
+                return None  # the lead it met was closed meanwhile: try again
+            if not allow_duplicate:
+                raise duplicate(existing.field, existing.lead_id, ALLOW_DUPLICATE_HINT)
+            lead = await repo.create_lead(conn, actor, source, fields, existing.lead_id)
+            if lead is None:  # only the guard's indexes can refuse; it exempts this row
+                raise RuntimeError("an insert outside the duplicate guard was refused")
+            return lead
+
+        return await retried_transaction(self.db, CREATE_ATTEMPTS, create_or_refuse)
 
     async def update(self, actor: Actor, lead_id: int, changes: Mapping[str, Any]) -> Lead:
         """Set the fields in `changes` (name in LeadFields -> value as given; None clears it),
@@ -126,8 +130,8 @@ class LeadService:
             for column, value in LEAD_FIELDS_BY_NAME[name].columns(given).items()
         }
         try:
-            async with transaction(self.engine) as conn:
-                lead = await self._lock_unlocked(conn, actor, lead_id)
+            async with self.db.locked_lead(actor, lead_id) as (conn, lead):
+                lead = _open_to_change(lead)
                 if not values:
                     return lead
                 return await repo.update_lead(conn, lead_id, **values)
@@ -149,8 +153,7 @@ class LeadService:
                 )
             )
         try:
-            async with transaction(self.engine) as conn:
-                locked = await repo.lock_leads(conn, sorted((keep_id, merge_id)))
+            async with self.db.locked_leads((keep_id, merge_id)) as (conn, locked):
                 keep, other = locked.get(keep_id), locked.get(merge_id)
                 if keep is None:
                     raise not_found("lead", "keepId")
@@ -205,7 +208,7 @@ class LeadService:
             raise await self._duplicate_of(keys, keep_id) from error
 
     async def _duplicate_of(self, keys: dict[str, str], lead_id: int) -> RuleViolation:
-        async with self.engine.connect() as conn:
+        async with self.db.single_statement() as conn:
             existing = await repo.find_duplicate(conn, keys, exclude_id=lead_id)
         if existing is None:  # the other lead was closed meanwhile
             return RuleViolation(
@@ -221,8 +224,8 @@ class LeadService:
     ) -> Lead:
         require(actor, Permission.LOG_ACTIVITY)
         note = _validate_note(note)
-        async with transaction(self.engine) as conn:
-            await self._lock_unlocked(conn, actor, lead_id)
+        async with self.db.locked_lead(actor, lead_id) as (conn, lead):
+            _open_to_change(lead)
             return await repo.add_activity(conn, lead_id, kind, note)
 
     async def analyze(
@@ -235,7 +238,7 @@ class LeadService:
         scorer = self.scorers.get(scorer_kind)
         # Score holding no lock and no connection: a remote scorer may be slow. The score
         # records the inputs it saw, so a change made meanwhile shows up as a stale score.
-        async with self.engine.connect() as conn:
+        async with self.db.single_statement() as conn:
             current = await self._current(conn, lead_id)
             if current.locked:
                 raise RuleViolation(lead_locked_violation())
@@ -245,13 +248,13 @@ class LeadService:
                 else None
             )
         score = await scorer.score(current.snapshot, datetime.now(UTC), evidence)
-        async with self.engine.connect() as conn:
+        async with self.db.single_statement() as conn:
 
             async def why_not() -> Violation | None:
                 locked = (await self._current(conn, lead_id)).locked
                 return lead_locked_violation() if locked else None
 
-            return await write_checked(
+            return await conditional_write(
                 "lead",
                 partial(repo.save_score, conn, actor, lead_id, score, UNLOCKED_LEAD_STAGES),
                 why_not,
@@ -260,12 +263,12 @@ class LeadService:
     async def advance_stage(self, actor: Actor, lead_id: int, to: LeadStage) -> Lead:
         require(actor, Permission.ADVANCE_LEAD_STAGE)
         allowed_from = lead_stages_that_may_move_to(to)
-        async with self.engine.connect() as conn:
+        async with self.db.single_statement() as conn:
 
             async def why_not() -> Violation | None:
                 return check_lead_transition((await self._current(conn, lead_id)).stage, to)
 
-            return await write_checked(
+            return await conditional_write(
                 "lead",
                 partial(repo.move_lead, conn, actor, lead_id, allowed_from, to)
                 if allowed_from
@@ -276,24 +279,17 @@ class LeadService:
     async def transfer_to_sales(self, actor: Actor, lead_id: int) -> Transfer:
         require(actor, Permission.TRANSFER_LEAD)
         try:
-            for attempt in range(WRITE_ATTEMPTS):
-                # The rules are checked on the row read, and the write lands only if the row is
-                # still that version. Under a burst of other writes to the lead, the last
-                # attempt locks the row from the read to the write instead.
-                lock = attempt == WRITE_ATTEMPTS - 1
-                async with transaction(self.engine) if lock else self.engine.connect() as conn:
-                    transferred = await self._transfer(conn, actor, lead_id, lock)
-                if transferred:
-                    return transferred
+            return await optimistic_then_locked(
+                self.db, "lead", partial(self._transfer, actor=actor, lead_id=lead_id)
+            )
         except repo.UNIQUE_VIOLATIONS as error:
             # The version check serialises transfers; the unique constraint is the last line.
             if repo.is_unique_violation(error, "uq_sales_lead_id"):
                 raise RuleViolation(lead_locked_violation()) from error
             raise
-        raise kept_changing("lead")
 
     async def _transfer(
-        self, conn: AsyncConnection, actor: Actor, lead_id: int, lock: bool
+        self, conn: AsyncConnection, lock: bool, *, actor: Actor, lead_id: int
     ) -> Transfer | None:
         found = await repo.lead_with_version(conn, lead_id, lock=lock)
         if found is None:
@@ -308,8 +304,8 @@ class LeadService:
     async def assign(self, actor: Actor, lead_id: int, owner_id: str) -> Lead:
         """Make another known user the lead's owner."""
         require(actor, Permission.ASSIGN_LEAD)
-        async with transaction(self.engine) as conn:
-            await self._lock_unlocked(conn, actor, lead_id)
+        async with self.db.locked_lead(actor, lead_id) as (conn, lead):
+            _open_to_change(lead)
             if owner_id not in await repo.users_by_ids(conn, [owner_id]):
                 raise RuleViolation(
                     Violation(
@@ -320,13 +316,6 @@ class LeadService:
                 )
             return await repo.update_lead(conn, lead_id, owner_id=owner_id)
 
-    async def _lock(self, conn: AsyncConnection, actor: Actor, lead_id: int) -> Lead:
-        """The lead the actor is about to change, locked; the actor recorded as a user."""
-        lead = await repo.lock_lead_for(conn, actor, lead_id)
-        if lead is None:
-            raise not_found("lead", "leadId")
-        return lead
-
     async def _current(self, conn: AsyncConnection, lead_id: int) -> Lead:
         """The lead as it is now, to say why a conditional write found it otherwise."""
         lead = (await repo.leads_by_ids(conn, [lead_id])).get(lead_id)
@@ -334,11 +323,14 @@ class LeadService:
             raise not_found("lead", "leadId")
         return lead
 
-    async def _lock_unlocked(self, conn: AsyncConnection, actor: Actor, lead_id: int) -> Lead:
-        lead = await self._lock(conn, actor, lead_id)
-        if lead.locked:
-            raise RuleViolation(lead_locked_violation())
-        return lead
+
+def _open_to_change(lead: Lead | None) -> Lead:
+    """The locked lead a change may go to: it exists and is not locked by a transfer."""
+    if lead is None:
+        raise not_found("lead", "leadId")
+    if lead.locked:
+        raise RuleViolation(lead_locked_violation())
+    return lead
 
 
 def _validate_note(note: str | None) -> str | None:
