@@ -23,6 +23,7 @@ from typing import Any, TextIO
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from crm_graphql.api.ids import encode_global_id
+from crm_graphql.api.types import for_client
 from crm_graphql.db import repository as repo
 from crm_graphql.db.driver import driver, unit_of_work
 from crm_graphql.db.engine import create_engine
@@ -157,7 +158,9 @@ def _source(value: str | None, default: LeadSource) -> LeadSource:
 
 
 def _reason(violation: RuleViolation) -> str:
-    return " ".join(v.message for v in violation.violations)
+    """The rules a row broke, naming fields as the API does (the CSV's headers are those names
+    in any case and spacing)."""
+    return " ".join(for_client(v).message for v in violation.violations)
 
 
 class Importer:

@@ -12,6 +12,7 @@ from crm_graphql.api.types import (
     SaleConnection,
     SaleType,
     UserType,
+    for_client,
 )
 from crm_graphql.domain.errors import RuleViolation
 from crm_graphql.services.pagination import PageArgs
@@ -19,9 +20,10 @@ from crm_graphql.services.pagination import PageArgs
 
 def as_graphql_error(violation: RuleViolation) -> GraphQLError:
     """A query has no payload for user errors: the rule's code travels in `extensions`."""
-    first = violation.violations[0]
+    violations = [for_client(v) for v in violation.violations]
+    first = violations[0]
     return GraphQLError(
-        str(violation),
+        "; ".join(v.message for v in violations),
         extensions={"code": first.code.value, "field": list(first.field or ())},
     )
 

@@ -5,6 +5,7 @@ from typing import Annotated
 
 import strawberry
 from strawberry.types import Info
+from strawberry.utils.str_converters import to_camel_case
 
 from crm_graphql.api.context import Context
 from crm_graphql.api.ids import encode_global_id
@@ -39,6 +40,12 @@ class Node:
     id: strawberry.ID
 
 
+def for_client(violation: Violation) -> Violation:
+    """The violation with its field path in GraphQL names: the domain's snake_case names become
+    camelCase, as Strawberry names every field and argument."""
+    return violation.named(to_camel_case)
+
+
 @strawberry.type(description="A business rule the request broke; nothing was changed.")
 class UserError:
     code: UserErrorCode
@@ -50,6 +57,7 @@ class UserError:
 
     @classmethod
     def from_violation(cls, violation: Violation) -> "UserError":
+        violation = for_client(violation)
         field = list(violation.field) if violation.field else None
         message = violation.message
         if violation.duplicate_of is not None:

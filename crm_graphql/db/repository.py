@@ -946,11 +946,17 @@ async def sale_history(
     return history
 
 
-def is_unique_violation(error: Exception, constraint_prefix: str) -> bool:
-    """Whether `error`, from SQLAlchemy or straight from asyncpg, is a unique violation of a
-    constraint whose name starts with `constraint_prefix`."""
-    cause = getattr(error, "orig", error)
-    return f'unique constraint "{constraint_prefix}' in str(cause)
+def is_unique_violation(error: BaseException, constraint_prefix: str) -> bool:
+    """Whether `error`, from SQLAlchemy or straight from asyncpg, is a unique violation
+    (SQLSTATE 23505) of a constraint whose name starts with `constraint_prefix`, as the
+    driver reports them (not as the message words them)."""
+    cause: BaseException | None = error
+    while cause is not None and not isinstance(cause, asyncpg.PostgresError):
+        # SQLAlchemy wraps the driver's error in its own (`orig`), raised from it.
+        cause = getattr(cause, "orig", None) or cause.__cause__
+    return isinstance(cause, asyncpg.UniqueViolationError) and (
+        cause.constraint_name or ""
+    ).startswith(constraint_prefix)
 
 
 # What a unique violation raises: SQLAlchemy wraps the driver's error, the hot path does not.

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit, urlunsplit
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
-from crm_graphql.domain.errors import RuleViolation, invalid_input
+from crm_graphql.domain.errors import FIELD, RuleViolation, invalid_input
 from crm_graphql.domain.text import unstorable_text
 
 NAME_MAX_LENGTH = 200
@@ -38,7 +38,7 @@ def normalize_name(field: str, value: str | None) -> str | None:
     trimmed = value.strip()
     if not 1 <= len(trimmed) <= NAME_MAX_LENGTH:
         raise invalid_input(
-            field, f"{field} must be 1 to {NAME_MAX_LENGTH} characters after trimming, or null."
+            field, f"{FIELD} must be 1 to {NAME_MAX_LENGTH} characters after trimming, or null."
         )
     return trimmed
 

@@ -1,5 +1,5 @@
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 
@@ -16,15 +16,29 @@ class ErrorCode(StrEnum):
     DUPLICATE = "DUPLICATE"
 
 
+# In a message, where the name of the field at fault goes: the layer that shows the message
+# puts the name its reader knows there (the API: the GraphQL input field's name).
+FIELD = "{field}"
+
+
 @dataclass(frozen=True)
 class Violation:
-    """One broken business rule, reported to the client as a UserError."""
+    """One broken business rule, reported to the client as a UserError. `field` is the path to
+    the field at fault in domain names (`business_domain`, `keep_id`)."""
 
     code: ErrorCode
     message: str
     field: tuple[str, ...] | None = None
     # For DUPLICATE: the open lead this input duplicates, so a client can go to it.
     duplicate_of: int | None = None
+
+    def named(self, name: Callable[[str], str]) -> "Violation":
+        """This violation with each part of its field path named by `name`, and FIELD in its
+        message replaced by the last of them."""
+        if self.field is None:
+            return self
+        path = tuple(name(part) for part in self.field)
+        return replace(self, message=self.message.replace(FIELD, path[-1]), field=path)
 
 
 class RuleViolation(Exception):

@@ -15,7 +15,14 @@ from crm_graphql.domain.contact import (
     normalize_website,
 )
 from crm_graphql.domain.enums import LeadSource, LeadStage, SaleStage
-from crm_graphql.domain.errors import ErrorCode, RuleViolation, Violation, invalid_input, run_checks
+from crm_graphql.domain.errors import (
+    FIELD,
+    ErrorCode,
+    RuleViolation,
+    Violation,
+    invalid_input,
+    run_checks,
+)
 from crm_graphql.domain.lifecycle import is_lead_locked, lead_locked_violation
 from crm_graphql.domain.scoring import LeadSnapshot, Score
 from crm_graphql.domain.text import unstorable_text
@@ -91,7 +98,7 @@ def normalize_business_domain(value: str | None) -> str | None:
     """The business domain as stored: trimmed, 1 to 120 characters, or None."""
     if value is None:
         return None
-    violation = unstorable_text(value, "businessDomain")
+    violation = unstorable_text(value, "business_domain")
     if violation:
         raise RuleViolation(violation)
     trimmed = value.strip()
@@ -99,9 +106,9 @@ def normalize_business_domain(value: str | None) -> str | None:
         raise RuleViolation(
             Violation(
                 ErrorCode.INVALID_INPUT,
-                f"businessDomain must be 1 to {BUSINESS_DOMAIN_MAX_LENGTH} characters "
+                f"{FIELD} must be 1 to {BUSINESS_DOMAIN_MAX_LENGTH} characters "
                 "after trimming, or null.",
-                ("businessDomain",),
+                ("business_domain",),
             )
         )
     return trimmed
@@ -117,10 +124,10 @@ def normalize_instant(name: str, value: datetime | str | None) -> datetime | Non
             value = datetime.fromisoformat(value.strip())
         except ValueError:
             raise invalid_input(
-                name, f"{name} must be an ISO 8601 date and time, e.g. 2026-12-24T09:00:00Z."
+                name, f"{FIELD} must be an ISO 8601 date and time, e.g. 2026-12-24T09:00:00Z."
             ) from None
     if value.tzinfo is None:
-        raise invalid_input(name, f"{name} must include a time zone offset, e.g. Z or +01:00.")
+        raise invalid_input(name, f"{FIELD} must include a time zone offset, e.g. Z or +01:00.")
     return value
 
 
@@ -189,7 +196,7 @@ class LeadFields:
         metadata={
             "spec": FieldSpec(
                 str,
-                lambda value, _: normalize_name("contactName", value),
+                lambda value, _: normalize_name("contact_name", value),
                 "Trimmed, 1 to 200 characters; null clears it.",
                 import_key="always",
             )
@@ -200,7 +207,7 @@ class LeadFields:
         metadata={
             "spec": FieldSpec(
                 str,
-                lambda value, _: normalize_name("companyName", value),
+                lambda value, _: normalize_name("company_name", value),
                 "Trimmed, 1 to 200 characters; null clears it.",
                 import_key="always",
             )
@@ -252,7 +259,7 @@ class LeadFields:
         metadata={
             "spec": FieldSpec(
                 datetime,
-                lambda value, _: normalize_instant("nextFollowUpAt", value),
+                lambda value, _: normalize_instant("next_follow_up_at", value),
                 "When the owner plans the next contact; null clears it.",
                 create_description="When the owner plans the next contact.",
             )
@@ -296,7 +303,6 @@ class LeadField:
     """A declared field of LeadFields with its name."""
 
     name: str
-    graphql_name: str
     spec: FieldSpec
 
     def normalize(self, value: Any, default_phone_region: str | None) -> Any:
@@ -317,14 +323,7 @@ class LeadField:
         return value if storage is None else storage.compared(value)
 
 
-def camel_case(name: str) -> str:
-    first, *rest = name.split("_")
-    return first + "".join(part.capitalize() for part in rest)
-
-
-LEAD_FIELDS = tuple(
-    LeadField(f.name, camel_case(f.name), f.metadata["spec"]) for f in fields(LeadFields)
-)
+LEAD_FIELDS = tuple(LeadField(f.name, f.metadata["spec"]) for f in fields(LeadFields))
 LEAD_FIELDS_BY_NAME = {f.name: f for f in LEAD_FIELDS}
 _STORED = tuple((f.name, f.spec.storage) for f in LEAD_FIELDS)
 DUPLICATE_KEY_FIELDS = tuple(f for f in LEAD_FIELDS if f.spec.duplicate_column)
@@ -360,14 +359,14 @@ def validate_lead_fields(given: Mapping[str, Any], default_phone_region: str | N
 def merge_violations(keep: Lead, other: Lead) -> list[Violation]:
     """Why `other` may not be merged into `keep`; empty when it may. Both must be open."""
     violations: list[Violation] = []
-    for input_field, lead in (("keepId", keep), ("mergeId", other)):
+    for input_field, lead in (("keep_id", keep), ("merge_id", other)):
         if lead.locked:
             violations.append(replace(lead_locked_violation(), field=(input_field,)))
         elif lead.stage is LeadStage.LOST:
             violations.append(
                 Violation(
                     ErrorCode.INVALID_TRANSITION,
-                    f"The lead in `{input_field}` is LOST; only open leads can be merged.",
+                    f"The lead in `{FIELD}` is LOST; only open leads can be merged.",
                     (input_field,),
                 )
             )
@@ -401,7 +400,7 @@ def transfer_violations(lead: Lead, threshold: float) -> list[Violation]:
             Violation(
                 ErrorCode.DOMAIN_REQUIRED,
                 "A lead needs a business domain before it can be transferred.",
-                ("businessDomain",),
+                ("business_domain",),
             )
         )
     if lead.score is None:

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from crm_graphql.db import repository as repo
+from crm_graphql.db.tables import DUPLICATE_GUARD_PREFIX
 from crm_graphql.db.unit_of_work import (
     Database,
     conditional_write,
@@ -64,7 +65,7 @@ class Merge:
 
 
 def _is_duplicate_guard(error: Exception) -> bool:
-    return repo.is_unique_violation(error, "uq_leads_open_")
+    return repo.is_unique_violation(error, DUPLICATE_GUARD_PREFIX)
 
 
 class LeadService:

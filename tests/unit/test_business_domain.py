@@ -36,5 +36,5 @@ def test_refused_values_name_the_field(given: str, words: str):
         normalize_business_domain(given)
     [violation] = caught.value.violations
     assert violation.code is ErrorCode.INVALID_INPUT
-    assert violation.field == ("businessDomain",)
+    assert violation.field == ("business_domain",)
     assert words in violation.message

@@ -52,7 +52,7 @@ def test_absent_values_stay_absent():
     assert normalize_email(None) is None
     assert normalize_phone(None, None) is None
     assert normalize_website(None) is None
-    assert normalize_name("contactName", None) is None
+    assert normalize_name("contact_name", None) is None
 
 
 @pytest.mark.parametrize(
@@ -112,10 +112,10 @@ def test_unusable_websites_are_refused(raw):
 
 
 def test_names_are_trimmed_and_bounded():
-    assert normalize_name("contactName", "  Ann Lee ") == "Ann Lee"
-    assert refusal(normalize_name, "contactName", "   ")[1] == ("contactName",)
-    assert refusal(normalize_name, "companyName", "x" * 201)[1] == ("companyName",)
-    assert "NUL" in refusal(normalize_name, "companyName", "Ac\x00me")[2]
+    assert normalize_name("contact_name", "  Ann Lee ") == "Ann Lee"
+    assert refusal(normalize_name, "contact_name", "   ")[1] == ("contact_name",)
+    assert refusal(normalize_name, "company_name", "x" * 201)[1] == ("company_name",)
+    assert "NUL" in refusal(normalize_name, "company_name", "Ac\x00me")[2]
 
 
 def test_validate_lead_fields_reports_every_broken_field_at_once():
@@ -124,7 +124,7 @@ def test_validate_lead_fields_reports_every_broken_field_at_once():
             {"contact_name": " ", "email": "nope", "phone": "123", "website": "ftp://x"}, None
         )
     assert [v.field for v in caught.value.violations] == [
-        ("contactName",),
+        ("contact_name",),
         ("email",),
         ("phone",),
         ("website",),
@@ -166,8 +166,8 @@ def test_rows_imported_before_later_fields_existed_keep_their_import_key():
 @pytest.mark.parametrize(
     ("field", "call"),
     [
-        ("contactName", lambda value: normalize_name("contactName", value)),
-        ("companyName", lambda value: normalize_name("companyName", value)),
+        ("contact_name", lambda value: normalize_name("contact_name", value)),
+        ("company_name", lambda value: normalize_name("company_name", value)),
         ("email", normalize_email),
         ("phone", lambda value: normalize_phone(value, "DE")),
         ("website", normalize_website),

@@ -141,7 +141,7 @@ def test_a_business_domain_is_stored_trimmed_and_bounded_or_refused(value):
         with pytest.raises(RuleViolation) as refusal:
             normalize_business_domain(value)
         assert [v.code for v in refusal.value.violations] == [ErrorCode.INVALID_INPUT]
-        assert refusal.value.violations[0].field == ("businessDomain",)
+        assert refusal.value.violations[0].field == ("business_domain",)
     else:
         stored = normalize_business_domain(value)
         assert stored == trimmed

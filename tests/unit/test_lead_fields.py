@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
+from crm_graphql.api.types import UserError
 from crm_graphql.domain.contact import Website
 from crm_graphql.domain.enums import LeadSource, LeadStage
 from crm_graphql.domain.errors import ErrorCode, RuleViolation
@@ -41,7 +42,7 @@ def test_the_original_flow_needs_no_contact_fields():
 def test_business_domain_and_contact_errors_are_reported_together():
     with pytest.raises(RuleViolation) as caught:
         validate_lead_fields({"business_domain": "   ", "email": "nope"}, None)
-    assert [v.field for v in caught.value.violations] == [("businessDomain",), ("email",)]
+    assert [v.field for v in caught.value.violations] == [("business_domain",), ("email",)]
 
 
 def test_merge_fills_only_the_empty_fields_of_the_kept_lead():
@@ -72,13 +73,13 @@ def test_open_leads_may_be_merged():
 @pytest.mark.parametrize(
     ("keep_stage", "merge_stage", "expected"),
     [
-        (LeadStage.TRANSFERRED, LeadStage.NEW, [(ErrorCode.LEAD_LOCKED, ("keepId",))]),
-        (LeadStage.NEW, LeadStage.TRANSFERRED, [(ErrorCode.LEAD_LOCKED, ("mergeId",))]),
-        (LeadStage.NEW, LeadStage.LOST, [(ErrorCode.INVALID_TRANSITION, ("mergeId",))]),
+        (LeadStage.TRANSFERRED, LeadStage.NEW, [(ErrorCode.LEAD_LOCKED, ("keep_id",))]),
+        (LeadStage.NEW, LeadStage.TRANSFERRED, [(ErrorCode.LEAD_LOCKED, ("merge_id",))]),
+        (LeadStage.NEW, LeadStage.LOST, [(ErrorCode.INVALID_TRANSITION, ("merge_id",))]),
         (
             LeadStage.LOST,
             LeadStage.TRANSFERRED,
-            [(ErrorCode.INVALID_TRANSITION, ("keepId",)), (ErrorCode.LEAD_LOCKED, ("mergeId",))],
+            [(ErrorCode.INVALID_TRANSITION, ("keep_id",)), (ErrorCode.LEAD_LOCKED, ("merge_id",))],
         ),
     ],
 )
@@ -92,3 +93,21 @@ def test_default_phone_region_setting_is_checked_and_upper_cased():
     assert Settings(default_phone_region="").default_phone_region is None
     with pytest.raises(ValidationError):
         Settings(default_phone_region="XX")
+
+
+def test_the_domain_names_its_fields_and_the_api_names_them_for_clients():
+    with pytest.raises(RuleViolation) as caught:
+        validate_lead_fields({"business_domain": " ", "next_follow_up_at": "soon"}, None)
+    domain = caught.value.violations
+    assert [v.field for v in domain] == [("business_domain",), ("next_follow_up_at",)]
+    shown = [UserError.from_violation(v) for v in domain]
+    assert [(e.field, e.message) for e in shown] == [
+        (
+            ["businessDomain"],
+            "businessDomain must be 1 to 120 characters after trimming, or null.",
+        ),
+        (
+            ["nextFollowUpAt"],
+            "nextFollowUpAt must be an ISO 8601 date and time, e.g. 2026-12-24T09:00:00Z.",
+        ),
+    ]

@@ -68,7 +68,7 @@ def test_every_guard_combination(stage: LeadStage, domain: str | None, score_sta
     assert len({v.message for v in violations}) == len(violations)
     for violation in violations:
         if violation.code is ErrorCode.DOMAIN_REQUIRED:
-            assert violation.field == ("businessDomain",)
+            assert violation.field == ("business_domain",)
 
 
 def test_the_threshold_is_a_parameter():
