@@ -20,30 +20,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crm_graphql.api.ids import encode_global_id
 from crm_graphql.api.types import for_client
-from crm_graphql.db import repository as repo
-from crm_graphql.db.driver import driver, unit_of_work
 from crm_graphql.db.engine import create_engine
-from crm_graphql.domain.access import Actor, Role
 from crm_graphql.domain.enums import LeadSource
 from crm_graphql.domain.errors import RuleViolation, invalid_input, run_checks
 from crm_graphql.domain.lead import (
     DUPLICATE_KEY_FIELDS,
     LEAD_FIELDS,
-    LeadField,
     LeadFields,
     validate_lead_fields,
+)
+from crm_graphql.services.imports import (
+    IMPORT_ACTOR,
+    ImportService,
+    LeadImport,
+    duplicate_key,
+    imported_lead_row,
 )
 from crm_graphql.settings import get_settings
 
 DEFAULT_BATCH_SIZE = 1_000
-# Who `createdBy` and history `by` name for imported leads. The role is the one that creates
-# leads; no token ever needs to carry this sub.
-IMPORT_ACTOR = Actor(user_id="crm-graphql-import", name="CSV import", role=Role.MANAGER)
-
 # Header names are matched ignoring case, spaces, hyphens and underscores: header key -> field.
 COLUMNS = {"source": "source", **{f.name.replace("_", ""): f.name for f in LEAD_FIELDS}}
 
@@ -144,7 +143,7 @@ def parse_row(
     )
     fields: LeadFields = checked["fields"]  # type: ignore[assignment]
     source: LeadSource = checked["source"]  # type: ignore[assignment]
-    return {**repo.new_lead_values(source, fields), "import_key": fields.import_key}
+    return imported_lead_row(source, fields)
 
 
 def _source(value: str | None, default: LeadSource) -> LeadSource:
@@ -157,10 +156,12 @@ def _source(value: str | None, default: LeadSource) -> LeadSource:
         raise invalid_input("source", f"source {value!r} is not one of {allowed}.") from None
 
 
-def _reason(violation: RuleViolation) -> str:
+def _reason(violation: RuleViolation, field: str | None = None) -> str:
     """The rules a row broke, naming fields as the API does (the CSV's headers are those names
-    in any case and spacing)."""
-    return " ".join(for_client(v).message for v in violation.violations)
+    in any case and spacing), or as `field`."""
+    return " ".join(
+        (v.named(lambda _: field) if field else for_client(v)).message for v in violation.violations
+    )
 
 
 class Importer:
@@ -192,25 +193,17 @@ class Importer:
         layout = Layout.from_header(header)
         report = ImportReport(unknown_columns=layout.unknown)
         chunks = self._chunks(reader, layout)
-        async with self.engine.connect() as conn:
-            # A dry run is the real run in one transaction that is rolled back at the end, so
-            # it reports exactly what the import would do, duplicates across batches included;
-            # each batch's unit of work is then a savepoint inside it.
-            outer = (await driver(conn)).transaction() if self.dry_run else None
-            if outer is not None:
-                await outer.start()
-            try:
-                await self._import_chunks(conn, chunks, report)
-            finally:
-                if outer is not None:
-                    await outer.rollback()
+        try:
+            async with ImportService(self.engine).run(self.owner_id, self.dry_run) as run:
+                await self._import_chunks(run, chunks, report)
+        except RuleViolation as violation:  # the owner is not a known user
+            raise ImportFileError(_reason(violation, "--owner")) from None
         report.seconds = time.perf_counter() - started
         return report
 
     async def _import_chunks(
-        self, conn: AsyncConnection, chunks: Iterator["Chunk"], report: ImportReport
+        self, run: LeadImport, chunks: Iterator["Chunk"], report: ImportReport
     ) -> None:
-        await self._prepare_users(conn)
         # Validation is CPU work in this process and the insert is work in PostgreSQL: the
         # next chunk is validated in a thread while the current one is written.
         upcoming = asyncio.create_task(asyncio.to_thread(next, chunks, None))
@@ -220,19 +213,9 @@ class Importer:
             report.already_imported += chunk.repeats
             report.rejected.extend(chunk.invalid)
             if chunk.valid:
-                await self._import_batch(conn, chunk.valid, report)
+                await self._import_batch(run, chunk.valid, report)
             if self.progress:
                 self.progress(report.rows)
-
-    async def _prepare_users(self, conn: AsyncConnection) -> None:
-        """Record the import's system user (attribution references it) and check the owner."""
-        async with unit_of_work(conn):
-            await repo.record_user(conn, IMPORT_ACTOR)
-            if not await repo.users_by_ids(conn, [self.owner_id]):
-                raise ImportFileError(
-                    f"--owner {self.owner_id!r} is not a known user; a person becomes known "
-                    "with their first change through the API."
-                )
 
     def _chunks(self, reader: Iterator[list[str]], layout: Layout) -> Iterator["Chunk"]:
         """The file, validated, in chunks of up to batch_size valid rows. Runs in a worker
@@ -261,48 +244,25 @@ class Importer:
             yield chunk
 
     async def _import_batch(
-        self, conn: AsyncConnection, batch: list[ValidRow], report: ImportReport
+        self, run: LeadImport, batch: list[ValidRow], report: ImportReport
     ) -> None:
-        async with unit_of_work(conn):
-            created = await repo.insert_imported_leads(
-                conn, [r.values for r in batch], IMPORT_ACTOR.user_id, self.owner_id
-            )
-            self.created_lines.update(
-                (created[r.import_key], r.line) for r in batch if r.import_key in created
-            )
-            if created:
-                # A dry run holds its locks until its final rollback; the lock that orders
-                # audit ids would stall every audited write for the whole run, and what it
-                # writes never commits, so it needs no order.
-                await repo.record_lead_creations(
-                    conn,
-                    list(created.values()),
-                    IMPORT_ACTOR.user_id,
-                    ordered=not self.dry_run,
-                )
-            skipped = [r for r in batch if r.import_key not in created]
-            if not skipped:
-                report.created += len(created)
-                return
-            imported_before = await repo.leads_by_import_keys(conn, [r.import_key for r in skipped])
-            duplicates = [r for r in skipped if r.import_key not in imported_before]
-            held = await repo.open_leads_by_duplicate_keys(
-                conn,
-                {
-                    f.name: [value for r in duplicates if (value := _duplicate_key(r, f))]
-                    for f in DUPLICATE_KEY_FIELDS
-                },
-            )
+        outcome = await run.insert([r.values for r in batch])
+        created = outcome.created
+        self.created_lines.update(
+            (created[r.import_key], r.line) for r in batch if r.import_key in created
+        )
+        skipped = [r for r in batch if r.import_key not in created]
+        duplicates = [r for r in skipped if r.import_key not in outcome.imported_before]
         report.created += len(created)
         report.already_imported += len(skipped) - len(duplicates)
         report.rejected.extend(
-            Rejection(row.line, row.row, self._duplicate_reason(row, held), duplicate=True)
+            Rejection(row.line, row.row, self._duplicate_reason(row, outcome.held), duplicate=True)
             for row in duplicates
         )
 
     def _duplicate_reason(self, row: ValidRow, held: dict[tuple[str, str], int]) -> str:
         for f in DUPLICATE_KEY_FIELDS:
-            lead_field, value = f.name, _duplicate_key(row, f)
+            lead_field, value = f.name, duplicate_key(row.values, f)
             lead_id = held.get((lead_field, value)) if value else None
             if lead_id is None:
                 continue
@@ -314,11 +274,6 @@ class Importer:
             lead = encode_global_id("Lead", lead_id)
             return f"duplicate: line {line} (now lead {lead}) has this {lead_field}."
         return "duplicate: an open lead held one of its values during the import."
-
-
-def _duplicate_key(row: ValidRow, lead_field: LeadField) -> str | None:
-    """The value of the row the duplicate guard compares for this field."""
-    return row.values[lead_field.spec.duplicate_column or lead_field.name]
 
 
 def write_rejected(path: Path, header: list[str], rejected: list[Rejection]) -> None:

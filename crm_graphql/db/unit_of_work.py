@@ -8,6 +8,8 @@ use case that is one statement pays no BEGIN and COMMIT round trips. The modes:
   on its own. For a use case whose write is one statement, and for reads.
 - `transaction()`: BEGIN ... COMMIT on the driver's connection; SQLAlchemy Core and raw
   statements share it. (`engine.begin()` is the same transaction, db/engine.py.)
+- `rehearsal()`: a transaction that is always rolled back: a dry run (units of work on its
+  connection are savepoints).
 - `locked_lead()` / `locked_leads()`: a transaction that starts by locking the lead's row (and
   recording the writer), or several leads' rows in id order, so two of them cannot deadlock.
 
@@ -30,7 +32,7 @@ from typing import TypeVar
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from crm_graphql.db import repository
-from crm_graphql.db.driver import transaction
+from crm_graphql.db.driver import driver, transaction
 from crm_graphql.domain.access import Actor
 from crm_graphql.domain.errors import RuleViolation, Violation
 from crm_graphql.domain.lead import Lead
@@ -51,6 +53,16 @@ class Database:
 
     def transaction(self) -> AbstractAsyncContextManager[AsyncConnection]:
         return transaction(self.engine)
+
+    @asynccontextmanager
+    async def rehearsal(self) -> AsyncIterator[AsyncConnection]:
+        async with self.engine.connect() as conn:
+            outer = (await driver(conn)).transaction()
+            await outer.start()
+            try:
+                yield conn
+            finally:
+                await outer.rollback()
 
     @asynccontextmanager
     async def locked_lead(
