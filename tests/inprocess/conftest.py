@@ -4,6 +4,7 @@ real PostgreSQL, without a server subprocess (docs/testing.md)."""
 from collections.abc import AsyncIterator
 
 import asyncpg
+import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -27,11 +28,17 @@ async def empty(migrated: str, db: asyncpg.Connection) -> str:
     return migrated
 
 
+@pytest.fixture(scope="session")
+async def app_http(migrated: str) -> AsyncIterator[httpx.AsyncClient]:
+    """One app for the session, as one server process serves tests/integration."""
+    async with app_client(migrated) as http:
+        yield http
+
+
 @pytest.fixture
-async def app_gql(empty: str) -> AsyncIterator[GraphQLClient]:
+async def app_gql(app_http: httpx.AsyncClient, empty: str) -> GraphQLClient:
     """An authenticated manager on the app in this process; `as_role` acts as another."""
-    async with app_client(empty) as http:
-        yield GraphQLClient(http, token_for("manager"))
+    return GraphQLClient(app_http, token_for("manager"))
 
 
 @pytest.fixture
