@@ -4,9 +4,11 @@ from typing import Any
 
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
+    Operation,
 )
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import ConnectionInitMessage
 
+from crm_graphql.api.audiences import current_operation
 from crm_graphql.api.context import Context
 from crm_graphql.tokens import Authentication, InvalidToken, TokenCodec, bearer_token
 
@@ -28,6 +30,11 @@ class AuthenticatingTransportWSHandler(BaseGraphQLTransportWSHandler[Context, No
         except ConnectionUnauthenticated as error:
             reason = f"Unauthorized: {error}".encode()[:WS_CLOSE_REASON_MAX_BYTES]
             await self.websocket.close(WS_UNAUTHORIZED, reason.decode(errors="ignore"))
+
+    async def run_operation(self, operation: Operation[Context, None]) -> None:
+        # The operation's own task: its resolvers can tell which operation they serve.
+        current_operation.set(operation)
+        await super().run_operation(operation)
 
 
 def authenticate_connection(tokens: TokenCodec, payload: dict[str, Any] | None) -> Authentication:

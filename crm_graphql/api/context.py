@@ -78,6 +78,10 @@ class Context:
             self._loaders = Loaders.create(self.services, actor)
         return self._loaders
 
+    def check_token(self) -> None:
+        """Raise UNAUTHENTICATED unless the caller's token is still valid."""
+        self.actor  # noqa: B018  (the property checks)
+
     def renew_loaders(self) -> None:
         """Forget what was loaded so far: after a write it may no longer be true."""
         self._loaders = None

@@ -11,6 +11,7 @@ import strawberry
 from graphql import GraphQLError
 from starlette.websockets import WebSocket
 
+from crm_graphql.api.audiences import audience_of, current_operation, next_frame_prefix
 from crm_graphql.api.ids import decode_id_of
 from crm_graphql.api.queries import as_graphql_error
 from crm_graphql.api.types import LeadInfo, LeadStage, LeadType
@@ -18,6 +19,7 @@ from crm_graphql.db.tables import MAX_ID
 from crm_graphql.domain.access import readable_lead_stages
 from crm_graphql.domain.errors import RuleViolation
 from crm_graphql.domain.lead import LeadStageChanged
+from crm_graphql.events.feed import Rendered
 
 # "Try Again Later": a standard code, retried by the graphql-ws client; resuming with `after`
 # set to the last cursor received loses nothing.
@@ -107,13 +109,38 @@ class Subscription:
                 )
         position = decode_change_cursor(after) if after is not None else None
         websocket = context.request
+        # Over graphql-transport-ws, live events are executed once for every subscriber with
+        # the same document, variables and rights, and sent here framed with this operation's
+        # id (api/audiences.py). Replayed events are executed for this subscriber alone.
+        operation = current_operation.get()
+        audience = (
+            audience_of(
+                info.schema,  # type: ignore[arg-type]
+                operation,
+                info.field_name,
+                context,
+                actor,
+                LeadStageChangedEvent.from_domain,
+            )
+            if operation is not None
+            else None
+        )
+        prefix = next_frame_prefix(operation.id) if operation is not None else ""
         changes = context.services.changes.changes(
-            actor, lead_pk, position, on_overflow=lambda: close_as_too_slow(websocket)
+            actor,
+            lead_pk,
+            position,
+            on_overflow=lambda: close_as_too_slow(websocket),
+            audience=audience,
         )
 
         async def events() -> AsyncIterator[LeadStageChangedEvent]:
             async with contextlib.aclosing(changes):
                 async for change in changes:
+                    if isinstance(change, Rendered):
+                        context.check_token()  # else UNAUTHENTICATED ends the subscription
+                        await websocket.send_text(f"{prefix}{change.payload}}}")
+                        continue
                     context.start_subscription_event()
                     yield LeadStageChangedEvent.from_domain(change)
 

@@ -4,7 +4,9 @@ One dedicated asyncpg connection LISTENs (outside the pool: asyncpg's pool runs 
 when a connection goes back). A notification is only a wake-up: the audit table is the source
 of truth. On each wake-up the feed reads every lead stage change after the last one it
 delivered, in one query for all subscribers, and puts each event into the bounded queue of every
-subscriber that wants it. A subscriber whose queue is full is cut off, so a client that stops
+subscriber that wants it. Subscribers who asked the same thing with the same rights form an
+audience: each event is rendered (executed and encoded) once per audience, and its members'
+queues get that rendering. A subscriber whose queue is full is cut off, so a client that stops
 reading costs a bounded amount of memory. When the LISTEN connection is lost the feed reconnects
 with backoff and then reads everything committed meanwhile, so subscribers miss nothing.
 
@@ -19,7 +21,7 @@ import json
 import logging
 import random
 import socket
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -51,12 +53,35 @@ def visible_to(actor: Actor, event: LeadStageChanged) -> bool:
     return may_see_lead_stage_change(actor, event.change.to_stage, event.lead.stage)
 
 
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """An event as every member of one audience receives it, rendered once for all of them."""
+
+    change_id: int
+    payload: str
+
+
+# The payload of each event, in order; it must depend only on the audience's key and the event.
+Render = Callable[[Sequence[LeadStageChanged]], Awaitable[list[str]]]
+
+
+@dataclass(eq=False)
+class Audience:
+    """Subscribers whose key says they would render every event identically (same document,
+    same variables, same visibility): each event one of them wants is rendered once."""
+
+    key: Hashable
+    render: Render
+    members: set["Subscriber"] = field(default_factory=set)
+
+
 @dataclass(eq=False)
 class Subscriber:
     actor: Actor
     lead_id: int | None
-    queue: asyncio.Queue[LeadStageChanged]
+    queue: asyncio.Queue["LeadStageChanged | Rendered"]
     on_overflow: Callable[[], None]
+    audience: Audience | None = None
 
     def wants(self, event: LeadStageChanged) -> bool:
         # Events the actor may not see never take room in the queue.
@@ -76,6 +101,7 @@ class ChangeFeed:
     listening: bool = False
     _connections: int = 0  # LISTEN connections established so far
     _subscribers: set[Subscriber] = field(default_factory=set)
+    _audiences: dict[Hashable, Audience] = field(default_factory=dict)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _ready: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -114,9 +140,15 @@ class ChangeFeed:
         lead_id: int | None,
         after: int | None,
         on_overflow: Callable[[], None],
-    ) -> AsyncGenerator[LeadStageChanged, None]:
+        audience: tuple[Hashable, Render] | None = None,
+    ) -> AsyncGenerator[LeadStageChanged | Rendered, None]:
         """Changes to one lead (or all), after the change `after` when given, else from now,
         leaving out those the actor may not see (`may_see_lead_stage_change`).
+
+        With `audience` (a key and the render function to use if this subscriber is the first
+        with that key), live changes come as the audience's shared rendering; replayed ones,
+        and a live one that arrives in the batch the subscriber joins during, come as events
+        for the caller to render on its own.
 
         History is replayed from the audit table up to the feed's position, page by page at
         the consumer's pace; the subscriber joins the live fan-out in the same step that finds
@@ -137,36 +169,79 @@ class ChangeFeed:
                     yield event
             position = page[-1].change.id if len(page) == REPLAY_PAGE_SIZE else head
         subscriber = Subscriber(actor, lead_id, asyncio.Queue(self.queue_size), on_overflow)
-        self._subscribers.add(subscriber)
+        self._join(subscriber, audience)
         if position is None:
             position = self.position or 0
         try:
             while True:
-                event = await subscriber.queue.get()
+                item = await subscriber.queue.get()
+                change_id = item.change_id if isinstance(item, Rendered) else item.change.id
                 # A cursor from a replica whose feed is ahead of ours can be past what we fan out.
-                if event.change.id > position:
-                    position = event.change.id
-                    yield event
+                if change_id > position:
+                    position = change_id
+                    yield item
         finally:
-            self._subscribers.discard(subscriber)
+            self._leave(subscriber)
+
+    def _join(self, subscriber: Subscriber, audience: tuple[Hashable, Render] | None) -> None:
+        self._subscribers.add(subscriber)
+        if audience is not None:
+            key, render = audience
+            subscriber.audience = self._audiences.setdefault(key, Audience(key, render))
+            subscriber.audience.members.add(subscriber)
+
+    def _leave(self, subscriber: Subscriber) -> None:
+        self._subscribers.discard(subscriber)
+        audience = subscriber.audience
+        if audience is not None:
+            audience.members.discard(subscriber)
+            if not audience.members and self._audiences.get(audience.key) is audience:
+                del self._audiences[audience.key]
 
     # --- fan-out ------------------------------------------------------------------------------
 
-    def _fan_out(self, events: list[LeadStageChanged]) -> None:
-        # No await in here: a subscriber joins between batches, never in the middle of one.
+    async def _fan_out(self, events: list[LeadStageChanged]) -> None:
+        rendered = await self._render(events)
+        # No await from here on: a subscriber joins between batches, never in the middle of
+        # one. One who joined while the batch was rendered finds no rendering for its
+        # audience and gets the event itself, to render on its own.
         for event in events:
             for subscriber in list(self._subscribers):
                 if not subscriber.wants(event):
                     continue
+                item = rendered.get((subscriber.audience, event.change.id), event)
                 try:
-                    subscriber.queue.put_nowait(event)
+                    subscriber.queue.put_nowait(item)
                 except asyncio.QueueFull:
                     self._cut_off(subscriber)
             # Monotonic: notifications may have moved it on while nobody subscribed.
             self.position = max(event.change.id, self.position or 0)
 
+    async def _render(
+        self, events: list[LeadStageChanged]
+    ) -> dict[tuple[Audience | None, int], Rendered]:
+        """Each event that some member of an audience wants, rendered once for the audience."""
+        audiences = list(self._audiences.values())
+        wanted = [
+            [e for e in events if any(member.wants(e) for member in audience.members)]
+            for audience in audiences
+        ]
+        outcomes = await asyncio.gather(
+            *(audience.render(batch) for audience, batch in zip(audiences, wanted, strict=True)),
+            return_exceptions=True,
+        )
+        rendered: dict[tuple[Audience | None, int], Rendered] = {}
+        for audience, batch, outcome in zip(audiences, wanted, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                # A bug must not end live events: the members render these events themselves.
+                logger.error("rendering events for an audience failed", exc_info=outcome)
+                continue
+            for event, payload in zip(batch, outcome, strict=True):
+                rendered[audience, event.change.id] = Rendered(event.change.id, payload)
+        return rendered
+
     def _cut_off(self, subscriber: Subscriber) -> None:
-        self._subscribers.discard(subscriber)
+        self._leave(subscriber)
         logger.warning(
             "subscriber too slow: %d events waiting; closing its connection", self.queue_size
         )
@@ -204,7 +279,7 @@ class ChangeFeed:
                 self._wake.set()
                 continue
             retry_delay = FIRST_RECONNECT_DELAY
-            self._fan_out(events)
+            await self._fan_out(events)
             if len(events) == READ_BATCH_SIZE:
                 self._wake.set()
 

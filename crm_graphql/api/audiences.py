@@ -1,0 +1,170 @@
+"""Subscription events executed once per audience instead of once per subscriber.
+
+Subscribers who sent the same document, with the same values for the variables its event
+selection uses, and who see the same things (their role: every read rule in domain/access.py
+depends on the role alone) would each get the very same `next` payload for an event. They form
+one audience of the change feed (events/feed.py): each event is executed and encoded once for
+all of them, and each socket only frames that payload with its own operation id. The root
+field's own arguments (`leadId`, `after`) choose which events a subscriber gets and from where,
+not how an event renders, so they are left out of the key: the feed still filters and replays
+per subscriber.
+"""
+
+from collections.abc import Callable, Hashable, Sequence
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from graphql import (
+    DocumentNode,
+    ExecutionResult,
+    FieldNode,
+    VariableNode,
+    Visitor,
+    execute_subscription_event,
+    get_operation_ast,
+    visit,
+)
+from graphql.execution import Executor
+from graphql.language.visitor import SKIP, VisitorAction
+from strawberry.execution import optimized_is_awaitable
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import Operation
+
+from crm_graphql.api.context import Context
+from crm_graphql.domain.access import Actor
+from crm_graphql.domain.lead import LeadStageChanged
+from crm_graphql.events.feed import Render
+from crm_graphql.tokens import Authentication
+
+if TYPE_CHECKING:
+    from crm_graphql.api.schema import CrmSchema
+
+# The graphql-transport-ws operation whose task is running: set by the WebSocket handler
+# (api/authentication.py) for each operation, read by the subscription resolver.
+current_operation: ContextVar[Operation[Any, Any] | None] = ContextVar(
+    "current_operation", default=None
+)
+# The audience's own context never expires: each member's token is checked as it receives.
+NEVER = datetime.max.replace(tzinfo=UTC)
+
+
+class EventVariables(Visitor):
+    """The variables a document uses anywhere but in the root field's arguments."""
+
+    def __init__(self, root_field: FieldNode | None) -> None:
+        super().__init__()
+        self.root_field = root_field
+        self.names: set[str] = set()
+
+    def enter_variable_definition(self, *_: object) -> VisitorAction:
+        return SKIP  # a declaration, not a use
+
+    def enter_field(self, node: FieldNode, *_: object) -> VisitorAction:
+        if node is not self.root_field:
+            return None
+        for part in (*(node.directives or ()), node.selection_set):
+            if part is not None:
+                visit(part, self)
+        return SKIP
+
+    def enter_variable(self, node: VariableNode, *_: object) -> None:
+        self.names.add(node.name.value)
+
+
+def root_field_of(
+    document: DocumentNode, operation_name: str | None, field_name: str
+) -> FieldNode | None:
+    """The subscription's root field when the operation selects it directly, else None (then
+    every variable counts as one the events use)."""
+    operation = get_operation_ast(document, operation_name)
+    selections = operation.selection_set.selections if operation else ()
+    field = selections[0] if len(selections) == 1 else None
+    if isinstance(field, FieldNode) and field.name.value == field_name:
+        return field
+    return None
+
+
+def audience_key(
+    document: DocumentNode, operation: Operation[Any, Any], field_name: str, actor: Actor
+) -> Hashable:
+    used = EventVariables(root_field_of(document, operation.operation_name, field_name))
+    visit(document, used)
+    variables = operation.variables or {}
+    relevant = {name: variables[name] for name in sorted(used.names) if name in variables}
+    return (
+        operation.query,
+        operation.operation_name,
+        actor.role,
+        orjson.dumps(relevant, option=orjson.OPT_SORT_KEYS),
+    )
+
+
+def shared_render(
+    schema: "CrmSchema",
+    document: DocumentNode,
+    operation: Operation[Any, Any],
+    context: Context,
+    actor: Actor,
+    root_value: Callable[[LeadStageChanged], object],
+) -> Render | None:
+    """What executes and encodes events for the audience: the subscription's executor, built
+    once, with a context of its own for the actor's rights. None if it cannot be built (the
+    subscriber then executes its events itself, as before)."""
+    audience_context = Context(context.services, Authentication(actor, NEVER))
+    executor = schema.execution_context_class.build(
+        schema._schema,
+        document,
+        context_value=audience_context,
+        raw_variable_values=operation.variables,
+        operation_name=operation.operation_name,
+        is_awaitable=optimized_is_awaitable,
+        operation_extensions=None,
+    )
+    if not isinstance(executor, Executor):
+        return None
+
+    async def render(events: Sequence[LeadStageChanged]) -> list[str]:
+        # Fresh loaders per batch, as each subscriber's own execution renews them per event.
+        audience_context.start_subscription_event()
+        results: list[Any] = [
+            execute_subscription_event(executor.build_per_event_executor(root_value(event)))
+            for event in events
+        ]
+        for index, result in enumerate(results):
+            if optimized_is_awaitable(result):
+                results[index] = await result
+        return [next_payload(schema, result) for result in results]
+
+    return render
+
+
+def next_payload(schema: "CrmSchema", result: ExecutionResult) -> str:
+    """A `next` message's payload as Strawberry's handler writes it, errors logged once and made
+    client-safe as for a subscriber's own execution."""
+    payload: dict[str, Any] = {"data": result.data}
+    if result.errors:
+        errors = list(result.errors)
+        schema.process_errors(errors)
+        payload["errors"] = [error.formatted for error in schema.client_safe.make_safe(errors)]
+    return orjson.dumps(payload).decode()
+
+
+def audience_of(
+    schema: "CrmSchema",
+    operation: Operation[Any, Any],
+    field_name: str,
+    context: Context,
+    actor: Actor,
+    root_value: Callable[[LeadStageChanged], object],
+) -> tuple[Hashable, Render] | None:
+    document = schema.documents.parse(operation.query)
+    render = shared_render(schema, document, operation, context, actor, root_value)
+    if render is None:
+        return None
+    return audience_key(document, operation, field_name, actor), render
+
+
+def next_frame_prefix(operation_id: str) -> str:
+    """The start of a `next` message for this operation; the payload and `}` follow."""
+    return f'{{"id":{orjson.dumps(operation_id).decode()},"type":"next","payload":'
