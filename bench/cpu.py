@@ -43,3 +43,17 @@ def cpu_seconds(server_pid: int) -> dict[str, float]:
         elif name == "postgres":
             postgres += _cpu_seconds(fields)
     return {"server": server, "postgres": postgres, "client": time.process_time()}
+
+
+def rss_bytes(server_pid: int) -> int:
+    """Resident memory of the server process and its children (workers)."""
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        stat = _stat_fields(int(entry))
+        if stat is None or (int(entry) != server_pid and int(stat[1][1]) != server_pid):
+            continue
+        # Field 24, resident pages.
+        total += int(stat[1][21]) * os.sysconf("SC_PAGE_SIZE")
+    return total

@@ -1,36 +1,49 @@
 """leadStageChanged: commit-to-delivery latency and events delivered per second.
 
-    .venv/bin/python -m bench.subscriptions [--subscribers 1 500] [--output PATH]
+    .venv/bin/python -m bench.subscriptions [--subscribers 0 1 500] [--workers N]
+        [--baseline PATH_OR_GIT_REF] [--output PATH]
 
-Starts one `crm-graphql serve` on CRM_DATABASE_URL (a scratch database: the run creates leads)
+Starts `crm-graphql serve` on CRM_DATABASE_URL (a scratch database: the run creates leads)
 or, when that is unset, on a private embedded PostgreSQL deleted afterwards. For each subscriber
-count N it opens N WebSocket connections, each subscribed to every lead's changes, then:
+count N it starts a fresh server, opens N WebSocket connections, each subscribed to every
+lead's changes, waits until each of them has received an event, then:
 
+- memory: the server's resident memory before the sockets opened and after, per subscriber.
 - latency: one createLead at a time through HTTP; the next starts once all N subscribers have
   its event. The commit happens after the transaction starts (the event's `at`, taken by
   PostgreSQL on this machine's clock) and before the mutation's response arrives, so
   "at -> event" bounds commit-to-delivery from above and "response -> event" from below
   (negative when the event beats the HTTP response).
 - throughput: WRITERS concurrent createLead loops for THROUGHPUT_SECONDS; every event received
-  by every subscriber counts as one delivery.
+  by every subscriber counts as one delivery. N = 0 gives the writers' rate with nobody
+  listening. Server CPU per delivery is steadier than the rates on a shared machine.
+
+With `--baseline` (another checkout, e.g. `git worktree add /tmp/base REV`, or a git ref, checked
+out into a temporary worktree), each subscriber count runs against the baseline's server, then
+against this checkout's, so the figures sit side by side from one run.
 """
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
 import statistics
+import subprocess
 import tempfile
 import time
 from collections import defaultdict
-from contextlib import AsyncExitStack
+from collections.abc import Callable, Iterator
+from contextlib import AsyncExitStack, ExitStack, contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 
+from bench.cpu import cpu_seconds, rss_bytes
 from tests.support.graphql import token_for
 from tests.support.server import ServerProcess, api_env
 from tests.support.subscriptions import GraphQLWebSocket, graphql_websocket
@@ -44,17 +57,21 @@ CREATE_LEAD = "mutation { createLead(input: {source: PARTNER}) { lead { id } err
 
 
 class Receivers:
-    """Every subscriber's receive times, per lead id."""
+    """Every subscriber's receive times, per lead id. Light on the client's CPU, which shares
+    the machine with the server: one decode per message and no wake-up unless a wait is due."""
 
     def __init__(self) -> None:
         self.received: dict[str, list[float]] = defaultdict(list)  # perf_counter
         self.after_start: list[float] = []  # seconds from the transaction's start (`at`)
         self.deliveries = 0
-        self.changed = asyncio.Condition()
+        self.sockets_reached: set[int] = set()
+        self._goal: Callable[[], bool] | None = None
+        self._reached = asyncio.Event()
 
     async def read(self, ws: GraphQLWebSocket) -> None:
+        socket = id(ws)
         while True:
-            message = json.loads(await ws.connection.recv())
+            message = orjson.loads(await ws.connection.recv())
             now, wall = time.perf_counter(), time.time()
             if message["type"] != "next":
                 raise RuntimeError(f"unexpected message: {message}")
@@ -62,16 +79,17 @@ class Receivers:
             self.received[event["lead"]["id"]].append(now)
             self.after_start.append(wall - datetime.fromisoformat(event["at"]).timestamp())
             self.deliveries += 1
-            async with self.changed:
-                self.changed.notify_all()
+            self.sockets_reached.add(socket)
+            if self._goal is not None and self._goal():
+                self._reached.set()
 
-    async def wait_for(self, lead_id: str, count: int) -> None:
-        async with self.changed:
-            await self.changed.wait_for(lambda: len(self.received[lead_id]) >= count)
-
-    async def wait_for_deliveries(self, count: int) -> None:
-        async with self.changed:
-            await self.changed.wait_for(lambda: self.deliveries >= count)
+    async def until(self, goal: Callable[[], bool]) -> None:
+        self._goal, self._reached = goal, asyncio.Event()
+        try:
+            if not goal():
+                await self._reached.wait()
+        finally:
+            self._goal = None
 
 
 async def create_lead(http: httpx.AsyncClient) -> tuple[str, float]:
@@ -90,40 +108,60 @@ def percentiles(samples: list[float]) -> dict[str, float]:
     }
 
 
-async def wait_for_subscribers(http: httpx.AsyncClient, count: int) -> None:
-    async with asyncio.timeout(120):
-        while True:
-            if (await http.get("/readyz")).json()["changeFeed"]["subscribers"] == count:
-                return
-            await asyncio.sleep(0.1)
+async def wait_until_every_socket_receives(
+    http: httpx.AsyncClient, receivers: Receivers, sockets: int
+) -> None:
+    """Changes until each socket has had one: then every subscription is live, in every
+    worker (each worker's /readyz counts only its own subscribers)."""
+    async with asyncio.timeout(300):
+        while len(receivers.sockets_reached) < sockets:
+            await create_lead(http)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await receivers.until(lambda: len(receivers.sockets_reached) >= sockets)
 
 
-async def run(url: str, subscribers: int) -> dict[str, Any]:
+async def run(url: str, server_pid: int, subscribers: int) -> dict[str, Any]:
     receivers = Receivers()
     load_before = os.getloadavg()[0]
+    result: dict[str, Any] = {"subscribers": subscribers}
     async with AsyncExitStack() as stack:
         # Changes are made, and sockets subscribe (graphql_websocket's default), as a manager.
         headers = {"Authorization": f"Bearer {token_for('manager')}"}
         http = await stack.enter_async_context(
             httpx.AsyncClient(base_url=url, timeout=60, headers=headers)
         )
+        await create_lead(http)  # the server's first request warms it up
+        rss_before = rss_bytes(server_pid)
         readers = []
         for _ in range(subscribers):
             ws = await stack.enter_async_context(graphql_websocket(url))
             await ws.subscribe(SUBSCRIPTION)
             readers.append(asyncio.create_task(receivers.read(ws)))
-        await wait_for_subscribers(http, subscribers)
-
-        from_response = []
-        for _ in range(LATENCY_CHANGES.get(subscribers, 40)):
-            lead_id, answered = await create_lead(http)
-            await asyncio.wait_for(receivers.wait_for(lead_id, subscribers), 60)
-            from_response += [t - answered for t in receivers.received[lead_id]]
-        from_start = receivers.after_start
-        receivers.after_start = []
+        if subscribers:
+            await wait_until_every_socket_receives(http, receivers, subscribers)
+            rss_after = rss_bytes(server_pid)
+            result["server_memory"] = {
+                "rss_mib_before": round(rss_before / 2**20, 1),
+                "rss_mib_after": round(rss_after / 2**20, 1),
+                "kib_per_subscriber": round((rss_after - rss_before) / 1024 / subscribers, 1),
+            }
+            from_response = []
+            receivers.after_start = []
+            for _ in range(LATENCY_CHANGES.get(subscribers, 40)):
+                lead_id, answered = await create_lead(http)
+                async with asyncio.timeout(60):
+                    await receivers.until(
+                        lambda lead_id=lead_id: len(receivers.received[lead_id]) >= subscribers
+                    )
+                from_response += [t - answered for t in receivers.received[lead_id]]
+            result["latency_changes"] = len(from_response) // subscribers
+            result["commit_to_event_at_most"] = percentiles(receivers.after_start)
+            result["commit_to_event_at_least"] = percentiles(from_response)
 
         delivered_before = receivers.deliveries
         writes = 0
+        cpu_before = cpu_seconds(server_pid)
         deadline = time.perf_counter() + THROUGHPUT_SECONDS
         started = time.perf_counter()
 
@@ -134,26 +172,30 @@ async def run(url: str, subscribers: int) -> dict[str, Any]:
                 writes += 1
 
         await asyncio.gather(*(writer() for _ in range(WRITERS)))
+        writing = time.perf_counter() - started
         # Until every subscriber has every event.
-        await asyncio.wait_for(
-            receivers.wait_for_deliveries(delivered_before + writes * subscribers), 120
-        )
+        expected = delivered_before + writes * subscribers
+        async with asyncio.timeout(300):
+            await receivers.until(lambda: receivers.deliveries >= expected)
         elapsed = time.perf_counter() - started
+        cpu_after = cpu_seconds(server_pid)
         for reader in readers:
             reader.cancel()
-    return {
-        "subscribers": subscribers,
-        "load_average_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
-        "latency_changes": len(from_response) // subscribers,
-        "commit_to_event_at_most": percentiles(from_start),
-        "commit_to_event_at_least": percentiles(from_response),
-        "throughput": {
-            "seconds": round(elapsed, 2),
-            "changes": writes,
-            "changes_per_s": round(writes / elapsed, 1),
-            "events_delivered_per_s": round(writes * subscribers / elapsed, 1),
-        },
+    server_cpu = cpu_after["server"] - cpu_before["server"]
+    deliveries = writes * subscribers
+    result["throughput"] = {
+        "seconds": round(elapsed, 2),
+        "changes": writes,
+        "changes_per_s": round(writes / writing, 1),
+        "events_delivered_per_s": round(deliveries / elapsed, 1),
+        "server_cpu_ms_per_change": round(server_cpu * 1000 / max(writes, 1), 2),
+        "server_cpu_us_per_delivery": round(server_cpu * 1e6 / deliveries, 1)
+        if deliveries
+        else None,
+        "client_cpu_s": round(cpu_after["client"] - cpu_before["client"], 2),
     }
+    result["load_average_1m"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
+    return result
 
 
 def database_url(scratch: Path) -> str:
@@ -165,24 +207,88 @@ def database_url(scratch: Path) -> str:
     return start_embedded_postgres(scratch, database="crm_bench", cleanup="delete")
 
 
+@contextmanager
+def checkout(path_or_ref: str) -> Iterator[Path]:
+    """The baseline's code: a directory as it is, or a git ref checked out for the run."""
+    if Path(path_or_ref).is_dir():
+        yield Path(path_or_ref).resolve()
+        return
+    with tempfile.TemporaryDirectory(prefix="crm-baseline-") as parent:
+        target = Path(parent) / "checkout"
+        subprocess.run(
+            ["git", "worktree", "add", "--detach", str(target), path_or_ref],
+            check=True,
+            capture_output=True,
+        )
+        try:
+            yield target
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(target)], check=False)
+
+
+def measure(
+    url: str, scratch: Path, subscribers: int, workers: int, code: Path | None
+) -> dict[str, Any]:
+    """One subscriber count on a fresh server: this checkout's code, or the package in `code`
+    (put first on the server's import path)."""
+    # The test token secret; no statement counting, which production does not do either.
+    env = api_env(url, CRM_EXPOSE_SQL_COUNT="false")
+    if code is not None:
+        env["PYTHONPATH"] = str(code)
+    server = ServerProcess(env, scratch / "server.log", "--workers", str(workers), cwd=code)
+    server.start()
+    try:
+        return asyncio.run(run(server.url, server.pid, subscribers))
+    finally:
+        server.stop()
+
+
+def summary(version: str, run: dict[str, Any]) -> str:
+    throughput = run["throughput"]
+    line = (
+        f"{run['subscribers']:5} subscribers {version:8} "
+        f"{throughput['changes_per_s']:7.1f} changes/s "
+        f"{throughput['events_delivered_per_s']:9.1f} deliveries/s"
+    )
+    if run["subscribers"]:
+        latency = run["commit_to_event_at_most"]
+        line += (
+            f"  commit->event p50 {latency['p50_ms']:7.2f} ms p99 {latency['p99_ms']:7.2f} ms"
+            f"  server cpu {throughput['server_cpu_us_per_delivery']:6.1f} us/delivery"
+            f"  {run['server_memory']['kib_per_subscriber']:.1f} KiB/subscriber"
+        )
+    return line
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--subscribers", type=int, nargs="+", default=[1, 500])
+    parser.add_argument("--subscribers", type=int, nargs="+", default=[0, 1, 500])
+    parser.add_argument("--workers", type=int, default=1, help="server processes")
+    parser.add_argument(
+        "--baseline",
+        help="another checkout (a directory) or a git ref: each subscriber count runs against "
+        "it, then against this checkout, so both sets of figures come from one run",
+    )
     parser.add_argument("--output", type=Path, default=Path("bench/results/subscriptions.json"))
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="crm-bench-") as scratch:
-        url = database_url(Path(scratch))
-        # The test token secret; no statement counting, which production does not do either.
-        env = api_env(url, CRM_EXPOSE_SQL_COUNT="false")
-        server = ServerProcess(env, Path(scratch) / "server.log").start()
-        try:
-            runs = [asyncio.run(run(server.url, n)) for n in args.subscribers]
-        finally:
-            server.stop()
+    runs: list[dict[str, Any]] = []
+    with ExitStack() as stack:
+        scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="crm-bench-")))
+        url = database_url(scratch)
+        versions: list[tuple[str, Path | None]] = [("this", None)]
+        if args.baseline:
+            versions.insert(0, ("baseline", stack.enter_context(checkout(args.baseline))))
+        for subscribers in args.subscribers:
+            for version, code in versions:
+                run = measure(url, scratch, subscribers, args.workers, code)
+                runs.append({"version": version, **run})
+                print(summary(version, run), flush=True)
     result = {
         "benchmark": "subscriptions",
         "command": "python -m bench.subscriptions --subscribers "
-        + " ".join(map(str, args.subscribers)),
+        + " ".join(map(str, args.subscribers))
+        + (f" --workers {args.workers}" if args.workers != 1 else "")
+        + (f" --baseline {args.baseline}" if args.baseline else ""),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "writers": WRITERS,
         "runs": runs,

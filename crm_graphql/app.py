@@ -76,6 +76,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         feed = {
             "listening": services.changes.listening,
             "subscribers": services.changes.subscriber_count,
+            "audiences": services.changes.audience_count,
             "position": services.changes.position,
         }
         return JSONResponse({"status": "ok", "schema": version, "changeFeed": feed})

@@ -134,6 +134,11 @@ class ChangeFeed:
     def subscriber_count(self) -> int:
         return len(self._subscribers)
 
+    @property
+    def audience_count(self) -> int:
+        """Distinct renderings of each live event: at most one per subscriber."""
+        return len(self._audiences)
+
     async def changes(
         self,
         actor: Actor,

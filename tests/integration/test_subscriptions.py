@@ -4,7 +4,8 @@ otherwise; changes go through replica B as a manager (`test-manager`)."""
 
 import asyncio
 import signal
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AsyncExitStack
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -508,3 +509,175 @@ async def test_sigterm_closes_an_active_subscription_with_1001_and_stops_the_fee
         assert "Application shutdown complete" in server.log()
     finally:
         server.stop()
+
+
+# --- fan-out: one execution per event per audience (api/audiences.py) ----------------------
+
+BOARD = """subscription($leadId: ID, $after: String) {
+  leadStageChanged(leadId: $leadId, after: $after) { lead { id stage } from to at cursor } }"""
+# Variables used by the event's selection: they, unlike leadId and after, decide the payload.
+DETAIL = """subscription($leadId: ID, $after: String, $merged: Boolean!, $withAt: Boolean!) {
+  leadStageChanged(leadId: $leadId, after: $after) {
+    lead {
+      id stage businessDomain score { value }
+      history(includeMerged: $merged) { from to by { id } }
+      sale { id stage } owner { id } createdBy { id }
+    }
+    from to at @include(if: $withAt) cursor
+  }
+}"""
+
+
+async def test_shared_execution_delivers_what_each_subscribers_own_execution_would(
+    replica_a: ServerProcess, through_b: GraphQLClient, db: asyncpg.Connection
+):
+    # Leads made ready before the subscribers come; each then changes exactly once, so the
+    # lead an event shows is the same when it goes out live and when it is replayed later
+    # (a replay is executed for its subscriber alone).
+    to_transfer = await create_lead(through_b, domain="fintech")
+    analyzed = await through_b(ANALYZE_LEAD, {"input": {"leadId": to_transfer}})
+    assert analyzed["analyzeLead"]["errors"] == []
+    for stage in ("CONTACTED", "QUALIFIED"):
+        assert await advance(through_b, to_transfer, stage) == []
+    to_contact = await create_lead(through_b)
+    to_lose = await create_lead(through_b)
+    before = encode_change_cursor(await db.fetchval("SELECT max(id) FROM stage_changes"))
+
+    # (role, document, variables, how many of the window's four changes it gets)
+    configurations: list[tuple[str, str, dict[str, Any], int]] = []
+    for role in ("manager", "admin", "sales"):
+        sales = role == "sales"
+        configurations += [
+            (role, BOARD, {}, 1 if sales else 4),
+            (role, DETAIL, {"merged": False, "withAt": True}, 1 if sales else 4),
+            (role, DETAIL, {"merged": True, "withAt": False}, 1 if sales else 4),
+        ]
+        if not sales:  # sales may not name a lead before its transfer (NOT_FOUND)
+            configurations += [
+                (role, BOARD, {"leadId": to_transfer}, 1),
+                (role, DETAIL, {"merged": False, "withAt": True, "leadId": to_contact}, 1),
+            ]
+    async with AsyncExitStack() as stack:
+        live: list[tuple[GraphQLWebSocket, str]] = []
+        for role, document, variables, _ in configurations:
+            for _ in range(2):  # two subscribers asking the same: they share
+                ws = await stack.enter_async_context(
+                    graphql_websocket(replica_a.url, token=token_for(role))
+                )
+                live.append((ws, await ws.subscribe(document, variables)))
+        # leadId does not split an audience: three per role (BOARD, and DETAIL twice).
+        await wait_for_feed(replica_a, subscribers=len(live), audiences=9)
+
+        await transfer_qualified(through_b, to_transfer)
+        assert await advance(through_b, to_contact, "CONTACTED") == []
+        await create_lead(through_b)
+        assert await advance(through_b, to_lose, "LOST") == []
+
+        for index, (role, document, variables, count) in enumerate(configurations):
+            received = [
+                [await next_payload(ws, operation_id) for _ in range(count)]
+                for ws, operation_id in live[2 * index : 2 * index + 2]
+            ]
+            assert received[0] == received[1]
+            async with graphql_websocket(replica_a.url, token=token_for(role)) as own:
+                operation_id = await own.subscribe(document, {**variables, "after": before})
+                replayed = [await next_payload(own, operation_id) for _ in range(count)]
+            assert received[0] == replayed, (role, document, variables)
+            assert all("errors" not in payload for payload in replayed)
+
+
+async def next_payload(ws: GraphQLWebSocket, operation_id: str) -> dict[str, Any]:
+    message = await ws.receive()
+    assert (message["id"], message["type"]) == (operation_id, "next"), message
+    return message["payload"]
+
+
+async def transfer_qualified(gql: GraphQLClient, lead_id: str) -> None:
+    assert (await gql(TRANSFER, {"input": {"leadId": lead_id}}))["transferToSales"]["errors"] == []
+
+
+async def test_a_slow_subscriber_sharing_its_audience_is_cut_off_alone(
+    replica_a: ServerProcess, through_b: GraphQLClient
+):
+    cut_off_before = replica_a.log().count("subscriber too slow")
+    async with (
+        graphql_websocket(replica_a.url, slow_reader=True) as slow,
+        graphql_websocket(replica_a.url) as fast,
+    ):
+        await slow.subscribe(FAT_EVENT)
+        fast_id = await fast.subscribe(FAT_EVENT)
+        await wait_for_feed(replica_a, subscribers=2, audiences=1)
+        made = 0
+        while replica_a.log().count("subscriber too slow") == cut_off_before:
+            assert made < 3000, "the slow subscriber was never cut off"
+            await create_lead(through_b)
+            made += 1
+            assert (await fast.next_data(fast_id))["leadStageChanged"]["c0"]
+
+        code, reason, received = await slow.closed()
+        assert (code, reason) == (1013, "subscriber too slow")
+        assert received < made
+
+        await create_lead(through_b)
+        assert (await fast.next_data(fast_id))["leadStageChanged"]["c0"]
+        assert await feed_state(replica_a) | {"position": None} == {
+            "listening": True,
+            "subscribers": 1,
+            "audiences": 1,
+            "position": None,
+        }
+
+
+async def test_a_subscriber_joining_mid_stream_with_a_cursor_neither_misses_nor_duplicates(
+    replica_a: ServerProcess, through_b: GraphQLClient
+):
+    received: dict[str, list[dict[str, Any]]] = {"steady": [], "joining": []}
+
+    async def read(ws: GraphQLWebSocket, into: list[dict[str, Any]]) -> None:
+        while True:
+            into.append(await ws.next_change())
+
+    async with (
+        graphql_websocket(replica_a.url) as steady,
+        graphql_websocket(replica_a.url) as joining,
+    ):
+        await subscribe(steady, replica_a)
+        reading = [asyncio.create_task(read(steady, received["steady"]))]
+        made = [await create_lead(through_b)]
+        await eventually(collected(lambda: bool(received["steady"])))
+        cursor = received["steady"][0]["cursor"]
+
+        stop = asyncio.Event()
+
+        async def write() -> None:
+            while not stop.is_set():
+                made.append(await create_lead(through_b))
+
+        writing = asyncio.create_task(write())
+        try:
+            await eventually(collected(lambda: len(made) >= 10))
+            # Joins while changes commit: its replay catches up with the live fan-out.
+            await joining.subscribe(LEAD_STAGE_CHANGED, {"after": cursor})
+            reading.append(asyncio.create_task(read(joining, received["joining"])))
+            await eventually(collected(lambda: len(received["joining"]) >= 10))
+            await eventually(collected(lambda: len(made) >= 40))
+        finally:
+            stop.set()
+            await writing
+        # A last change: a duplicate in the join would show before it, a gap after it.
+        made.append(await create_lead(through_b))
+        await eventually(collected(lambda: len(received["steady"]) >= len(made)))
+        await eventually(collected(lambda: len(received["joining"]) >= len(made) - 1))
+        for task in reading:
+            task.cancel()
+    assert moves(received["steady"]) == [(lead, None, "NEW") for lead in made]
+    assert received["joining"] == received["steady"][1:]
+
+
+def collected(condition: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
+    """`condition` (on what a test's reader tasks collected) as a check for `eventually`."""
+
+    async def check() -> bool:
+        return condition()
+
+    return check
