@@ -227,12 +227,12 @@ def checkout(path_or_ref: str) -> Iterator[Path]:
 
 
 def measure(
-    url: str, scratch: Path, subscribers: int, workers: int, code: Path | None
+    url: str, scratch: Path, subscribers: int, workers: int, code: Path | None, deflate: bool
 ) -> dict[str, Any]:
     """One subscriber count on a fresh server: this checkout's code, or the package in `code`
     (put first on the server's import path)."""
     # The test token secret; no statement counting, which production does not do either.
-    env = api_env(url, CRM_EXPOSE_SQL_COUNT="false")
+    env = api_env(url, CRM_EXPOSE_SQL_COUNT="false", CRM_WS_PER_MESSAGE_DEFLATE=str(deflate))
     if code is not None:
         env["PYTHONPATH"] = str(code)
     server = ServerProcess(env, scratch / "server.log", "--workers", str(workers), cwd=code)
@@ -246,7 +246,7 @@ def measure(
 def summary(version: str, run: dict[str, Any]) -> str:
     throughput = run["throughput"]
     line = (
-        f"{run['subscribers']:5} subscribers {version:8} "
+        f"{run['subscribers']:5} subscribers {version:12} "
         f"{throughput['changes_per_s']:7.1f} changes/s "
         f"{throughput['events_delivered_per_s']:9.1f} deliveries/s"
     )
@@ -269,18 +269,26 @@ def main() -> None:
         help="another checkout (a directory) or a git ref: each subscriber count runs against "
         "it, then against this checkout, so both sets of figures come from one run",
     )
+    parser.add_argument(
+        "--deflate",
+        action="store_true",
+        help="also run this checkout with CRM_WS_PER_MESSAGE_DEFLATE=true (the baseline, before "
+        "the setting existed, always offered it; the bench's client accepts it)",
+    )
     parser.add_argument("--output", type=Path, default=Path("bench/results/subscriptions.json"))
     args = parser.parse_args()
     runs: list[dict[str, Any]] = []
     with ExitStack() as stack:
         scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="crm-bench-")))
         url = database_url(scratch)
-        versions: list[tuple[str, Path | None]] = [("this", None)]
+        versions: list[tuple[str, Path | None, bool]] = [("this", None, False)]
+        if args.deflate:
+            versions.append(("this+deflate", None, True))
         if args.baseline:
-            versions.insert(0, ("baseline", stack.enter_context(checkout(args.baseline))))
+            versions.insert(0, ("baseline", stack.enter_context(checkout(args.baseline)), True))
         for subscribers in args.subscribers:
-            for version, code in versions:
-                run = measure(url, scratch, subscribers, args.workers, code)
+            for version, code, deflate in versions:
+                run = measure(url, scratch, subscribers, args.workers, code, deflate)
                 runs.append({"version": version, **run})
                 print(summary(version, run), flush=True)
     result = {
@@ -288,7 +296,8 @@ def main() -> None:
         "command": "python -m bench.subscriptions --subscribers "
         + " ".join(map(str, args.subscribers))
         + (f" --workers {args.workers}" if args.workers != 1 else "")
-        + (f" --baseline {args.baseline}" if args.baseline else ""),
+        + (f" --baseline {args.baseline}" if args.baseline else "")
+        + (" --deflate" if args.deflate else ""),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "writers": WRITERS,
         "runs": runs,

@@ -113,6 +113,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         access_log=False,  # crm_graphql.access logs each request (web/middleware.py)
         timeout_graceful_shutdown=settings.shutdown_timeout_s,
         ws_max_size=settings.max_body_bytes,  # one WebSocket message: the same bound as a body
+        ws_per_message_deflate=settings.ws_per_message_deflate,
     )
     return 0
 
