@@ -10,6 +10,7 @@ not how an event renders, so they are left out of the key: the feed still filter
 per subscriber.
 """
 
+import asyncio
 from collections.abc import Callable, Hashable, Sequence
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -131,9 +132,12 @@ def shared_render(
             execute_subscription_event(executor.build_per_event_executor(root_value(event)))
             for event in events
         ]
-        for index, result in enumerate(results):
-            if optimized_is_awaitable(result):
-                results[index] = await result
+        pending = [index for index, result in enumerate(results) if optimized_is_awaitable(result)]
+        # Together, so that the events' loader calls batch into one query each.
+        for index, result in zip(
+            pending, await asyncio.gather(*(results[i] for i in pending)), strict=True
+        ):
+            results[index] = result
         return [next_payload(schema, result) for result in results]
 
     return render

@@ -226,17 +226,16 @@ class ChangeFeed:
         self, events: list[LeadStageChanged]
     ) -> dict[tuple[Audience | None, int], Rendered]:
         """Each event that some member of an audience wants, rendered once for the audience."""
-        audiences = list(self._audiences.values())
-        wanted = [
-            [e for e in events if any(member.wants(e) for member in audience.members)]
-            for audience in audiences
+        work = [
+            (audience, wanted)
+            for audience in list(self._audiences.values())
+            if (wanted := [e for e in events if any(m.wants(e) for m in audience.members)])
         ]
         outcomes = await asyncio.gather(
-            *(audience.render(batch) for audience, batch in zip(audiences, wanted, strict=True)),
-            return_exceptions=True,
+            *(audience.render(wanted) for audience, wanted in work), return_exceptions=True
         )
         rendered: dict[tuple[Audience | None, int], Rendered] = {}
-        for audience, batch, outcome in zip(audiences, wanted, outcomes, strict=True):
+        for (audience, batch), outcome in zip(work, outcomes, strict=True):
             if isinstance(outcome, BaseException):
                 # A bug must not end live events: the members render these events themselves.
                 logger.error("rendering events for an audience failed", exc_info=outcome)

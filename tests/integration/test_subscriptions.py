@@ -681,3 +681,10 @@ def collected(condition: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
         return condition()
 
     return check
+
+
+async def test_websocket_messages_are_not_compressed_by_default(replica_a: ServerProcess):
+    # The client offers permessage-deflate, as browsers do; the server declines it: compressing
+    # costs every socket for every message (docs/subscriptions.md, Compression).
+    async with open_websocket(replica_a.url) as ws:
+        assert ws.connection.protocol.extensions == []
