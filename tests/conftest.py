@@ -8,7 +8,7 @@ import pytest
 
 from tests.support.database import database_for_tests, plain_dsn, recreate_database
 from tests.support.graphql import GraphQLClient, token_for
-from tests.support.server import ServerProcess, api_env
+from tests.support.server import ServerProcess, api_server
 
 TABLES = "activities, stage_changes, sales, leads, users, scoring_models"
 
@@ -24,10 +24,8 @@ def database_url() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """`crm-graphql serve` on the test database; it applies the migrations itself."""
-    log = tmp_path_factory.mktemp("server") / "server.log"
-    process = ServerProcess(api_env(database_url), log).start()
-    yield process
-    process.stop()
+    with api_server(database_url, tmp_path_factory.mktemp("server")) as process:
+        yield process
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import httpx
 import pytest
 
 from tests.support.graphql import CREATE_LEAD, GraphQLClient
+from tests.support.node import node_project
 from tests.support.server import ServerProcess
 
 AUDIT_DIR = Path(__file__).resolve().parents[1] / "http_audit"
@@ -18,12 +18,7 @@ CSRF = {"X-CRM-CSRF": "1"}
 
 
 def run_audits(server: ServerProcess, headers: dict[str, str]) -> dict[str, dict]:
-    node = shutil.which("node")
-    npm = shutil.which("npm")
-    if node is None or npm is None:
-        pytest.skip("node and npm are needed for the graphql-http audit suite")
-    if not (AUDIT_DIR / "node_modules" / "graphql-http").exists():
-        subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=AUDIT_DIR, check=True)
+    node = node_project(AUDIT_DIR, "graphql-http")
     completed = subprocess.run(
         [node, "audit.mjs", f"{server.url}/graphql"],
         cwd=AUDIT_DIR,

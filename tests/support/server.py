@@ -5,7 +5,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -87,3 +88,13 @@ def api_env(database_url: str, **settings: str) -> dict[str, str]:
         "CRM_JWT_SECRET": TEST_JWT_SECRET,
         **settings,
     }
+
+
+@contextmanager
+def api_server(database_url: str, log_dir: Path, **settings: str) -> Iterator[ServerProcess]:
+    """A test API server (`api_env`) for the length of the block, logging to log_dir."""
+    process = ServerProcess(api_env(database_url, **settings), log_dir / "server.log").start()
+    try:
+        yield process
+    finally:
+        process.stop()

@@ -37,7 +37,10 @@ class GraphQLWebSocket:
     async def receive(self) -> dict[str, Any]:
         async with asyncio.timeout(TIMEOUT):
             while True:
-                message = json.loads(await self.connection.recv())
+                frame = await self.connection.recv()
+                # JavaScript clients (graphql-ws) parse text frames only.
+                assert isinstance(frame, str), f"a binary frame: {frame!r}"
+                message = json.loads(frame)
                 if message["type"] == "ping":
                     await self.send({"type": "pong"})
                     continue
