@@ -22,6 +22,7 @@ from crm_graphql.db.statements import install_statement_counter
 from crm_graphql.services.container import Services
 from crm_graphql.settings import Settings, get_settings
 from crm_graphql.tokens import TokenCodec
+from crm_graphql.web.cors import Cors, OriginPolicy
 from crm_graphql.web.graphql_http import CrmGraphQL
 from crm_graphql.web.middleware import LimitRequestBody, RequestLog
 from crm_graphql.web.shutdown import CloseWebSocketsOnShutdown, Shutdown
@@ -48,9 +49,12 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     if settings.expose_sql_count:
         install_statement_counter(engine)
     schema = create_schema(settings)
+    # Browser pages on other origins: the same policy for HTTP (CORS) and WebSocket handshakes.
+    origins = OriginPolicy(settings.cors_origins, local_development=not settings.production)
     graphql = CrmGraphQL(
         services,
         tokens,
+        origins.allows,
         schema=schema,
         graphql_ide=None if settings.production else "graphiql",
         subscription_protocols=[GRAPHQL_TRANSPORT_WS_PROTOCOL],
@@ -102,6 +106,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
 
     http_middleware = [
         Middleware(RequestLog),
+        Middleware(Cors, policy=origins),
         Middleware(LimitRequestBody, max_bytes=settings.max_body_bytes),
     ]
     starlette = Starlette(

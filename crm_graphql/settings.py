@@ -1,14 +1,16 @@
 """Configuration from the environment (prefix CRM_) and an optional .env file."""
 
+from collections.abc import Iterable
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import quote
 
 import phonenumbers
 from pydantic import AliasChoices, Field, SecretStr, computed_field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from strawberry.http.websocket_origin import normalize_allowed_origins
 
 from crm_graphql.domain.scoring import ScorerKind
 
@@ -70,6 +72,11 @@ class Settings(BaseSettings):
     batching_enabled: bool = False
     max_batch_operations: int = Field(default=10, ge=1)
 
+    # Browser pages on other origins that may call the API and open its WebSocket: exact
+    # origins, comma-separated (https://app.example.com,https://admin.example.com). Development
+    # also allows http://localhost:* and http://127.0.0.1:* (docs/operations.md).
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
+
     # Adds extensions.sqlStatements to every HTTP response: for tests and benchmarks only.
     expose_sql_count: bool = False
 
@@ -120,6 +127,22 @@ class Settings(BaseSettings):
         if region not in phonenumbers.SUPPORTED_REGIONS:
             raise ValueError(f"{value!r} is not a region code phonenumbers knows (e.g. DE, US)")
         return region
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _exact_origins(cls, value: str | Iterable[str]) -> tuple[str, ...]:
+        items = value.split(",") if isinstance(value, str) else value
+        items = [item.strip() for item in items if item.strip()]
+        try:
+            if "*" in items:  # the point is a list: each origin a front end someone vouches for
+                raise ValueError
+            # As browsers send the Origin header: lower-case, no default port.
+            return tuple(sorted(normalize_allowed_origins(items)))
+        except ValueError:
+            raise ValueError(
+                "CRM_CORS_ORIGINS takes exact origins, comma-separated, each scheme://host[:port] "
+                "(e.g. https://app.example.com): no '*', no path"
+            ) from None
 
     @field_validator("jwt_secret")
     @classmethod

@@ -8,12 +8,13 @@
 - Malformed HTTP (bad JSON, wrong parameter types, no query) gets 4xx with a GraphQL-shaped
   JSON body; a mutation over GET gets 405 with `Allow: POST`.
 - CSRF: a request a browser could send cross-site without a preflight (any GET that runs an
-  operation, a POST with a form or text/plain content type) must carry one of
-  PREFLIGHT_HEADERS, which no HTML form and no simple cross-site request can set.
+  operation, a POST with a form or text/plain content type) must carry `Authorization` or one
+  of PREFLIGHT_HEADERS, which no HTML form and no simple cross-site request can set (the API
+  uses no cookies: without `Authorization` a request acts for nobody anyway).
 """
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
@@ -159,7 +160,10 @@ def needs_preflight_header(request: Request) -> bool:
 
 
 def has_preflight_header(request: Request) -> bool:
-    return any(request.headers.get(name, "").strip() for name in PREFLIGHT_HEADERS)
+    # `Authorization` too: every client of this API sends it (urql's GET queries, for one).
+    return any(
+        request.headers.get(name, "").strip() for name in ("authorization", *PREFLIGHT_HEADERS)
+    )
 
 
 def check_parameter_types(item: GraphQLRequestData) -> None:
@@ -193,10 +197,21 @@ class CrmGraphQL(GraphQL[Context, None]):
     graphql_transport_ws_handler_class = AuthenticatingTransportWSHandler
     websocket_adapter_class = TextFrameWebSocketAdapter  # type: ignore[assignment]
 
-    def __init__(self, services: Services, tokens: TokenCodec, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        services: Services,
+        tokens: TokenCodec,
+        origin_allowed: Callable[[str], bool],
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.services = services
         self.tokens = tokens
+        self.origin_allowed = origin_allowed
+
+    def is_websocket_origin_allowed(self, request: WebSocket, origin: str) -> bool:
+        # Asked for a handshake from another origin; refused ones get 403 before accepting.
+        return self.origin_allowed(origin)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -210,8 +225,9 @@ class CrmGraphQL(GraphQL[Context, None]):
                     400,
                     "CSRF_PREVENTED",
                     "This request could have come from another site (a GET or a form "
-                    "content type), so it needs one of these headers with any non-empty "
-                    f"value: {', '.join(PREFLIGHT_HEADERS)}. Or POST application/json.",
+                    "content type), so it needs an Authorization header or one of these "
+                    f"with any non-empty value: {', '.join(PREFLIGHT_HEADERS)}. Or POST "
+                    "application/json.",
                 )
             operation = await self.single_json_operation(request)
             if operation is None:

@@ -66,6 +66,19 @@ function subscribers(count) {
   );
 }
 
+// Records what a client sends to /graphql (method, URL, body), to check how it sent it.
+function recordRequests() {
+  const sent = [];
+  const realFetch = globalThis.fetch;
+  globalThis.fetch = (url, init) => {
+    if (String(url).startsWith(httpUrl)) {
+      sent.push({ method: init?.method ?? "GET", url: String(url), body: init?.body ?? null });
+    }
+    return realFetch(url, init);
+  };
+  return { sent, restore: () => (globalThis.fetch = realFetch) };
+}
+
 function deferred() {
   let resolve, reject;
   const promise = new Promise((res, rej) => ((resolve = res), (reject = rej)));
@@ -164,12 +177,7 @@ const scenarios = {
 
   async apollo() {
     const client = crmApolloClient(httpUrl, wsUrl, token, nodeWs);
-    const sent = [];
-    const realFetch = globalThis.fetch;
-    globalThis.fetch = (url, init) => {
-      sent.push({ method: init?.method ?? "GET", url: String(url), body: init?.body ?? null });
-      return realFetch(url, init);
-    };
+    const { sent, restore } = recordRequests();
     try {
       const first = await client.query({ query: gql(LEADS), fetchPolicy: "network-only" });
       const again = await client.query({ query: gql(LEADS), fetchPolicy: "network-only" });
@@ -187,19 +195,14 @@ const scenarios = {
       );
       return { query: [first.data, again.data], mutation: mutation.data, subscription, sent };
     } finally {
-      globalThis.fetch = realFetch;
+      restore();
       client.stop();
     }
   },
 
   async urql() {
     const client = crmUrqlClient(httpUrl, wsUrl, token, nodeWs);
-    const sent = [];
-    const realFetch = globalThis.fetch;
-    globalThis.fetch = (url, init) => {
-      sent.push({ method: init?.method ?? "GET", url: String(url) });
-      return realFetch(url, init);
-    };
+    const { sent, restore } = recordRequests();
     try {
       const query = await client.query(LEADS, {}, { requestPolicy: "network-only" }).toPromise();
       const mutation = await client.mutation(CREATE_LEAD, { name: "Ada" }).toPromise();
@@ -218,7 +221,7 @@ const scenarios = {
       const plain = (r) => ({ data: r.data ?? null, error: r.error?.message ?? null });
       return { query: plain(query), mutation: plain(mutation), subscription, sent };
     } finally {
-      globalThis.fetch = realFetch;
+      restore();
     }
   },
 

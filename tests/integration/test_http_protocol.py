@@ -132,18 +132,25 @@ async def test_an_execution_error_keeps_status_200_and_data(gql: GraphQLClient):
     assert body["errors"][0]["extensions"]["code"] == "INVALID_INPUT"
 
 
-async def test_get_runs_queries_only_with_the_csrf_header(gql: GraphQLClient):
+async def test_get_runs_queries_only_with_a_csrf_header_or_authorization(gql: GraphQLClient):
     params = {"query": "{ __typename }"}
     refused = await gql.http.get("/graphql", params=params)
     assert refused.status_code == 400
     error = refused.json()["errors"][0]
     assert error["extensions"]["code"] == "CSRF_PREVENTED"
     assert "x-crm-csrf" in error["message"]
+    assert "Authorization" in error["message"]
 
     for header in ("X-CRM-CSRF", "apollo-require-preflight", "GraphQL-Require-Preflight"):
         allowed = await gql.http.get("/graphql", params=params, headers={header: "1"})
         assert allowed.status_code == 200, header
         assert allowed.json()["data"] == {"__typename": "Query"}
+
+    # Authorization, which no cross-site form or simple request can carry, does as well:
+    # clients that send queries as GET (urql by default) need nothing more.
+    authorized = await gql.http.get("/graphql", params=params, headers=gql.auth_headers)
+    assert authorized.status_code == 200
+    assert authorized.json()["data"] == {"__typename": "Query"}
 
     mutation = {"query": "mutation { createLead(input: {source: MANUAL}) { errors { code } } }"}
     over_get = await gql.http.get("/graphql", params=mutation, headers=CSRF)

@@ -18,12 +18,14 @@ from tests.support.node import node_project
 from tests.support.server import ServerProcess, api_server
 
 CLIENTS_DIR = Path(__file__).resolve().parents[1] / "clients"
+LISTED_PAGE = "https://app.example.com"
 
 
 @pytest.fixture(scope="module")
 def server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """A server of this module's own: its change feed follows ids that keep counting."""
-    with api_server(database_url, tmp_path_factory.mktemp("clients")) as process:
+    log_dir = tmp_path_factory.mktemp("clients")
+    with api_server(database_url, log_dir, CRM_CORS_ORIGINS=LISTED_PAGE) as process:
         yield process
 
 
@@ -77,3 +79,26 @@ def test_graphql_ws_resumes_after_a_dropped_connection_with_every_missed_change(
         lead["id"] for lead in result["leads"]
     ]
     assert [(event["from"], event["to"]) for event in result["events"]] == [(None, "NEW")] * 3
+
+
+def test_a_websocket_opens_from_a_listed_origin_and_is_refused_from_another(
+    server: ServerProcess,
+):
+    listed = run_scenario(server, "ws-origin", CRM_ORIGIN=LISTED_PAGE)
+    assert listed == {"accepted": "connection_ack", "isBinary": False}
+    unlisted = run_scenario(server, "ws-origin", CRM_ORIGIN="https://evil.example")
+    assert unlisted == {"refused": 403}
+
+
+def test_urql_with_its_default_exchanges_runs_a_query_a_mutation_and_a_subscription(
+    server: ServerProcess,
+):
+    result = run_scenario(server, "urql")
+    # urql's cache asks for __typename.
+    leads = {"totalCount": 0, "edges": [], "__typename": "LeadConnection"}
+    assert result["query"] == {"data": {"leads": leads}, "error": None}
+    assert result["mutation"]["error"] is None
+    created_lead(result["mutation"]["data"])
+    assert_creation_event(result["subscription"])
+    # urql sends queries as GET (with Authorization, which the CSRF rule accepts).
+    assert [request["method"] for request in result["sent"]] == ["GET", "POST", "POST"]

@@ -7,10 +7,17 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 
+from tests.support.cors import (
+    assert_preflight_allows,
+    assert_preflight_refuses,
+    assert_websocket_opens,
+    assert_websocket_refused,
+)
 from tests.support.graphql import token_for
 from tests.support.server import ServerProcess, api_env
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
+LISTED_PAGE = "https://app.example.com"
 
 
 @pytest.fixture(scope="module")
@@ -25,6 +32,7 @@ def production_server(
         CRM_LOG_FORMAT="json",
         CRM_BATCHING_ENABLED="true",
         CRM_MAX_BATCH_OPERATIONS="2",
+        CRM_CORS_ORIGINS=f"{LISTED_PAGE}, https://admin.example.com",
     )
     process = ServerProcess(settings, log).start()
     yield process
@@ -104,3 +112,20 @@ async def test_request_logs_are_json_lines(
     assert entry["outcome"] == "ok"
     assert entry["status"] == 200
     assert isinstance(entry["duration_ms"], float)
+
+
+async def test_only_the_listed_origins_may_call_the_api_or_open_its_websocket(
+    http: httpx.AsyncClient, production_server: ServerProcess
+):
+    await assert_preflight_allows(http, LISTED_PAGE)
+    query = {"query": "{ __typename }"}
+    listed = await http.post("/graphql", json=query, headers={"origin": LISTED_PAGE})
+    assert listed.headers["access-control-allow-origin"] == LISTED_PAGE
+    await assert_websocket_opens(production_server.url, LISTED_PAGE)
+
+    # In production, pages on the server's own machine are not trusted by default.
+    for unlisted in ("http://localhost:5173", "https://app.example.com.evil.example"):
+        await assert_preflight_refuses(http, unlisted)
+        response = await http.post("/graphql", json=query, headers={"origin": unlisted})
+        assert "access-control-allow-origin" not in response.headers
+        await assert_websocket_refused(production_server.url, unlisted)

@@ -107,13 +107,14 @@ def connection_init(token: str | None) -> dict[str, Any]:
 
 @asynccontextmanager
 async def open_websocket(
-    http_url: str, *, slow_reader: bool = False
+    http_url: str, *, slow_reader: bool = False, origin: str | None = None
 ) -> AsyncIterator[GraphQLWebSocket]:
     """A connection before connection_init. A slow reader buffers as little as possible (no
-    compression, one queued message, a small TCP window)."""
-    options: dict[str, Any] = {}
+    compression, one queued message, a small TCP window). `origin`: the Origin header a
+    browser page on that origin sends."""
+    options: dict[str, Any] = {"origin": origin}
     if slow_reader:
-        options = {
+        options |= {
             "sock": small_receive_buffer_socket(http_url, 4096),
             "max_queue": 1,
             "compression": None,

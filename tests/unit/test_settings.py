@@ -94,3 +94,12 @@ def test_the_environment_wins_over_dot_env(monkeypatch: pytest.MonkeyPatch, tmp_
     (tmp_path / ".env").write_text("CRM_DATABASE_URL=postgresql://from-file/crm\n")
     monkeypatch.setenv("CRM_DATABASE_URL", "postgresql://from-env/crm")
     assert Settings().database_url == "postgresql+asyncpg://from-env/crm"
+
+
+def test_cors_origins_are_exact_origins_separated_by_commas(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("CRM_CORS_ORIGINS", "https://App.example.com:443, http://localhost:5173")
+    assert Settings().cors_origins == ("http://localhost:5173", "https://app.example.com")
+    for wrong in ("*", "https://app.example.com/path", "app.example.com", "null"):
+        monkeypatch.setenv("CRM_CORS_ORIGINS", wrong)
+        with pytest.raises(ValidationError, match="exact origins"):
+            Settings()
