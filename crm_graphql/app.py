@@ -25,6 +25,7 @@ from crm_graphql.tokens import TokenCodec
 from crm_graphql.web.cors import Cors, OriginPolicy
 from crm_graphql.web.graphql_http import CrmGraphQL
 from crm_graphql.web.middleware import LimitRequestBody, RequestLog
+from crm_graphql.web.persisted import PersistedDocuments
 from crm_graphql.web.shutdown import CloseWebSocketsOnShutdown, Shutdown
 
 logger = logging.getLogger(__name__)
@@ -55,6 +56,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         services,
         tokens,
         origins.allows,
+        PersistedDocuments.load(settings.trusted_documents, settings.apq_cache_chars),
         schema=schema,
         graphql_ide=None if settings.production else "graphiql",
         subscription_protocols=[GRAPHQL_TRANSPORT_WS_PROTOCOL],

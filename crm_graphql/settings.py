@@ -77,6 +77,12 @@ class Settings(BaseSettings):
     # also allows http://localhost:* and http://127.0.0.1:* (docs/operations.md).
     cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
 
+    # Persisted queries (docs/operations.md): characters of documents kept for Apollo's
+    # automatic persisted queries; a persisted-documents.json manifest (hash to document, as
+    # GraphQL Code Generator writes it) which, when set, is all the server runs.
+    apq_cache_chars: int = Field(default=4_000_000, ge=0)
+    trusted_documents: Path | None = None
+
     # Adds extensions.sqlStatements to every HTTP response: for tests and benchmarks only.
     expose_sql_count: bool = False
 

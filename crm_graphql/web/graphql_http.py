@@ -15,7 +15,7 @@
 
 import json
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from cross_web import HTTPException
@@ -28,6 +28,7 @@ from strawberry.asgi import ASGIWebSocketAdapter, GraphQL
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData, GraphQLRequestProtocol
 from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.schema.exceptions import InvalidOperationTypeError
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import SubscribeMessage
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET, UnsetType
 
@@ -40,6 +41,7 @@ from crm_graphql.api.context import Context
 from crm_graphql.api.faults import SERVICE_UNAVAILABLE, TIMEOUT
 from crm_graphql.services.container import Services
 from crm_graphql.tokens import Authentication, InvalidToken, TokenCodec
+from crm_graphql.web.persisted import PersistedDocuments, PersistedQueryError
 from crm_graphql.web.record import Outcome, current_record
 
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
@@ -153,9 +155,17 @@ def content_type_of(request: Request) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip()
 
 
+# Any of these in a GET's query string asks it to run an operation (a document or a hash).
+OPERATION_PARAMETERS = ("query", "extensions", "documentId")
+
+
+def runs_an_operation(params: Mapping[str, str]) -> bool:
+    return any(name in params for name in OPERATION_PARAMETERS)
+
+
 def needs_preflight_header(request: Request) -> bool:
     if request.method == "GET":
-        return "query" in request.query_params
+        return runs_an_operation(request.query_params)
     return content_type_of(request).lower() in SIMPLE_CONTENT_TYPES
 
 
@@ -193,8 +203,29 @@ class TextFrameWebSocketAdapter(ASGIWebSocketAdapter):
             raise WebSocketDisconnected from error
 
 
+class PersistedDocumentsWSHandler(AuthenticatingTransportWSHandler):
+    """Subscribe messages follow the rules of HTTP requests for persisted queries and trusted
+    documents: a WebSocket must not run a document that HTTP would refuse."""
+
+    async def handle_subscribe(self, message: SubscribeMessage) -> None:
+        payload: Any = message.get("payload")
+        if self.connection_acknowledged and isinstance(payload, dict):
+            view = cast("CrmGraphQL", self.view)
+            try:
+                query = view.persisted.document(
+                    payload.get("query"), payload.get("extensions"), payload.get("documentId")
+                )
+            except PersistedQueryError as error:
+                await self.send_message(
+                    {"id": message["id"], "type": "error", "payload": [error.formatted]}
+                )
+                return
+            message = {**message, "payload": {**payload, "query": query}}
+        await super().handle_subscribe(message)
+
+
 class CrmGraphQL(GraphQL[Context, None]):
-    graphql_transport_ws_handler_class = AuthenticatingTransportWSHandler
+    graphql_transport_ws_handler_class = PersistedDocumentsWSHandler
     websocket_adapter_class = TextFrameWebSocketAdapter  # type: ignore[assignment]
 
     def __init__(
@@ -202,12 +233,21 @@ class CrmGraphQL(GraphQL[Context, None]):
         services: Services,
         tokens: TokenCodec,
         origin_allowed: Callable[[str], bool],
+        persisted: PersistedDocuments,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.services = services
         self.tokens = tokens
         self.origin_allowed = origin_allowed
+        self.persisted = persisted
+
+    def persisted_document(self, query: object, extensions: object, document_id: object) -> object:
+        """The document to run (see crm_graphql.web.persisted), or an HTTP refusal."""
+        try:
+            return self.persisted.document(query, extensions, document_id)
+        except PersistedQueryError as error:
+            raise CodedHTTPException(error.status, error.code, error.message) from None
 
     def is_websocket_origin_allowed(self, request: WebSocket, origin: str) -> bool:
         # Asked for a handshake from another origin; refused ones get 403 before accepting.
@@ -257,7 +297,9 @@ class CrmGraphQL(GraphQL[Context, None]):
         if not isinstance(data, dict):
             return None
         operation = GraphQLRequestData(
-            query=data.get("query"),
+            query=self.persisted_document(
+                data.get("query"), data.get("extensions"), data.get("documentId")
+            ),
             variables=data.get("variables"),
             operation_name=data.get("operationName"),
             extensions=data.get("extensions"),
@@ -350,6 +392,19 @@ class CrmGraphQL(GraphQL[Context, None]):
             )
         super()._validate_batch_request(request_data, protocol)
 
+    def should_render_graphql_ide(self, request: Any) -> bool:
+        # A GET naming an operation by hash only is a client's request, whatever it accepts.
+        return super().should_render_graphql_ide(request) and not runs_an_operation(
+            request.query_params
+        )
+
+    def parse_query_params(self, params: Any) -> dict[str, Any]:
+        data = super().parse_query_params(params)
+        data["query"] = self.persisted_document(
+            data.get("query"), data.get("extensions"), data.get("documentId")
+        )
+        return data
+
     async def parse_http_body(self, request: Any) -> GraphQLRequestData | list[GraphQLRequestData]:
         try:
             data = await super().parse_http_body(request)
@@ -359,6 +414,8 @@ class CrmGraphQL(GraphQL[Context, None]):
             ) from None
         for item in data if isinstance(data, list) else [data]:
             check_parameter_types(item)
+            if request.method == "POST":  # a GET's parameters were resolved as they were parsed
+                item.query = self.persisted_document(item.query, item.extensions, None)
         return data
 
     async def process_result(

@@ -102,3 +102,26 @@ def test_urql_with_its_default_exchanges_runs_a_query_a_mutation_and_a_subscript
     assert_creation_event(result["subscription"])
     # urql sends queries as GET (with Authorization, which the CSRF rule accepts).
     assert [request["method"] for request in result["sent"]] == ["GET", "POST", "POST"]
+
+
+def test_apollo_client_with_persisted_queries_and_graphql_ws(server: ServerProcess):
+    result = run_scenario(server, "apollo")
+    leads = {"__typename": "LeadConnection", "totalCount": 0, "edges": []}
+    assert result["query"] == [{"leads": leads}, {"leads": leads}]
+    created_lead(result["mutation"])
+    assert_creation_event(result["subscription"])
+    # Automatic persisted queries: queries by GET with the hash only; an unknown hash is
+    # retried once with the document (POST); after that the hash alone does.
+    sent = [
+        (request["method"], "query" in json.loads(request["body"] or "{}"))
+        for request in result["sent"]
+    ]
+    assert sent == [
+        ("GET", False),  # Leads: PERSISTED_QUERY_NOT_FOUND
+        ("POST", True),
+        ("GET", False),  # Leads again: the hash is known now
+        ("POST", False),  # CreateLead: PERSISTED_QUERY_NOT_FOUND
+        ("POST", True),
+        ("POST", False),  # CreateLead again
+    ]
+    assert all("query=" not in request["url"] for request in result["sent"])
