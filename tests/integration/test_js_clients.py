@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
 
 from tests.conftest import TABLES
@@ -125,3 +126,31 @@ def test_apollo_client_with_persisted_queries_and_graphql_ws(server: ServerProce
         ("POST", False),  # CreateLead again
     ]
     assert all("query=" not in request["url"] for request in result["sent"])
+
+
+def test_codegen_s_persisted_documents_are_a_trusted_documents_manifest(
+    database_url: str, server: ServerProcess, tmp_path: Path
+):
+    # The README's codegen.yml, run as a front end's build runs it.
+    node = node_project(CLIENTS_DIR, "@graphql-codegen/cli")
+    codegen = CLIENTS_DIR / "node_modules" / "@graphql-codegen" / "cli" / "cjs" / "bin.js"
+    subprocess.run(
+        [node, str(codegen), "--config", "codegen.yml"],
+        cwd=CLIENTS_DIR,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    manifest = CLIENTS_DIR / "generated" / "gql" / "persisted-documents.json"
+    (document_id, document), *_ = json.loads(manifest.read_text()).items()
+    assert document.startswith("query RecentLeads")
+
+    with api_server(database_url, tmp_path, CRM_TRUSTED_DOCUMENTS=str(manifest)) as trusted:
+        headers = {"Authorization": f"Bearer {token_for('manager')}"}
+        # What the client preset's documents send: the hash as documentId.
+        by_id = {"documentId": document_id, "variables": {"first": 5}}
+        answer = httpx.post(f"{trusted.url}/graphql", json=by_id, headers=headers)
+        assert answer.json()["data"]["leads"] == {"totalCount": 0, "edges": []}
+        other = {"query": "{ leads { totalCount } }"}
+        refused = httpx.post(f"{trusted.url}/graphql", json=other, headers=headers)
+        assert refused.json()["errors"][0]["extensions"]["code"] == "TRUSTED_DOCUMENT_REQUIRED"
