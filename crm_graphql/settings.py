@@ -150,6 +150,11 @@ class Settings(BaseSettings):
                 "(e.g. https://app.example.com): no '*', no path"
             ) from None
 
+    @field_validator("trusted_documents", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("jwt_secret")
     @classmethod
     def secret_long_enough(cls, secret: SecretStr | None) -> SecretStr | None:

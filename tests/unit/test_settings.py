@@ -103,3 +103,8 @@ def test_cors_origins_are_exact_origins_separated_by_commas(monkeypatch: pytest.
         monkeypatch.setenv("CRM_CORS_ORIGINS", wrong)
         with pytest.raises(ValidationError, match="exact origins"):
             Settings()
+
+
+def test_a_blank_trusted_documents_setting_means_none(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("CRM_TRUSTED_DOCUMENTS", "")
+    assert Settings().trusted_documents is None
