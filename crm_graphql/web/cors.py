@@ -58,12 +58,15 @@ class Cors:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = Headers(scope=scope)
-        origin = headers.get("origin")
-        if origin is None:
+        # A plain scan: most requests (servers, same-origin pages) carry no Origin, and this
+        # runs on every request of the HTTP fast path.
+        raw_origin = next((value for name, value in scope["headers"] if name == b"origin"), None)
+        if raw_origin is None:
             await self.app(scope, receive, send)
             return
+        origin = raw_origin.decode("latin-1")
         allowed = self.policy.allows(origin)
+        headers = Headers(scope=scope)
         if scope["method"] == "OPTIONS" and "access-control-request-method" in headers:
             await self.preflight(send, origin, allowed, headers)
             return
