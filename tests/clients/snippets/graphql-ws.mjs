@@ -21,7 +21,8 @@ export function followStageChanges(client, onChange, onError = console.error) {
   return client.subscribe(
     { query: STAGE_CHANGES, variables },
     {
-      next: ({ data }) => {
+      next: ({ data, errors }) => {
+        if (errors) return onError(errors); // e.g. UNAUTHENTICATED once the token expires
         variables.after = data.leadStageChanged.cursor;
         onChange(data.leadStageChanged);
       },
