@@ -4,6 +4,7 @@ otherwise; changes go through replica B as a manager (`test-manager`)."""
 
 import asyncio
 import signal
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack
 from datetime import timedelta
@@ -688,3 +689,28 @@ async def test_websocket_messages_are_not_compressed_by_default(replica_a: Serve
     # costs every socket for every message (docs/subscriptions.md, Compression).
     async with open_websocket(replica_a.url) as ws:
         assert ws.connection.protocol.extensions == []
+
+
+async def test_a_member_whose_token_expires_is_ended_alone_its_audience_goes_on(
+    replica_a: ServerProcess, through_b: GraphQLClient
+):
+    # Accepted for about three more seconds: issued 27 s past its expiry, within the 30 s leeway.
+    brief_token = TEST_TOKENS.issue(Actor("brief", "Brief", Role.MANAGER), timedelta(seconds=-27))
+    valid_until = time.time() + 3
+    async with (
+        graphql_websocket(replica_a.url, token=brief_token) as brief,
+        graphql_websocket(replica_a.url) as other,
+    ):
+        brief_id = await brief.subscribe(LEAD_STAGE_CHANGED)
+        other_id = await other.subscribe(LEAD_STAGE_CHANGED)
+        await wait_for_feed(replica_a, subscribers=2, audiences=1)
+        await eventually(collected(lambda: time.time() > valid_until + 1))
+
+        lead = await create_lead(through_b)
+        ended = await brief.receive()
+        assert ended["id"] == brief_id
+        assert [error["extensions"]["code"] for error in ended["payload"]["errors"]] == [
+            "UNAUTHENTICATED"
+        ]
+        assert await brief.receive() == {"id": brief_id, "type": "complete"}
+        assert moves([await other.next_change(other_id)]) == [(lead, None, "NEW")]
