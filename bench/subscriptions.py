@@ -3,10 +3,10 @@
     .venv/bin/python -m bench.subscriptions [--subscribers 0 1 500] [--workers N]
         [--baseline PATH_OR_GIT_REF] [--output PATH]
 
-Starts `crm-graphql serve` on CRM_DATABASE_URL (a scratch database: the run creates leads)
-or, when that is unset, on a private embedded PostgreSQL deleted afterwards. For each subscriber
-count N it starts a fresh server, opens N WebSocket connections, each subscribed to every
-lead's changes, waits until each of them has received an event, then:
+Starts `crm-graphql serve` on CRM_DATABASE_URL (a scratch database, dropped and created again
+for each server) or, when that is unset, on a private embedded PostgreSQL deleted afterwards.
+For each subscriber count N it starts a fresh server, opens N WebSocket connections, each
+subscribed to every lead's changes, waits until each of them has received an event, then:
 
 - memory: the server's resident memory before the sockets opened and after, per subscriber.
 - latency: one createLead at a time through HTTP; the next starts once all N subscribers have
@@ -34,8 +34,8 @@ import subprocess
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
-from contextlib import AsyncExitStack, ExitStack, contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AsyncExitStack, ExitStack, asynccontextmanager, contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -44,9 +44,10 @@ import httpx
 import orjson
 
 from bench.cpu import cpu_seconds, rss_bytes
+from tests.support.database import recreate_database
 from tests.support.graphql import token_for
 from tests.support.server import ServerProcess, api_env
-from tests.support.subscriptions import GraphQLWebSocket, graphql_websocket
+from tests.support.subscriptions import GraphQLWebSocket, connection_init, open_websocket
 
 LATENCY_CHANGES = {1: 200, 500: 40}  # per subscriber count; others use 40
 THROUGHPUT_SECONDS = 5.0
@@ -92,6 +93,18 @@ class Receivers:
             self._goal = None
 
 
+@asynccontextmanager
+async def subscriber_socket(url: str) -> AsyncIterator[GraphQLWebSocket]:
+    """A manager's connection past connection_ack. Frames are taken as text or binary: a
+    baseline from before 2857e39 sends binary ones."""
+    async with open_websocket(url) as ws:
+        await ws.send(connection_init(token_for("manager")))
+        ack = orjson.loads(await ws.connection.recv())
+        if ack["type"] != "connection_ack":
+            raise RuntimeError(f"no connection_ack: {ack}")
+        yield ws
+
+
 async def create_lead(http: httpx.AsyncClient) -> tuple[str, float]:
     response = await http.post("/graphql", json={"query": CREATE_LEAD})
     answered = time.perf_counter()
@@ -126,7 +139,7 @@ async def run(url: str, server_pid: int, subscribers: int) -> dict[str, Any]:
     load_before = os.getloadavg()[0]
     result: dict[str, Any] = {"subscribers": subscribers}
     async with AsyncExitStack() as stack:
-        # Changes are made, and sockets subscribe (graphql_websocket's default), as a manager.
+        # Changes are made, and sockets subscribe, as a manager.
         headers = {"Authorization": f"Bearer {token_for('manager')}"}
         http = await stack.enter_async_context(
             httpx.AsyncClient(base_url=url, timeout=60, headers=headers)
@@ -135,7 +148,7 @@ async def run(url: str, server_pid: int, subscribers: int) -> dict[str, Any]:
         rss_before = rss_bytes(server_pid)
         readers = []
         for _ in range(subscribers):
-            ws = await stack.enter_async_context(graphql_websocket(url))
+            ws = await stack.enter_async_context(subscriber_socket(url))
             await ws.subscribe(SUBSCRIPTION)
             readers.append(asyncio.create_task(receivers.read(ws)))
         if subscribers:
@@ -229,8 +242,10 @@ def checkout(path_or_ref: str) -> Iterator[Path]:
 def measure(
     url: str, scratch: Path, subscribers: int, workers: int, code: Path | None, deflate: bool
 ) -> dict[str, Any]:
-    """One subscriber count on a fresh server: this checkout's code, or the package in `code`
-    (put first on the server's import path)."""
+    """One subscriber count on a fresh server and a fresh database (a baseline may not know
+    this checkout's migrations): this checkout's code, or the package in `code` (put first on
+    the server's import path)."""
+    asyncio.run(recreate_database(url))
     # The test token secret; no statement counting, which production does not do either.
     env = api_env(url, CRM_EXPOSE_SQL_COUNT="false", CRM_WS_PER_MESSAGE_DEFLATE=str(deflate))
     if code is not None:
