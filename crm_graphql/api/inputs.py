@@ -1,4 +1,4 @@
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import MISSING
 from typing import Any, TypeVar
 
@@ -16,7 +16,7 @@ from crm_graphql.api.types import (
     SaleStage,
     ScorerKind,
 )
-from crm_graphql.domain.lead import LEAD_FIELDS
+from crm_graphql.domain.lead import LEAD_FIELDS, LeadField
 from crm_graphql.services import queries
 
 T = TypeVar("T")
@@ -105,51 +105,47 @@ class SaleFilter:
     stage: list[SaleStage] | None = None
 
 
-def _declared_lead_fields(for_update: bool) -> dict[str, tuple[Any, Any]]:
-    """The fields LeadFields declares, as input fields: name -> (annotation, default). In an
-    update an absent field is UNSET (left as it is); null clears it."""
-    declared: dict[str, tuple[Any, Any]] = {}
-    for f in LEAD_FIELDS:
+def with_lead_fields(for_update: bool) -> Callable[[type[T]], type[T]]:
+    """Give an input class the fields LeadFields declares, after its own required fields and
+    before its optional ones. In an update an absent field is UNSET (left as it is); null
+    clears it. Their values reach the use cases through `given_lead_fields`."""
+
+    def declared(f: LeadField) -> Any:
         description = f.spec.update_description if for_update else f.spec.create_description
         default = strawberry.UNSET if for_update else None
-        declared[f.name] = (
-            f.spec.type | None,
-            strawberry.field(default=default, description=description) if description else None,
-        )
-    return declared
+        return strawberry.field(default=default, description=description)
+
+    def add(cls: type[T]) -> type[T]:
+        own = cls.__annotations__
+        required = {name: kind for name, kind in own.items() if not hasattr(cls, name)}
+        annotations = {
+            **required,
+            **{f.name: f.spec.type | None for f in LEAD_FIELDS},
+            **{name: kind for name, kind in own.items() if name not in required},
+        }
+        namespace = {
+            **{k: v for k, v in vars(cls).items() if k not in ("__dict__", "__weakref__")},
+            **{f.name: declared(f) for f in LEAD_FIELDS},
+            "__annotations__": annotations,
+        }
+        return input_type(type(cls.__name__, cls.__bases__, namespace))
+
+    return add
 
 
-def _lead_input(name: str, fields: dict[str, tuple[Any, Any]]) -> type:
-    """An input class with these fields (name -> (annotation, default, or REQUIRED)), in order."""
-    namespace: dict[str, Any] = {
-        "__module__": __name__,
-        "__annotations__": {field: annotation for field, (annotation, _) in fields.items()},
-    }
-    namespace.update({f: default for f, (_, default) in fields.items() if default is not REQUIRED})
-    return input_type(type(name, (), namespace))
+@with_lead_fields(for_update=False)
+class CreateLeadInput:
+    source: LeadSource
+    allow_duplicate: bool = strawberry.field(
+        default=False,
+        description="Create the lead even when its email, phone or website domain matches an "
+        "open lead; it is then marked as a duplicate of that lead.",
+    )
 
 
-REQUIRED = object()
-
-CreateLeadInput = _lead_input(
-    "CreateLeadInput",
-    {
-        "source": (LeadSource, REQUIRED),
-        **_declared_lead_fields(for_update=False),
-        "allow_duplicate": (
-            bool,
-            strawberry.field(
-                default=False,
-                description="Create the lead even when its email, phone or website domain "
-                "matches an open lead; it is then marked as a duplicate of that lead.",
-            ),
-        ),
-    },
-)
-UpdateLeadInput = _lead_input(
-    "UpdateLeadInput",
-    {"lead_id": (strawberry.ID, REQUIRED), **_declared_lead_fields(for_update=True)},
-)
+@with_lead_fields(for_update=True)
+class UpdateLeadInput:
+    lead_id: strawberry.ID
 
 
 def given_lead_fields(input: object) -> dict[str, Any]:
