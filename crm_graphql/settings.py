@@ -117,7 +117,7 @@ class Settings(BaseSettings):
     listen_health_interval: float = Field(default=10.0, gt=0)
     listen_reconnect_max_backoff: float = Field(default=30.0, gt=0)
     # permessage-deflate on WebSockets: off, because compressing costs every socket for every
-    # message, about a quarter of the server's CPU per delivery (docs/subscriptions.md).
+    # message, 45 % more server CPU per subscription delivery (docs/subscriptions.md).
     ws_per_message_deflate: bool = False
 
     # Region (ISO 3166 code such as DE or US) assumed for phone numbers given without +country.
