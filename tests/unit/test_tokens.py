@@ -31,7 +31,9 @@ def claims(**overrides: object) -> dict[str, object]:
         "iss": "crm-graphql",
         "aud": "crm-graphql",
         "iat": now,
-        "exp": now + timedelta(minutes=5),
+        # A day: the parametrized tokens below are built when pytest collects this module, and
+        # the whole suite runs its integration tests (ten minutes, say) before it checks them.
+        "exp": now + timedelta(days=1),
     }
     base.update(overrides)
     return {k: v for k, v in base.items() if v is not None}
