@@ -39,7 +39,7 @@ class PersistedQueryError(Exception):
 
 def not_found() -> PersistedQueryError:
     # The message and code Apollo's persisted-query link looks for before it retries with the
-    # document; status 200, since Apollo Client before 3.8 gives up on a 4xx.
+    # document; status 200, since Apollo Client before 3.7.16 stops persisting after a 400.
     return PersistedQueryError(200, "PERSISTED_QUERY_NOT_FOUND", "PersistedQueryNotFound")
 
 

@@ -46,7 +46,7 @@ async def test_an_unknown_hash_asks_for_the_document_as_apollo_clients_expect(
 ):
     document = "query Unknown { leads { totalCount } __typename }"
     hash_only = {"extensions": persisted(document)}
-    # 200 whatever the media type: Apollo Client before 3.8 stops persisting on a 4xx.
+    # 200 whatever the media type: Apollo Client before 3.7.16 stops persisting after a 400.
     for accept in ("application/json", GRAPHQL_RESPONSE):
         response = await post(gql, hash_only, accept=accept)
         assert error_of(response) == (200, "PERSISTED_QUERY_NOT_FOUND", "PersistedQueryNotFound")
