@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     max_query_depth: int = Field(default=10, ge=1)
     max_aliases: int = Field(default=15, ge=0)
     max_query_tokens: int = Field(default=2000, ge=1)
+    # Fields once fragments are expanded: as many as a document of max_query_tokens without
+    # fragments can name; fragments spread within fragments can multiply them far beyond.
+    max_query_fields: int = Field(default=2000, ge=1)
     # A field costs 1; a page of `first: N` costs N times its selection (see docs/operations.md).
     max_query_cost: int = Field(default=5000, ge=1)
     max_body_bytes: int = Field(default=262_144, ge=1024)

@@ -1,14 +1,20 @@
 """Abuse limits checked while validating a document, before anything runs.
 
-Depth, aliases and cost are measured in one walk over each operation (fragments expanded,
-introspection fields skipped: they are bounded by the schema and off in production). A field
-costs 1; a field with a `first` or `last` argument multiplies the cost of its selection by
-that page size. Validation runs before variables are known (and its result is cached per
-document), so a page size given by a variable counts as the largest page allowed.
+Depth, aliases, fields and cost are measured in one walk over each operation, as if every
+fragment spread were expanded (introspection fields cost nothing: they are bounded by the
+schema and off in production). A field costs 1; a field with a `first` or `last` argument
+multiplies the cost of its selection by that page size. Validation runs before variables are
+known (and its result is cached per document), so a page size given by a variable counts as
+the largest page allowed.
+
+Each fragment is measured once and its measure reused at every spread, so the walk is linear
+in the document's size: fragments that each spread the previous one twice double the expanded
+size per level, and expanding them spread by spread took seconds per request at 20 levels
+(issue 17). The expanded size itself is limited by `max_query_fields`.
 """
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from graphql import (
     FieldNode,
@@ -37,6 +43,7 @@ PAGE_SIZE_ARGUMENTS = ("first", "last")
 class QueryLimits:
     max_depth: int
     max_aliases: int
+    max_fields: int
     max_cost: int
     max_page_size: int
     default_page_size: int
@@ -46,6 +53,7 @@ class QueryLimits:
         return cls(
             max_depth=settings.max_query_depth,
             max_aliases=settings.max_aliases,
+            max_fields=settings.max_query_fields,
             max_cost=settings.max_query_cost,
             max_page_size=settings.max_page_size,
             default_page_size=settings.default_page_size,
@@ -56,6 +64,7 @@ class QueryLimits:
 class Measure:
     depth: int = 0
     aliases: int = 0
+    fields: int = 0  # every field once per expansion, introspection fields included
     cost: int = 0
 
 
@@ -75,7 +84,7 @@ def create_limits_rule(limits: QueryLimits) -> type[ValidationRule]:
                 if isinstance(d, FragmentDefinitionNode)
             }
             walk = Walk(limits, fragments, self.context.schema.type_map)
-            measure = walk.selection_set(node.selection_set, root, depth=1, seen=frozenset())
+            measure = walk.selection_set(node.selection_set, root, depth=1)
             name = f"Operation {node.name.value}" if node.name else "The operation"
             if measure.depth > limits.max_depth:
                 self.report_error(
@@ -92,6 +101,16 @@ def create_limits_rule(limits: QueryLimits) -> type[ValidationRule]:
                         "ALIAS_LIMIT_EXCEEDED",
                         f"{name} uses {measure.aliases} aliases; the limit is "
                         f"{limits.max_aliases} (setting max_aliases).",
+                        node,
+                    )
+                )
+            if measure.fields > limits.max_fields:
+                self.report_error(
+                    limit_error(
+                        "FIELD_LIMIT_EXCEEDED",
+                        f"{name} selects {measure.fields} fields once its fragments are "
+                        f"expanded; the limit is {limits.max_fields} (setting "
+                        "max_query_fields).",
                         node,
                     )
                 )
@@ -128,45 +147,55 @@ class Walk:
         self.limits = limits
         self.fragments = fragments
         self.types = types
+        # Each fragment's measure with its top level at depth 1, computed at its first spread.
+        self.measured: dict[str, Measure] = {}
+        # Fragments being measured: a spread of one of them is a cycle, which NoFragmentCycles
+        # reports; this rule runs beside it, on the same unvalidated document.
+        self.measuring: set[str] = set()
 
     def selection_set(
-        self,
-        selection_set: SelectionSetNode,
-        parent: GraphQLNamedType | None,
-        depth: int,
-        seen: frozenset[str],
+        self, selection_set: SelectionSetNode, parent: GraphQLNamedType | None, depth: int
     ) -> Measure:
         total = Measure(depth=depth - 1)
         for selection in selection_set.selections:
             if isinstance(selection, FieldNode):
-                part = self.field(selection, parent, depth, seen)
+                part = self.field(selection, parent, depth)
             elif isinstance(selection, InlineFragmentNode):
                 condition = selection.type_condition
                 inner = self.type_named(condition.name.value) if condition else parent
-                part = self.selection_set(selection.selection_set, inner, depth, seen)
+                part = self.selection_set(selection.selection_set, inner, depth)
             elif isinstance(selection, FragmentSpreadNode):
-                name = selection.name.value
-                fragment = self.fragments.get(name)
-                if fragment is None or name in seen:  # other rules report these
+                fragment = self.fragment(selection.name.value)
+                if fragment is None:
                     continue
-                inner = self.type_named(fragment.type_condition.name.value)
-                part = self.selection_set(fragment.selection_set, inner, depth, seen | {name})
+                part = replace(fragment, depth=fragment.depth + depth - 1)
             else:  # pragma: no cover - the grammar has no other selections
                 continue
             total.depth = max(total.depth, part.depth)
             total.aliases += part.aliases
+            total.fields += part.fields
             total.cost += part.cost
         return total
 
-    def field(
-        self,
-        node: FieldNode,
-        parent: GraphQLNamedType | None,
-        depth: int,
-        seen: frozenset[str],
-    ) -> Measure:
+    def fragment(self, name: str) -> Measure | None:
+        """The fragment's measure, or None for an unknown fragment or a cycle (other rules
+        report both)."""
+        known = self.measured.get(name)
+        if known is not None:
+            return known
+        fragment = self.fragments.get(name)
+        if fragment is None or name in self.measuring:
+            return None
+        self.measuring.add(name)
+        inner = self.type_named(fragment.type_condition.name.value)
+        measure = self.selection_set(fragment.selection_set, inner, depth=1)
+        self.measuring.discard(name)
+        self.measured[name] = measure
+        return measure
+
+    def field(self, node: FieldNode, parent: GraphQLNamedType | None, depth: int) -> Measure:
         if node.name.value.startswith("__"):
-            return Measure(depth=depth, aliases=1 if node.alias else 0)
+            return Measure(depth=depth, aliases=1 if node.alias else 0, fields=1)
         field_type: GraphQLNamedType | None = None
         argument_names: Iterable[str] = ()
         if isinstance(parent, GraphQLObjectType | GraphQLInterfaceType):
@@ -174,13 +203,14 @@ class Walk:
             if definition is not None:
                 field_type = get_named_type(definition.type)
                 argument_names = definition.args.keys()
-        measure = Measure(depth=depth, aliases=1 if node.alias else 0, cost=1)
+        measure = Measure(depth=depth, aliases=1 if node.alias else 0, fields=1, cost=1)
         if node.selection_set is None:
             return measure
-        inner = self.selection_set(node.selection_set, field_type, depth + 1, seen)
+        inner = self.selection_set(node.selection_set, field_type, depth + 1)
         multiplier = self.page_size(node, argument_names)
         measure.depth = inner.depth
         measure.aliases += inner.aliases
+        measure.fields += inner.fields
         measure.cost += multiplier * inner.cost
         return measure
 
