@@ -11,6 +11,7 @@ from pathlib import Path
 import jwt
 
 from crm_graphql.domain.access import Actor, Role
+from crm_graphql.domain.text import unstorable_text
 from crm_graphql.settings import MIN_SECRET_BYTES, Settings
 
 # The only algorithm accepted: `alg: none` and every other algorithm are refused.
@@ -20,6 +21,9 @@ MAX_NAME_LENGTH = 200
 SECRET_FILE_NAME = "jwt-secret"
 _TTL = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
 _TTL_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+# NumericDate claims: seconds since 1970, before the year 10000 (what datetime can hold).
+TIME_CLAIMS = ("exp", "iat", "nbf")
+LATEST_TIMESTAMP = 253_402_300_799
 
 
 class InvalidToken(Exception):
@@ -89,6 +93,23 @@ class TokenCodec:
 
     def _verify_signed(self, token: str) -> Authentication:
         try:
+            # The signature first, then the claims' types: PyJWT compares `exp`, `iat` and
+            # `nbf` after int(), so "123" or 1e20 would get past it and fail later as a 500.
+            unchecked = jwt.decode(
+                token,
+                self._secret,
+                algorithms=[ALGORITHM],
+                options={
+                    "verify_exp": False,
+                    "verify_iat": False,
+                    "verify_nbf": False,
+                    "verify_iss": False,
+                    "verify_aud": False,
+                    "verify_sub": False,
+                    "verify_jti": False,
+                },
+            )
+            check_claim_types(unchecked)
             claims = jwt.decode(
                 token,
                 self._secret,
@@ -116,6 +137,32 @@ class TokenCodec:
         return Authentication(actor_from_claims(claims), expires_at)
 
 
+def check_claim_types(claims: dict[str, object]) -> None:
+    """InvalidToken naming the first registered claim whose value has the wrong type."""
+    for name in TIME_CLAIMS:
+        value = claims.get(name)
+        if value is None:
+            continue
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not 0 <= value <= LATEST_TIMESTAMP  # NaN fails this too
+        ):
+            raise InvalidToken(
+                f"The token's `{name}` claim must be a number of seconds since 1970 (before "
+                "the year 10000)."
+            )
+    for name in ("iss", "sub", "name", "role"):
+        if name in claims and not isinstance(claims[name], str):
+            raise InvalidToken(f"The token's `{name}` claim must be a string.")
+    audience = claims.get("aud")
+    if audience is not None and not (
+        isinstance(audience, str)
+        or (isinstance(audience, list) and all(isinstance(item, str) for item in audience))
+    ):
+        raise InvalidToken("The token's `aud` claim must be a string or a list of strings.")
+
+
 def actor_from_claims(claims: dict[str, object]) -> Actor:
     subject = claims["sub"]
     if not isinstance(subject, str) or not 0 < len(subject) <= MAX_SUBJECT_LENGTH:
@@ -123,6 +170,11 @@ def actor_from_claims(claims: dict[str, object]) -> Actor:
     name = claims.get("name", subject)
     if not isinstance(name, str) or not 0 < len(name) <= MAX_NAME_LENGTH:
         raise InvalidToken(f"The `name` claim must be 1 to {MAX_NAME_LENGTH} characters.")
+    # Both are stored (users table, stage history): text PostgreSQL cannot hold would make
+    # every write of this caller fail as an internal error.
+    for claim, value in (("sub", subject), ("name", name)):
+        if violation := unstorable_text(value, f"The `{claim}` claim"):
+            raise InvalidToken(violation.message)
     try:
         role = Role(claims.get("role"))
     except ValueError:

@@ -1,5 +1,6 @@
 """Issuing and checking bearer tokens, without a server."""
 
+import json
 import stat
 import time
 from datetime import UTC, datetime, timedelta
@@ -151,3 +152,55 @@ def test_a_remembered_token_is_only_trusted_by_the_codec_that_checked_it():
     other = TokenCodec("another-secret-0123456789-abcdefghijklmnop", "crm-graphql", "crm-graphql")
     with pytest.raises(InvalidToken, match="signature"):
         other.verify(token)
+
+
+IN_AN_HOUR = int(time.time()) + 3600
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"exp": str(IN_AN_HOUR)}, "`exp` claim must be"),
+        ({"exp": "soon"}, "`exp`"),
+        ({"exp": 1e20}, "`exp` claim must be"),
+        ({"exp": 10**30}, "`exp` claim must be"),
+        ({"exp": float("inf")}, "`exp`"),
+        ({"exp": True}, "`exp` claim must be"),
+        ({"exp": [IN_AN_HOUR]}, "`exp`"),
+        ({"exp": {"at": IN_AN_HOUR}}, "`exp`"),
+        ({"iat": "yesterday"}, "`iat`"),
+        ({"iat": [1]}, "`iat`"),
+        ({"iat": 1e20}, "`iat`"),
+        ({"nbf": "now"}, "`nbf`"),
+        ({"nbf": {"a": 1}}, "`nbf`"),
+        ({"nbf": 1e20}, "`nbf`"),
+        ({"sub": 5}, "`sub`"),
+        ({"sub": ["alice"]}, "`sub`"),
+        ({"sub": "al\x00ice"}, "`sub` claim must not contain NUL characters"),
+        ({"sub": "al\ud800ice"}, "`sub` claim must be valid Unicode"),
+        ({"name": "Al\x00ice"}, "`name` claim must not contain NUL characters"),
+        ({"name": "Al\udc00ice"}, "`name` claim must be valid Unicode"),
+        ({"name": {"first": "Alice"}}, "`name`"),
+        ({"name": None}, None),  # absent: the subject is the name
+        ({"role": ["manager"]}, "`role`"),
+        ({"role": {"r": 1}}, "`role`"),
+        ({"aud": 5}, "`aud` claim must be"),
+        ({"aud": [{"x": 1}]}, "`aud` claim must be"),
+        ({"iss": 5}, "`iss` claim must be a string"),
+        ({"iss": ["crm-graphql"]}, "`iss` claim must be a string"),
+    ],
+    ids=repr,
+)
+def test_claims_of_the_wrong_type_are_refused_with_the_reason(
+    overrides: dict[str, object], message: str | None
+):
+    base = claims(exp=IN_AN_HOUR, iat=int(time.time()))
+    base.update(overrides)
+    # Signed as sent: jwt.encode refuses some of these claims and rewrites others.
+    payload = json.dumps({k: v for k, v in base.items() if v is not None}).encode()
+    token = jwt.PyJWS().encode(payload, SECRET, algorithm="HS256")
+    if message is None:
+        assert CODEC.verify(token).actor.name == "alice"
+        return
+    with pytest.raises(InvalidToken, match=message):
+        CODEC.verify(token)
