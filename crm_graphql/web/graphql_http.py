@@ -360,10 +360,15 @@ class CrmGraphQL(GraphQL[Context, None]):
         return orjson.dumps(data)
 
     def decode_json(self, data: str | bytes) -> object:
+        """Every JSON the endpoint reads (bodies, GET variables, WebSocket messages); what it
+        cannot read is a JSONDecodeError, which each caller answers as a client error (400,
+        or a WebSocket closed with 4400). Others would be a 500 or a socket closed with 1006."""
         try:
             return json.loads(data)
-        except UnicodeDecodeError as error:  # not a JSONDecodeError: Strawberry would say 500
+        except UnicodeDecodeError as error:
             raise json.JSONDecodeError("The body is not valid UTF-8", "", error.start) from None
+        except RecursionError:  # arrays or objects nested past the interpreter's stack
+            raise json.JSONDecodeError("The JSON is nested too deeply", "", 0) from None
 
     async def execute_single(self, **kwargs: Any) -> ExecutionResult:
         try:
