@@ -34,6 +34,16 @@ from crm_graphql.web.record import current_record
 
 logger = logging.getLogger("crm_graphql.errors")
 
+WEBSOCKET_REQUIRED = "WEBSOCKET_REQUIRED"
+
+
+def subscription_over_http() -> GraphQLError:
+    return GraphQLError(
+        "Subscriptions are served over WebSocket (the graphql-transport-ws protocol, at "
+        "/graphql), not over HTTP.",
+        extensions={"code": WEBSOCKET_REQUIRED},
+    )
+
 
 def is_unexpected(error: GraphQLError) -> bool:
     """Syntax, validation, refused access and deliberate GraphQLErrors are the client's,
@@ -134,6 +144,10 @@ class CrmSchema(strawberry.Schema):
             raise CannotGetOperationTypeError(context.operation_name) from error
         if operation_type not in context.allowed_operations:
             raise InvalidOperationTypeError(operation_type)
+        if operation_type is OperationType.SUBSCRIPTION:
+            # Strawberry allows subscriptions over HTTP (for its streaming transports), which
+            # graphql-core's execute cannot run: the client is told where they are served.
+            return None, [subscription_over_http()]
         if record := current_record.get():
             record.note_operation(context.operation_name, operation_type.value)
         if errors := self.documents.validate(self._schema, query):

@@ -1,13 +1,19 @@
 """Abuse that used to stall the server or reach a 500 (issue 17): each class is answered with
 its documented code, fast, while another client's `{ __typename }` is still answered."""
 
+import json
+import time
+from pathlib import Path
 from typing import Any
 
 import httpx
+import jwt
 import pytest
 
 from tests.support.abuse import answered_while
+from tests.support.graphql import TEST_JWT_SECRET, token_for
 from tests.support.server import ServerProcess
+from tests.support.subscriptions import graphql_websocket, open_websocket
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 
@@ -62,3 +68,157 @@ async def test_the_expanded_field_count_is_limited(server: ServerProcess):
         "Operation Doubled selects 2048 fields once its fragments are expanded; the limit is "
         "2000 (setting max_query_fields)."
     )
+
+
+# --- deeply nested JSON: BAD_REQUEST (a 4400 close on a WebSocket), never a RecursionError ----
+
+NESTING = 100_000  # far past any parser's recursion limit, well under the body limit
+
+
+def nested(levels: int) -> str:
+    return "[" * levels + "]" * levels
+
+
+async def posted(url: str, content: str, **params: str) -> httpx.Response:
+    async with httpx.AsyncClient(base_url=url, timeout=60) as http:
+        headers = {"content-type": "application/json", "x-crm-csrf": "1"}
+        if params:
+            return await http.get("/graphql", params=params, headers=headers)
+        return await http.post("/graphql", content=content, headers=headers)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        nested(NESTING),
+        '{"query": "{ __typename }", "variables": {"a": ' + nested(NESTING) + "}}",
+        '{"query": "{ __typename }", "extensions": {"a": ' + nested(NESTING) + "}}",
+        '[{"query": "{ __typename }", "variables": {"a": ' + nested(NESTING) + "}}]",
+    ],
+    ids=["body", "variables", "extensions", "batch"],
+)
+async def test_deeply_nested_json_bodies_are_bad_requests(server: ServerProcess, body: str):
+    response = await answered_while(server.url, posted(server.url, body))
+    assert response.status_code == 400, response.text
+    assert response.json()["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
+
+
+async def test_deeply_nested_variables_in_a_get_are_bad_requests(server: ServerProcess):
+    response = await answered_while(
+        server.url, posted(server.url, "", query="{ __typename }", variables=nested(5000))
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
+
+
+@pytest.mark.parametrize("authenticated", [False, True], ids=["connection_init", "subscribe"])
+async def test_deeply_nested_websocket_messages_close_with_4400(
+    server: ServerProcess, authenticated: bool
+):
+    async def send_nested() -> tuple[int | None, str | None, int]:
+        opened = graphql_websocket if authenticated else open_websocket
+        async with opened(server.url) as ws:
+            await ws.connection.send('{"type": "subscribe", "payload": ' + nested(NESTING) + "}")
+            return await ws.closed()
+
+    code, reason, _ = await answered_while(server.url, send_nested())
+    assert (code, reason) == (4400, "WebSocket message must be valid JSON")
+
+
+# --- a subscription over HTTP: a client error pointing to the WebSocket, one log line --------
+
+SUBSCRIPTION = "subscription Watch { leadStageChanged { from to } }"
+
+
+@pytest.mark.parametrize("method", ["POST", "GET"])
+@pytest.mark.parametrize("token", [None, "manager"])
+async def test_a_subscription_over_http_is_told_to_use_the_websocket(
+    server: ServerProcess, server_log: Path, method: str, token: str | None
+):
+    request_id = f"subscription-over-http-{method}-{token}"
+    headers = {"accept": GRAPHQL_RESPONSE, "x-request-id": request_id, "x-crm-csrf": "1"}
+    if token:
+        headers["authorization"] = f"Bearer {token_for(token)}"
+    logged_before = len(server_log.read_text().splitlines())  # noqa: ASYNC240 - small file
+
+    async def subscribe() -> httpx.Response:
+        async with httpx.AsyncClient(base_url=server.url, timeout=60, headers=headers) as http:
+            if method == "GET":
+                return await http.get("/graphql", params={"query": SUBSCRIPTION})
+            return await http.post("/graphql", json={"query": SUBSCRIPTION})
+
+    response = await answered_while(server.url, subscribe())
+    assert response.status_code == 400, response.text
+    [error] = response.json()["errors"]
+    assert error["extensions"]["code"] == "WEBSOCKET_REQUIRED"
+    assert "served over WebSocket" in error["message"]
+    assert "data" not in response.json()
+
+    logged = server_log.read_text().splitlines()[logged_before:]  # noqa: ASYNC240
+    assert len([line for line in logged if request_id in line]) == 1, logged
+    assert not any("Traceback" in line or "ERROR" in line for line in logged), logged
+
+
+# --- signed tokens whose claims have the wrong type: UNAUTHENTICATED with the reason --------
+
+IN_AN_HOUR = int(time.time()) + 3600
+
+
+def signed(**overrides: object) -> str:
+    """A token signed with the test server's secret, its claims sent exactly as given."""
+    claims = {
+        "sub": "mallory",
+        "name": "Mallory",
+        "role": "admin",
+        "iss": "crm-graphql",
+        "aud": "crm-graphql",
+        "exp": IN_AN_HOUR,
+        **overrides,
+    }
+    return jwt.PyJWS().encode(json.dumps(claims).encode(), TEST_JWT_SECRET, algorithm="HS256")
+
+
+WRONG_CLAIMS = [
+    ({"exp": str(IN_AN_HOUR)}, "`exp` claim must be"),
+    ({"exp": 1e20}, "`exp` claim must be"),
+    ({"iat": "today"}, "`iat` claim must be"),
+    ({"nbf": [1]}, "`nbf` claim must be"),
+    ({"sub": "mal\x00lory"}, "`sub` claim must not contain NUL"),
+    ({"name": "Mal\ud800lory"}, "`name` claim must be valid Unicode"),
+    ({"name": 7}, "`name` claim must be a string"),
+    ({"iss": 7}, "`iss` claim must be a string"),
+]
+
+
+@pytest.mark.parametrize(("claims", "reason"), WRONG_CLAIMS, ids=repr)
+async def test_tokens_with_claims_of_the_wrong_type_are_unauthenticated(
+    server: ServerProcess, claims: dict[str, object], reason: str
+):
+    headers = {"authorization": f"Bearer {signed(**claims)}"}
+    mutation = "mutation { createLead(input: {source: MANUAL}) { lead { id } } }"
+
+    async def request() -> httpx.Response:
+        async with httpx.AsyncClient(base_url=server.url, timeout=60, headers=headers) as http:
+            return await http.post("/graphql", json={"query": mutation})
+
+    response = await answered_while(server.url, request())
+    assert response.status_code == 200, response.text
+    [error] = response.json()["errors"]
+    assert error["extensions"]["code"] == "UNAUTHENTICATED"
+    assert reason in error["message"]
+
+
+@pytest.mark.parametrize(("claims", "reason"), WRONG_CLAIMS, ids=repr)
+async def test_a_websocket_with_such_a_token_is_closed_with_4401(
+    server: ServerProcess, claims: dict[str, object], reason: str
+):
+    async def connect() -> tuple[int | None, str | None, int]:
+        async with open_websocket(server.url) as ws:
+            await ws.send({"type": "connection_init", "payload": {"token": signed(**claims)}})
+            return await ws.closed()
+
+    code, close_reason, messages = await answered_while(server.url, connect())
+    assert code == 4401
+    assert close_reason is not None
+    assert reason in close_reason
+    assert messages == 0
