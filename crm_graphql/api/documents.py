@@ -8,10 +8,11 @@ through the `CachedDocuments` extension (docs/benchmarks.md)."""
 from collections.abc import Callable, Iterator
 from functools import lru_cache
 
-from graphql import ASTValidationRule, DocumentNode, GraphQLError, GraphQLSchema, parse
+from graphql import ASTValidationRule, DocumentNode, GraphQLError, GraphQLSchema, parse, validate
 from graphql.validation import NoSchemaIntrospectionCustomRule, specified_rules
 from strawberry.extensions import SchemaExtension
-from strawberry.schema.schema import validate_document
+from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRule
+from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
 
 # Distinct documents kept; each costs some kilobytes. Clients send a fixed set of operations.
 CACHED_DOCUMENTS = 1024
@@ -26,8 +27,16 @@ class DocumentCache:
         max_tokens: int,
         extra_rules: tuple[type[ASTValidationRule], ...],
         introspection: bool,
+        hide_suggestions: bool = False,
     ) -> None:
-        rules = (*specified_rules, *extra_rules)
+        # Strawberry's own rules as its validate_document adds them, which cannot hide
+        # suggestions ("Did you mean ...?" for types, arguments, input fields, enum values).
+        rules = (
+            *specified_rules,
+            MaybeNullValidationRule,
+            OneOfInputValidationRule,
+            *extra_rules,
+        )
         if not introspection:
             rules = (*rules, NoSchemaIntrospectionCustomRule)
 
@@ -36,14 +45,14 @@ class DocumentCache:
 
         self.parse: Callable[[str], DocumentNode] = lru_cache(CACHED_DOCUMENTS)(parse_limited)
 
-        def validate(schema: GraphQLSchema, query: str) -> list[GraphQLError]:
-            return validate_document(schema, self.parse(query), rules)
+        def validate_query(schema: GraphQLSchema, query: str) -> list[GraphQLError]:
+            return validate(schema, self.parse(query), rules, hide_suggestions=hide_suggestions)
 
         # Keyed by the query text, whose hash Python keeps: a DocumentNode's hash walks the
         # whole tree on every lookup.
         self.validate: Callable[[GraphQLSchema, str], list[GraphQLError]] = lru_cache(
             CACHED_DOCUMENTS
-        )(validate)
+        )(validate_query)
 
     def extension(self) -> "CachedDocuments":
         return CachedDocuments(self)

@@ -1,4 +1,5 @@
 import logging
+import re
 from collections.abc import Callable, Iterable
 from functools import cache
 from inspect import isawaitable
@@ -33,6 +34,9 @@ from crm_graphql.settings import Settings
 from crm_graphql.web.record import current_record
 
 logger = logging.getLogger("crm_graphql.errors")
+
+# graphql-core's did_you_mean(): " Did you mean 'a', 'b', or 'c'?", names only.
+SUGGESTION = re.compile(r" ?Did you mean [^?]*\?")
 
 WEBSOCKET_REQUIRED = "WEBSOCKET_REQUIRED"
 
@@ -162,6 +166,7 @@ class CrmSchema(strawberry.Schema):
             context_value=context.context,
             is_awaitable=optimized_is_awaitable,
             executor_class=self.execution_context_class,
+            hide_suggestions=self.config.disable_field_suggestions,
             **self._get_custom_context_kwargs(context.operation_extensions),
         )
         if isawaitable(result):
@@ -181,6 +186,12 @@ class CrmSchema(strawberry.Schema):
         result = ExecutionResult(data=data, errors=errors or None, extensions=extensions)
         context.result = result
         return result
+
+    @staticmethod
+    def remove_field_suggestion(error: GraphQLError) -> None:
+        """With suggestions disabled (production), none in any error: validation and execution
+        are told to hide them; this catches the rest (a subscription's variables)."""
+        error.message = SUGGESTION.sub("", error.message)
 
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
@@ -216,6 +227,7 @@ def create_schema(settings: Settings | None = None) -> CrmSchema:
         max_tokens=settings.max_query_tokens,
         extra_rules=(create_limits_rule(QueryLimits.from_settings(settings)),),
         introspection=not settings.production,
+        hide_suggestions=settings.production,
     )
     config = StrawberryConfig(
         disable_field_suggestions=settings.production, name_converter=CachedNameConverter()

@@ -129,3 +129,48 @@ async def test_only_the_listed_origins_may_call_the_api_or_open_its_websocket(
         response = await http.post("/graphql", json=query, headers={"origin": unlisted})
         assert "access-control-allow-origin" not in response.headers
         await assert_websocket_refused(production_server.url, unlisted)
+
+
+@pytest.mark.parametrize(
+    ("query", "variables"),
+    [
+        ("mutation { createLead(input: {source: PARTNR}) { lead { id } } }", None),
+        ("{ leads(filter: {stage: [NWE]}) { totalCount } }", None),
+        (
+            "mutation($i: CreateLeadInput!) { createLead(input: $i) { lead { id } } }",
+            {"i": {"source": "PARTNR"}},
+        ),
+        ("{ leads(frist: 1) { totalCount } }", None),
+        (
+            'mutation { createLead(input: {source: PARTNER, businesDomain: "x"}) { lead { id } } }',
+            None,
+        ),
+        (
+            "mutation($i: CreateLeadInput!) { createLead(input: $i) { lead { id } } }",
+            {"i": {"source": "PARTNER", "businesDomain": "x"}},
+        ),
+        ("query($s: LeadSorce) { leads { totalCount } }", None),
+        ("{ ... on Quer { __typename } }", None),
+        ("{ leads { totalCont } }", None),
+    ],
+    ids=[
+        "enum-value",
+        "enum-value-in-list",
+        "enum-value-in-variable",
+        "argument",
+        "input-field",
+        "input-field-in-variable",
+        "variable-type",
+        "fragment-type",
+        "field",
+    ],
+)
+async def test_no_error_suggests_a_name(
+    http: httpx.AsyncClient, query: str, variables: dict | None
+):
+    response = await http.post("/graphql", json={"query": query, "variables": variables})
+    errors = response.json()["errors"]
+    assert errors
+    for error in errors:
+        assert "did you mean" not in error["message"].lower(), error["message"]
+        assert error["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED", error
