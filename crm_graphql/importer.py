@@ -47,6 +47,28 @@ DEFAULT_BATCH_SIZE = 1_000
 COLUMNS = {"source": "source", **{f.name.replace("_", ""): f.name for f in LEAD_FIELDS}}
 
 
+# What makes a spreadsheet read a cell as a formula (OWASP, CSV injection): a cell the
+# importer writes that starts with one of these gets a leading quote, which spreadsheets show
+# as text; reading a file, the importer takes that quote off again, so a rejected-rows file
+# can be corrected and imported as it is.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(cell: str) -> str:
+    return "'" + cell if cell.startswith(FORMULA_STARTS) else cell
+
+
+def unquoted(cell: str) -> str:
+    """A cell as it was before spreadsheet_safe quoted it."""
+    return cell[1:] if cell.startswith("'") and cell[1:].startswith(FORMULA_STARTS) else cell
+
+
+def terminal_safe(text: str) -> str:
+    """Text from the file as the terminal should print it: control and format characters
+    (escape sequences, carriage returns, bidirectional overrides) escaped as \\x1b, \\u202e."""
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode() for ch in text)
+
+
 class ImportFileError(Exception):
     """The import cannot start (no usable header, an unknown owner); nothing was written."""
 
@@ -85,7 +107,7 @@ class Layout:
         index = self.fields.get(lead_field)
         if index is None or index >= len(row) or not row[index].strip():
             return None
-        return row[index]
+        return unquoted(row[index])
 
 
 @dataclass(frozen=True)
@@ -280,10 +302,12 @@ def write_rejected(path: Path, header: list[str], rejected: list[Rejection]) -> 
     """The rejected rows as they were in the file, plus `line` and `reason` columns."""
     with path.open("w", newline="", encoding="utf-8") as out:
         writer = csv.writer(out)
-        writer.writerow([*header, "line", "reason"])
+        writer.writerow([spreadsheet_safe(name) for name in [*header, "line", "reason"]])
         for rejection in sorted(rejected, key=lambda r: r.line):
             cells = rejection.row + [""] * (len(header) - len(rejection.row))
-            writer.writerow([*cells, rejection.line, rejection.reason])
+            writer.writerow(
+                [*map(spreadsheet_safe, cells), rejection.line, spreadsheet_safe(rejection.reason)]
+            )
 
 
 def rejected_path_for(source: Path) -> Path:
@@ -330,7 +354,8 @@ def summary(report: ImportReport, dry_run: bool, rejected_file: Path | None) -> 
         f"  {len(report.rejected) - report.duplicates:,} rejected as invalid",
     ]
     if report.unknown_columns:
-        lines.append(f"Unknown columns, ignored: {', '.join(report.unknown_columns)}")
+        unknown = ", ".join(map(terminal_safe, report.unknown_columns))
+        lines.append(f"Unknown columns, ignored: {unknown}")
     if rejected_file:
         lines.append(f"Rejected rows with their reasons: {rejected_file}")
     return "\n".join(lines)

@@ -9,10 +9,12 @@ from crm_graphql.domain.enums import LeadSource
 from crm_graphql.domain.errors import RuleViolation
 from crm_graphql.importer import (
     ImportFileError,
+    ImportReport,
     Layout,
     ProgressBar,
     Rejection,
     parse_row,
+    summary,
     write_rejected,
 )
 
@@ -81,3 +83,35 @@ def test_rejected_rows_keep_their_cells_and_gain_line_and_reason(tmp_path):
             ["y", "", "3", "duplicate: lead X."],
             ["x@", "b", "7", "email is bad."],
         ]
+
+
+FORMULAS = ["=cmd|' /C calc'!A0", "+SUM(1,2)", "@SUM(1,2)", "-2+3", "\t=1+1", "\r=1+1"]
+
+
+def test_rejected_rows_cannot_run_as_spreadsheet_formulas(tmp_path):
+    path = tmp_path / "rejected.csv"
+    write_rejected(path, ["email", "=HYPERLINK(1)"], [Rejection(2, FORMULAS[:2], "bad.")])
+    write_rejected(tmp_path / "more.csv", ["a"] * len(FORMULAS), [Rejection(2, FORMULAS, "-bad.")])
+    with path.open(newline="") as stream:
+        assert list(csv.reader(stream)) == [
+            ["email", "'=HYPERLINK(1)", "line", "reason"],
+            ["'=cmd|' /C calc'!A0", "'+SUM(1,2)", "2", "bad."],
+        ]
+    with (tmp_path / "more.csv").open(newline="") as stream:
+        row = list(csv.reader(stream))[1]
+    assert row == [*("'" + formula for formula in FORMULAS), "2", "'-bad."]
+    assert all(not cell.startswith(("=", "+", "-", "@", "\t", "\r")) for cell in row)
+
+
+def test_a_quoted_cell_is_read_as_it_was_before_quoting():
+    layout = Layout.from_header(["phone", "contact name"])
+    row = ["'+49 30 1234567", "'Brien"]
+    assert layout.value(row, "phone") == "+49 30 1234567"
+    assert layout.value(row, "contact_name") == "'Brien"  # not a quote the importer added
+
+
+def test_unknown_column_names_are_printed_with_control_characters_escaped():
+    report = ImportReport(unknown_columns=["notes\x1b[2J\x1b[31m", "a\rb", "x\u202eevil", "ok"])
+    report.seconds = 1.0
+    line = summary(report, dry_run=False, rejected_file=None).splitlines()[-1]
+    assert line == "Unknown columns, ignored: notes\\x1b[2J\\x1b[31m, a\\rb, x\\u202eevil, ok"
