@@ -131,6 +131,12 @@ def may_read_lead(actor: Actor, stage: LeadStage) -> bool:
     return stages is None or stage in stages
 
 
+def may_own_lead(owner: User, stage: LeadStage) -> bool:
+    """Whether a person may be made a lead's owner: only if their role lets them read it, so
+    no lead is owned by someone for whom it does not exist (a sales user before transfer)."""
+    return may_read_lead(Actor(owner.id, owner.name, owner.role), stage)
+
+
 def may_see_lead_stage_change(actor: Actor, to_stage: LeadStage, lead_stage: LeadStage) -> bool:
     """Whether a leadStageChanged event goes to the actor: they may read the lead both in the
     stage the change put it in and in the stage it is in when the event goes out. A sales user

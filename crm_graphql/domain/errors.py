@@ -14,6 +14,8 @@ class ErrorCode(StrEnum):
     SCORE_TOO_LOW = "SCORE_TOO_LOW"
     SCORE_STALE = "SCORE_STALE"
     DUPLICATE = "DUPLICATE"
+    # assignLead: the new owner's role may not read the lead (sales, before the transfer).
+    OWNER_CANNOT_SEE_LEAD = "OWNER_CANNOT_SEE_LEAD"
 
 
 # In a message, where the name of the field at fault goes: the layer that shows the message

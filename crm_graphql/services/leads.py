@@ -18,7 +18,7 @@ from crm_graphql.db.unit_of_work import (
     optimistic_then_locked,
     retried_transaction,
 )
-from crm_graphql.domain.access import Actor, Permission, require, require_merge
+from crm_graphql.domain.access import Actor, Permission, may_own_lead, require, require_merge
 from crm_graphql.domain.enums import ActivityKind, LeadSource, LeadStage
 from crm_graphql.domain.errors import ErrorCode, RuleViolation, Violation
 from crm_graphql.domain.lead import (
@@ -307,11 +307,21 @@ class LeadService:
         require(actor, Permission.ASSIGN_LEAD)
         async with self.db.locked_lead(actor, lead_id) as (conn, lead):
             _open_to_change(lead)
-            if owner_id not in await repo.users_by_ids(conn, [owner_id]):
+            owner = (await repo.users_by_ids(conn, [owner_id])).get(owner_id)
+            if owner is None:
                 raise RuleViolation(
                     Violation(
                         ErrorCode.NOT_FOUND,
                         "No user with this ID; a person becomes known with their first change.",
+                        ("ownerId",),
+                    )
+                )
+            if not may_own_lead(owner, lead.stage):
+                raise RuleViolation(
+                    Violation(
+                        ErrorCode.OWNER_CANNOT_SEE_LEAD,
+                        f"{owner.id} has the role {owner.role}, which cannot see a lead in "
+                        f"stage {lead.stage}: sales sees a lead once it is transferred.",
                         ("ownerId",),
                     )
                 )

@@ -207,6 +207,38 @@ async def test_an_admin_reassigns_a_lead_to_a_known_person(
     assert await all_rows(db) == before
 
 
+async def test_a_lead_cannot_be_assigned_to_a_person_who_cannot_see_it(
+    gql: GraphQLClient, db: asyncpg.Connection
+):
+    """A sales user sees a lead only once it is transferred, and a transferred lead is locked:
+    no lead of the funnel may be owned by someone for whom it does not exist."""
+    _, sale_id = await transferred_lead(gql)
+    sam = gql.as_role("sales", sub="sam", name="Sam")
+    await sam(ADVANCE_SALE, {"input": {"saleId": sale_id, "to": "KYC"}})  # sam is now known
+    admin = gql.as_role("admin", sub="root", name="Root")
+    contacted = await new_lead(gql)
+    await gql(ADVANCE_STAGE, {"input": {"leadId": contacted, "to": "CONTACTED"}})
+    leads = {
+        "NEW": await new_lead(gql),
+        "CONTACTED": contacted,
+        "QUALIFIED": await qualified_lead(gql),
+    }
+    for stage, lead_id in leads.items():
+        before = await all_rows(db)
+        refused = await admin(ASSIGN_LEAD, {"input": {"leadId": lead_id, "ownerId": "sam"}})
+        [error] = refused["assignLead"]["errors"]
+        assert (error["code"], error["field"]) == ("OWNER_CANNOT_SEE_LEAD", ["ownerId"]), stage
+        assert error["message"] == (
+            f"sam has the role sales, which cannot see a lead in stage {stage}: sales sees a "
+            "lead once it is transferred."
+        )
+        assert refused["assignLead"]["lead"] is None
+        assert await all_rows(db) == before
+        assert (await sam("query($id: ID!) { lead(id: $id) { id } }", {"id": lead_id})) == {
+            "lead": None
+        }
+
+
 async def test_a_transferred_lead_cannot_be_reassigned(gql: GraphQLClient):
     lead_id, _ = await transferred_lead(gql)
     admin = gql.as_role("admin")
