@@ -18,55 +18,22 @@ logger = logging.getLogger("crm_graphql.errors")
 SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
 TIMEOUT = "TIMEOUT"
 
-# Server states in which PostgreSQL refuses or drops connections: shutting down or starting up.
-UNAVAILABLE_SQLSTATE_CLASSES = ("08", "57P")
+# Server states in which PostgreSQL refuses or drops connections: connection exceptions (08),
+# shutting down or starting up (57P), out of resources (53: too many clients, disk full).
+UNAVAILABLE_SQLSTATE_CLASSES = ("08", "57P", "53")
 QUERY_CANCELED = "57014"
 
 
-def causes(error: BaseException) -> Iterator[BaseException]:
-    """The error and everything it wraps (SQLAlchemy's `.orig`, `__cause__`, `__context__`)."""
-    seen: set[int] = set()
-    pending: list[BaseException | None] = [error]
-    while pending:
-        current = pending.pop()
-        if current is None or id(current) in seen:
-            continue
-        seen.add(id(current))
-        yield current
-        pending.extend([getattr(current, "orig", None), current.__cause__, current.__context__])
-
-
-def fault_code(error: BaseException) -> str | None:
-    """SERVICE_UNAVAILABLE or TIMEOUT when `error` comes from the database's state, else None."""
-    for cause in causes(error):
-        sqlstate = getattr(cause, "sqlstate", None)
-        if sqlstate == QUERY_CANCELED:
-            return TIMEOUT
-        if isinstance(sqlstate, str) and sqlstate.startswith(UNAVAILABLE_SQLSTATE_CLASSES):
-            return SERVICE_UNAVAILABLE
-        if isinstance(cause, sa_exc.DBAPIError) and cause.connection_invalidated:
-            return SERVICE_UNAVAILABLE
-        if isinstance(
-            cause,
-            sa_exc.TimeoutError  # no pooled connection came free in time
-            | asyncpg.exceptions.ConnectionDoesNotExistError
-            | OSError  # refused, reset, unreachable
-            | TimeoutError,  # connect timeout
-        ) or is_closed_connection(cause):
-            return SERVICE_UNAVAILABLE
-    return None
-
-
-def is_closed_connection(error: BaseException) -> bool:
-    """A statement sent on a connection that was lost between two statements of a use case
-    (asyncpg's statements go out past SQLAlchemy's disconnect handling, which checks the same
-    message)."""
-    return (
-        isinstance(error, asyncpg.InterfaceError)
-        # a DataError (an InterfaceError too) quotes the value it refused, which may say anything
-        and not isinstance(error, asyncpg.DataError)
-        and "connection is closed" in str(error)
-    )
+# What the driver and the pool raise once a connection is lost or cannot be had, by type; the
+# 08 and 57P SQLSTATE classes above cover what PostgreSQL itself reports.
+LOST_CONNECTION = (
+    sa_exc.TimeoutError  # no pooled connection came free in time
+    | OSError  # refused, reset, unreachable; ConnectionLost (db/driver.py) is one too
+    | TimeoutError  # connect timeout
+    # asyncpg's protocol state machine, left mid-operation by a dropped connection ("cannot
+    # switch to state ...; another operation is in progress"): the connection is unusable.
+    | asyncpg.exceptions.InternalClientError
+)
 
 
 MESSAGES = {
@@ -116,3 +83,31 @@ def coded_fault(error: GraphQLError) -> GraphQLError:
         path=error.path,
         extensions={"code": code},
     )
+
+
+def causes(error: BaseException) -> Iterator[BaseException]:
+    """The error and everything it wraps (SQLAlchemy's `.orig`, `__cause__`, `__context__`)."""
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [error]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        pending.extend([getattr(current, "orig", None), current.__cause__, current.__context__])
+
+
+def fault_code(error: BaseException) -> str | None:
+    """SERVICE_UNAVAILABLE or TIMEOUT when `error` comes from the database's state, else None."""
+    for cause in causes(error):
+        sqlstate = getattr(cause, "sqlstate", None)
+        if sqlstate == QUERY_CANCELED:
+            return TIMEOUT
+        if isinstance(sqlstate, str) and sqlstate.startswith(UNAVAILABLE_SQLSTATE_CLASSES):
+            return SERVICE_UNAVAILABLE
+        if isinstance(cause, sa_exc.DBAPIError) and cause.connection_invalidated:
+            return SERVICE_UNAVAILABLE
+        if isinstance(cause, LOST_CONNECTION):
+            return SERVICE_UNAVAILABLE
+    return None

@@ -9,15 +9,17 @@ autocommit (db/engine.py), so Core statements sent on the connection run inside 
 transaction instead of opening one of their own, and both kinds share it.
 """
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from crm_graphql.db.sql import Sql
 from crm_graphql.db.statements import count_statement
+
+T = TypeVar("T")
 
 
 class Row(asyncpg.Record):
@@ -35,9 +37,13 @@ async def unit_of_work(conn: AsyncConnection) -> AsyncIterator[None]:
     """A transaction on a pooled connection; inside another one it is a savepoint. Its BEGIN
     and its COMMIT (or ROLLBACK) are counted as statements: each is a round trip."""
     count_statement()
+    raw = await driver(conn)
     try:
-        async with (await driver(conn)).transaction():
+        async with raw.transaction():
             yield
+    except asyncpg.InterfaceError as error:  # BEGIN, COMMIT or ROLLBACK on a lost connection
+        raise_if_lost(raw, error)
+        raise
     finally:
         count_statement()
 
@@ -58,18 +64,44 @@ async def driver(conn: AsyncConnection) -> asyncpg.Connection:
     return (await conn.get_raw_connection()).driver_connection
 
 
-async def fetchrow(conn: AsyncConnection, statement: Sql, /, **values: Any) -> Row | None:
+class ConnectionLost(ConnectionError):
+    """A statement failed because its connection is gone: closed by the server (a terminated
+    backend, a restart) or by asyncpg after its protocol failed. SQLAlchemy marks such errors
+    on its own statements (`connection_invalidated`); these statements bypass it."""
+
+
+def raise_if_lost(raw: asyncpg.Connection, error: asyncpg.InterfaceError) -> None:
+    """ConnectionLost if the connection is closed by now; else the caller re-raises the error,
+    a misuse of the connection: a bug. Decided by the connection's state, not the message."""
+    if raw.is_closed():
+        raise ConnectionLost(f"the connection was lost: {error}") from error
+
+
+async def run(
+    conn: AsyncConnection, method: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any
+) -> T:
+    """One statement (asyncpg's `method`) on the connection, counted; ConnectionLost if the
+    connection is gone by the time it fails."""
     count_statement()
+    raw = await driver(conn)
+    try:
+        return await method(raw, *args, **kwargs)
+    except asyncpg.InterfaceError as error:
+        raise_if_lost(raw, error)
+        raise
+
+
+async def fetchrow(conn: AsyncConnection, statement: Sql, /, **values: Any) -> Row | None:
     arguments = statement.arguments(values)
-    return await (await driver(conn)).fetchrow(statement.text, *arguments, record_class=Row)
+    return await run(
+        conn, asyncpg.Connection.fetchrow, statement.text, *arguments, record_class=Row
+    )
 
 
 async def fetch(conn: AsyncConnection, statement: Sql, /, **values: Any) -> list[Row]:
-    count_statement()
     arguments = statement.arguments(values)
-    return await (await driver(conn)).fetch(statement.text, *arguments, record_class=Row)
+    return await run(conn, asyncpg.Connection.fetch, statement.text, *arguments, record_class=Row)
 
 
 async def execute(conn: AsyncConnection, statement: Sql, /, **values: Any) -> None:
-    count_statement()
-    await (await driver(conn)).execute(statement.text, *statement.arguments(values))
+    await run(conn, asyncpg.Connection.execute, statement.text, *statement.arguments(values))

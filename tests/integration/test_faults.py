@@ -5,6 +5,7 @@ SIGTERM arrives with work in flight.
 This module never uses CRM_TEST_DATABASE_URL: it needs a PostgreSQL it may stop."""
 
 import asyncio
+import base64
 import json
 import signal
 import tempfile
@@ -17,6 +18,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from crm_graphql.events.feed import LISTEN_APPLICATION_NAME
 from crm_graphql.settings import to_asyncpg_url
 from tests.conftest import TABLES
 from tests.support.database import (
@@ -251,3 +253,92 @@ async def test_sigterm_finishes_the_request_in_flight_and_closes_websockets_with
     finally:
         if process.process.poll() is None:
             process.stop()
+
+
+ADVANCE = """
+mutation($input: AdvanceStageInput!) {
+  advanceStage(input: $input) { lead { id stage } errors { code } }
+}"""
+KILL_ROUNDS = 40
+
+
+async def terminate_backends(db: asyncpg.Connection) -> int:
+    """Terminate the server's pooled connections mid-statement, without waiting for them."""
+    return await db.fetchval(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        " AND backend_type = 'client backend' AND application_name <> $1",
+        LISTEN_APPLICATION_NAME,
+    )
+
+
+async def test_backends_killed_during_concurrent_mutations_are_service_unavailable_and_lose_nothing(
+    server: ServerProcess, db: asyncpg.Connection
+):
+    """Whatever the driver and the pool report after a lost connection (a closed connection,
+    a protocol state it cannot leave, a dead pooled connection, a refused reconnect) is
+    SERVICE_UNAVAILABLE: no request gets a masked internal error, and every change the API
+    reported as done is stored, with a linear history."""
+    async with client(server) as http:
+        await wait_until_ready(http)
+        killing = True
+        answers: list[dict] = []
+
+        async def mutate(worker: int) -> None:
+            while killing:
+                body = await graphql(http, CREATE_LEAD, {"input": {"source": "MANUAL"}})
+                answers.append(body)
+                created = (body.get("data") or {}).get("createLead")
+                if not created or not created["lead"]:
+                    continue
+                lead_id = created["lead"]["id"]
+                for stage in ("CONTACTED", "LOST"):
+                    moved = await graphql(
+                        http, ADVANCE, {"input": {"leadId": lead_id, "to": stage}}
+                    )
+                    answers.append(moved)
+
+        workers = [asyncio.create_task(mutate(n)) for n in range(6)]
+        killed = 0
+        for _ in range(KILL_ROUNDS):
+            await asyncio.sleep(0.05)
+            killed += await terminate_backends(db)
+        killing = False
+        await asyncio.gather(*workers)
+
+    codes = [
+        (error.get("extensions") or {}).get("code")
+        for body in answers
+        for error in body.get("errors") or ()
+    ] + [
+        error["code"]
+        for body in answers
+        for payload in (body.get("data") or {}).values()
+        for error in (payload or {}).get("errors") or ()
+    ]
+    assert killed > KILL_ROUNDS / 2, killed
+    assert set(codes) <= {"SERVICE_UNAVAILABLE"}, [c for c in codes if c != "SERVICE_UNAVAILABLE"]
+    assert "SERVICE_UNAVAILABLE" in codes  # the kills did hit requests
+    log = server.log()
+    assert "unexpected error" not in log
+    assert "Traceback" not in log
+
+    # Nothing the API reported as done was lost, and nothing half-done was kept.
+    creates = [(body.get("data") or {}).get("createLead") or {} for body in answers]
+    reported = [create["lead"]["id"] for create in creates if create.get("lead")]
+    assert reported
+    assert await db.fetchval("SELECT count(*) FROM leads") >= len(reported)
+    histories = await db.fetch(
+        "SELECT lead_id, array_agg(from_stage ORDER BY id) AS froms,"
+        " array_agg(to_stage ORDER BY id) AS tos FROM stage_changes GROUP BY lead_id"
+    )
+    assert await db.fetchval("SELECT count(*) FROM leads") == len(histories)
+    for row in histories:  # linear: each change starts where the one before ended
+        assert row["froms"] == [None, *row["tos"][:-1]], row
+        assert row["tos"][0] == "NEW"
+    moves = [(body.get("data") or {}).get("advanceStage") or {} for body in answers]
+    moved = {move["lead"]["id"]: move["lead"]["stage"] for move in moves if move.get("lead")}
+    for lead_id, stage in moved.items():
+        pk = int(base64.b64decode(lead_id).decode().split(":")[1])
+        stored = await db.fetchval("SELECT stage FROM leads WHERE id = $1", pk)
+        assert stored in (stage, "LOST"), (lead_id, stage, stored)
