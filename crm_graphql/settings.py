@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     # Fields once fragments are expanded: as many as a document of max_query_tokens without
     # fragments can name; fragments spread within fragments can multiply them far beyond.
     max_query_fields: int = Field(default=2000, ge=1)
+    # Fields of one response name in one selection set (fragments expanded): graphql-core
+    # compares them pairwise, so 300 of them cost it a second or more.
+    max_field_repeats: int = Field(default=30, ge=1)
     # A field costs 1; a page of `first: N` costs N times its selection (see docs/operations.md).
     max_query_cost: int = Field(default=5000, ge=1)
     max_body_bytes: int = Field(default=262_144, ge=1024)

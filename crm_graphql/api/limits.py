@@ -8,13 +8,15 @@ known (and its result is cached per document), so a page size given by a variabl
 the largest page allowed.
 
 Each fragment is measured once and its measure reused at every spread, so the walk is linear
-in the document's size: fragments that each spread the previous one twice double the expanded
+in the document's size (and it runs before the specification's rules, some of which are not:
+api/documents.py): fragments that each spread the previous one twice double the expanded
 size per level, and expanding them spread by spread took seconds per request at 20 levels
 (issue 17). The expanded size itself is limited by `max_query_fields`.
 """
 
+from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from graphql import (
     FieldNode,
@@ -44,6 +46,7 @@ class QueryLimits:
     max_depth: int
     max_aliases: int
     max_fields: int
+    max_field_repeats: int
     max_cost: int
     max_page_size: int
     default_page_size: int
@@ -54,6 +57,7 @@ class QueryLimits:
             max_depth=settings.max_query_depth,
             max_aliases=settings.max_aliases,
             max_fields=settings.max_query_fields,
+            max_field_repeats=settings.max_field_repeats,
             max_cost=settings.max_query_cost,
             max_page_size=settings.max_page_size,
             default_page_size=settings.default_page_size,
@@ -66,6 +70,11 @@ class Measure:
     aliases: int = 0
     fields: int = 0  # every field once per expansion, introspection fields included
     cost: int = 0
+    # The most fields of one response name in one selection set, fragments expanded: what
+    # graphql-core's overlap check compares pairwise.
+    repeats: int = 0
+    # The response names of the selection set's own fields, fragments expanded, and how often.
+    names: Counter[str] = field(default_factory=Counter)
 
 
 def limit_error(code: str, message: str, node: OperationDefinitionNode) -> GraphQLError:
@@ -111,6 +120,16 @@ def create_limits_rule(limits: QueryLimits) -> type[ValidationRule]:
                         f"{name} selects {measure.fields} fields once its fragments are "
                         f"expanded; the limit is {limits.max_fields} (setting "
                         "max_query_fields).",
+                        node,
+                    )
+                )
+            if measure.repeats > limits.max_field_repeats:
+                self.report_error(
+                    limit_error(
+                        "FIELD_REPEAT_LIMIT_EXCEEDED",
+                        f"{name} selects one field {measure.repeats} times in one selection "
+                        f"set; the limit is {limits.max_field_repeats} (setting "
+                        "max_field_repeats).",
                         node,
                     )
                 )
@@ -175,6 +194,13 @@ class Walk:
             total.aliases += part.aliases
             total.fields += part.fields
             total.cost += part.cost
+            total.repeats = max(total.repeats, part.repeats)
+            if isinstance(selection, FieldNode):
+                total.names[(selection.alias or selection.name).value] += 1
+            else:  # a fragment's fields are this selection set's fields
+                total.names.update(part.names)
+        if total.names:
+            total.repeats = max(total.repeats, max(total.names.values()))
         return total
 
     def fragment(self, name: str) -> Measure | None:
@@ -209,6 +235,7 @@ class Walk:
         inner = self.selection_set(node.selection_set, field_type, depth + 1)
         multiplier = self.page_size(node, argument_names)
         measure.depth = inner.depth
+        measure.repeats = inner.repeats
         measure.aliases += inner.aliases
         measure.fields += inner.fields
         measure.cost += multiplier * inner.cost

@@ -58,16 +58,18 @@ async def test_fragments_spread_twice_per_level_are_refused_fast(
 
 
 async def test_the_expanded_field_count_is_limited(server: ServerProcess):
-    """Below the limit a document with fragments runs; one level more is refused."""
+    """Below the limits a document with doubled fragments runs; past them it is refused (a
+    doubled fragment repeats its fields too, so both limits apply)."""
     async with httpx.AsyncClient(base_url=server.url, timeout=60) as http:
-        ten = await http.post("/graphql", json={"query": doubled_fragments(10, "__typename")})
-        assert ten.json()["data"] == {"__typename": "Query"}
-    [error] = await refused_request(server.url, {"query": doubled_fragments(11, "__typename")})
-    assert error["extensions"]["code"] == "FIELD_LIMIT_EXCEEDED"
-    assert error["message"] == (
+        four = await http.post("/graphql", json={"query": doubled_fragments(4, "__typename")})
+        assert four.json()["data"] == {"__typename": "Query"}
+    errors = await refused_request(server.url, {"query": doubled_fragments(11, "__typename")})
+    messages = {error["extensions"]["code"]: error["message"] for error in errors}
+    assert messages["FIELD_LIMIT_EXCEEDED"] == (
         "Operation Doubled selects 2048 fields once its fragments are expanded; the limit is "
         "2000 (setting max_query_fields)."
     )
+    assert set(messages) == {"FIELD_LIMIT_EXCEEDED", "FIELD_REPEAT_LIMIT_EXCEEDED"}
 
 
 # --- deeply nested JSON: BAD_REQUEST (a 4400 close on a WebSocket), never a RecursionError ----
@@ -222,3 +224,32 @@ async def test_a_websocket_with_such_a_token_is_closed_with_4401(
     assert close_reason is not None
     assert reason in close_reason
     assert messages == 0
+
+
+# --- one field selected hundreds of times: graphql-core's overlap check is quadratic --------
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        "{ " + "viewer { id } " * 390 + "}",  # cheap by cost: 2 a copy
+        "{ " + "leads(first: 0) { totalCount } " * 200 + "}",
+        "query { "
+        + " ".join(f"...F{i}" for i in range(20))
+        + " } "
+        + " ".join(f"fragment F{i} on Query {{ {'viewer { id } ' * 20} }}" for i in range(20)),
+    ],
+    ids=["viewer", "empty-pages", "fragments"],
+)
+async def test_one_field_selected_hundreds_of_times_is_refused_fast(
+    server: ServerProcess, document: str
+):
+    [error] = await answered_while(server.url, refused_request(server.url, {"query": document}))
+    assert error["extensions"]["code"] == "FIELD_REPEAT_LIMIT_EXCEEDED"
+    assert "the limit is 30 (setting max_field_repeats)" in error["message"]
+
+
+async def test_a_field_selected_up_to_the_limit_runs(server: ServerProcess):
+    async with httpx.AsyncClient(base_url=server.url, timeout=60) as http:
+        response = await http.post("/graphql", json={"query": "{ " + "__typename " * 30 + "}"})
+    assert response.json()["data"] == {"__typename": "Query"}
