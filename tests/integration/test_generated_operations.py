@@ -1,7 +1,8 @@
 """Generated GraphQL operations (hypothesis-graphql, from schema.graphql) against the running
-server: valid ones and ones with a schema violation, queries and mutations, with IDs that mostly
-name real leads and sales. None may produce an internal error or a 5xx, and afterwards the
-database's invariants hold: one Sale per lead, linear histories, transferred leads untouched.
+server: valid ones and ones with a schema violation, queries and mutations, queries also as a
+fragment spread one to three times, with IDs that mostly name real leads and sales. None may
+produce an internal error or a 5xx, and afterwards the database's invariants hold: one Sale
+per lead, linear histories, transferred leads untouched.
 
 CRM_FUZZ_OPERATIONS sets how many operations are sent (default 1000, what CI runs)."""
 
@@ -55,8 +56,20 @@ date_times = st.one_of(
     st.text(max_size=30),
 ).map(lambda value: graphql.StringValueNode(value=value))
 custom = {"ID": ids, "DateTime": date_times}
+
+
+def spread_in_fragment(query: str, spreads: int) -> str:
+    """The query's selections moved into a fragment on Query that the operation spreads
+    `spreads` times: the same operation (spreads merge), measured once per spread."""
+    operation = graphql.parse(query).definitions[0]
+    assert isinstance(operation, graphql.OperationDefinitionNode)
+    selections = graphql.print_ast(operation.selection_set)
+    return f"query {{ {'...Generated ' * spreads}}} fragment Generated on Query {selections}"
+
+
 operations = st.one_of(
     queries(SCHEMA, custom_scalars=custom),
+    st.builds(spread_in_fragment, queries(SCHEMA, custom_scalars=custom), st.integers(1, 3)),
     mutations(SCHEMA, custom_scalars=custom),
     queries(SCHEMA, custom_scalars=custom, mode=Mode.NEGATIVE),
     mutations(SCHEMA, custom_scalars=custom, mode=Mode.NEGATIVE),
