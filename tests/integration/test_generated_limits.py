@@ -23,10 +23,11 @@ from graphql.language import (
     Visitor,
     visit,
 )
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from crm_graphql.settings import Settings
+from tests.support.fuzz import fuzzing
 from tests.support.graphql import token_for
 from tests.support.server import ServerProcess
 
@@ -217,14 +218,7 @@ def expanded(text: str) -> str | None:
 def send_documents(url: str) -> list[str]:
     problems: list[str] = []
 
-    @settings(
-        max_examples=DOCUMENTS,
-        derandomize=True,
-        database=None,
-        deadline=None,
-        phases=[Phase.explicit, Phase.generate],
-        suppress_health_check=list(HealthCheck),
-    )
+    @fuzzing(DOCUMENTS)
     @given(document=documents)
     def check(document: Document) -> None:
         expected = document.expected_codes()

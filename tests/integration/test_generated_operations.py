@@ -18,12 +18,13 @@ from typing import Any
 import asyncpg
 import graphql
 import httpx
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis_graphql import Mode, mutations, queries
 
 from crm_graphql.domain.enums import LeadStage, SaleStage
 from crm_graphql.domain.lifecycle import LEAD_TRANSITIONS, SALE_TRANSITIONS
+from tests.support.fuzz import fuzzing
 from tests.support.graphql import (
     ADVANCE_STAGE,
     ANALYZE_LEAD,
@@ -99,14 +100,7 @@ def send_generated_operations(url: str) -> list[str]:
     problems: list[str] = []
     sent = executed = 0
 
-    @settings(
-        max_examples=OPERATIONS,
-        derandomize=True,
-        database=None,
-        deadline=None,
-        phases=[Phase.explicit, Phase.generate],
-        suppress_health_check=list(HealthCheck),
-    )
+    @fuzzing(OPERATIONS)
     @given(operation=operations)
     def check(operation: str) -> None:
         nonlocal sent, executed
