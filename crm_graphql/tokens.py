@@ -173,8 +173,8 @@ def actor_from_claims(claims: dict[str, object]) -> Actor:
     # Both are stored (users table, stage history): text PostgreSQL cannot hold would make
     # every write of this caller fail as an internal error.
     for claim, value in (("sub", subject), ("name", name)):
-        if violation := unstorable_text(value, f"The `{claim}` claim"):
-            raise InvalidToken(violation.message)
+        if violation := unstorable_text(value, claim):
+            raise InvalidToken(violation.named(lambda name: f"The `{name}` claim").message)
     try:
         role = Role(claims.get("role"))
     except ValueError:
