@@ -92,6 +92,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         shutdown.install()
         app.state.shutdown = shutdown  # subscriptions may watch shutdown.stopping
         await services.changes.start()
+        await services.dispatcher.start()
         # Everything allocated so far (modules, the schema, the pool) lives as long as the
         # process; frozen, full collections stop walking it, which halved the flow's p99
         # (docs/benchmarks.md). Startup's garbage is collected first, not frozen with it.
@@ -103,6 +104,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
             # By now the shutdown middleware has closed every WebSocket (1001), so no
             # subscription is waiting on the feed; then the LISTEN connection, then the pool.
             await services.changes.stop()
+            await services.dispatcher.stop()
             await services.close()
             await engine.dispose()
 

@@ -126,6 +126,19 @@ class Settings(BaseSettings):
     # message, 45 % more server CPU per subscription delivery (docs/subscriptions.md).
     ws_per_message_deflate: bool = False
 
+    # Webhooks (docs/webhooks.md). In production a webhook URL must be https and reach public
+    # addresses only, except on the hosts listed here (comma-separated names, e.g. a receiver on
+    # the private network). Every process delivers; they share the work through row claims.
+    webhook_allowed_hosts: str = ""
+    webhook_poll_interval_s: float = Field(default=1.0, gt=0)
+    webhook_concurrency_per_endpoint: int = Field(default=4, ge=1)
+    webhook_connect_timeout_s: float = Field(default=5.0, gt=0)
+    webhook_read_timeout_s: float = Field(default=10.0, gt=0)
+    webhook_retry_first_delay_s: float = Field(default=10.0, gt=0)
+    webhook_max_attempts: int = Field(default=14, ge=1)
+    # After rotateWebhookSecret the previous secret signs too for this long.
+    webhook_secret_grace_s: float = Field(default=86_400.0, ge=0)
+
     # Region (ISO 3166 code such as DE or US) assumed for phone numbers given without +country.
     # Unset: every number must carry its +country code, since guessing would store wrong numbers.
     default_phone_region: str | None = None

@@ -16,6 +16,7 @@ from strawberry.schema.schema import (
     DEFAULT_ALLOWED_OPERATION_TYPES,
     StrawberryGraphQLCoreExecutionContext,
 )
+from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext, ExecutionResult
 from strawberry.types.graphql import OperationType
 from strawberry.utils.str_converters import to_camel_case
@@ -28,6 +29,7 @@ from crm_graphql.api.mutations import Mutation
 from crm_graphql.api.queries import Query
 from crm_graphql.api.subscriptions import Subscription
 from crm_graphql.api.types import LeadType, SaleType
+from crm_graphql.api.webhooks import WebhookMutation, WebhookQuery
 from crm_graphql.db.statements import counting_statements
 from crm_graphql.domain.access import Forbidden
 from crm_graphql.settings import Settings
@@ -235,8 +237,8 @@ def create_schema(settings: Settings | None = None) -> CrmSchema:
     if settings.batching_enabled:
         config.batching_config = {"max_operations": settings.max_batch_operations}
     return CrmSchema(
-        query=Query,
-        mutation=Mutation,
+        query=merge_types("Query", (Query, WebhookQuery)),
+        mutation=merge_types("Mutation", (Mutation, WebhookMutation)),
         subscription=Subscription,
         types=[LeadType, SaleType],
         config=config,

@@ -2,6 +2,7 @@
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     ColumnElement,
@@ -21,12 +22,13 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.sql.elements import BindParameter
 
 from crm_graphql.domain.access import Role
 from crm_graphql.domain.enums import ActivityKind, LeadSource, LeadStage, SaleStage
 from crm_graphql.domain.lead import DUPLICATE_KEY_FIELDS
+from crm_graphql.domain.webhooks import DeliveryStatus, WebhookEvent
 
 metadata = MetaData(
     naming_convention={
@@ -251,4 +253,82 @@ scoring_models = Table(
     # held-out evaluation at training time, the split and the class counts
     Column("metrics", JSONB, nullable=False),
     UniqueConstraint("kind", "version"),
+)
+
+# Webhook endpoints (docs/webhooks.md). The secret signs every delivery; after a rotation the
+# previous one signs too until it expires.
+webhook_endpoints = Table(
+    "webhook_endpoints",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("url", Text, nullable=False),
+    Column("description", Text),
+    Column("events", ARRAY(Text), nullable=False),
+    Column("enabled", Boolean, nullable=False, server_default=text("true")),
+    Column("secret", Text, nullable=False),
+    Column("previous_secret", Text),
+    Column("previous_secret_expires_at", DateTime(timezone=True)),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    CheckConstraint(
+        f"events <@ ARRAY[{', '.join(repr(str(e)) for e in WebhookEvent)}]::text[]",
+        name="events",
+    ),
+)
+
+# The outbox: one row per event and endpoint, inserted by the trigger on stage_changes (see
+# migration 0007) in the transaction that writes the audit row. next_attempt_at is also the
+# lease of a claimed attempt: a replica that dies mid-attempt leaves the row due again then.
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column(
+        "endpoint_id",
+        BigInteger,
+        ForeignKey("webhook_endpoints.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    # The event: its id is the audit row's, the same for every endpoint and every attempt.
+    Column(
+        "stage_change_id",
+        BigInteger,
+        ForeignKey("stage_changes.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("event", String(32), nullable=False),
+    # Events of one lead reach an endpoint in stage_change_id order (a sale's: its lead's).
+    Column("lead_id", BigInteger, nullable=False),
+    Column("status", String(16), nullable=False, server_default=DeliveryStatus.PENDING.value),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("next_attempt_at", DateTime(timezone=True), server_default=func.now()),
+    Column("last_attempt_at", DateTime(timezone=True)),
+    Column("last_status_code", Integer),
+    Column("last_error", Text),
+    Column("delivered_at", DateTime(timezone=True)),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    CheckConstraint(_one_of("event", WebhookEvent), name="event"),
+    CheckConstraint(_one_of("status", DeliveryStatus), name="status"),
+    UniqueConstraint("endpoint_id", "stage_change_id"),
+)
+PENDING_DELIVERY = text("status = 'PENDING'")
+Index(
+    "ix_webhook_deliveries_due",
+    webhook_deliveries.c.endpoint_id,
+    webhook_deliveries.c.next_attempt_at,
+    webhook_deliveries.c.id,
+    postgresql_where=PENDING_DELIVERY,
+)
+Index(
+    "ix_webhook_deliveries_lead_order",
+    webhook_deliveries.c.endpoint_id,
+    webhook_deliveries.c.lead_id,
+    webhook_deliveries.c.stage_change_id,
+    postgresql_where=PENDING_DELIVERY,
+)
+Index(
+    "ix_webhook_deliveries_endpoint_created_at_id",
+    webhook_deliveries.c.endpoint_id,
+    webhook_deliveries.c.created_at,
+    webhook_deliveries.c.id,
 )

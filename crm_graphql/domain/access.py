@@ -39,6 +39,8 @@ class Permission(StrEnum):
     # pipelineStats: the whole funnel's figures, which sales (who sees only handed-over leads)
     # may not read.
     READ_ANALYTICS = "read_analytics"
+    # Webhook endpoints and their deliveries (admins only: a webhook sends data out).
+    MANAGE_WEBHOOKS = "manage_webhooks"
 
 
 _LEAD_WORK = frozenset(

@@ -8,7 +8,9 @@ from crm_graphql.services.analytics import AnalyticsService
 from crm_graphql.services.leads import LeadService
 from crm_graphql.services.queries import Queries
 from crm_graphql.services.sales import SaleService
+from crm_graphql.services.webhooks import WebhookService
 from crm_graphql.settings import Settings
+from crm_graphql.webhooks.delivery import WebhookDispatcher, url_policy
 
 
 @dataclass(frozen=True)
@@ -19,6 +21,8 @@ class Services:
     analytics: AnalyticsService
     changes: ChangeFeed
     scorers: Scorers
+    webhooks: WebhookService
+    dispatcher: WebhookDispatcher
 
     @classmethod
     def create(cls, engine: AsyncEngine, settings: Settings) -> "Services":
@@ -35,6 +39,8 @@ class Services:
             analytics=AnalyticsService(engine, settings.analytics_max_window_days),
             changes=ChangeFeed.create(engine, settings),
             scorers=scorers,
+            webhooks=WebhookService(engine, settings, url_policy(settings)),
+            dispatcher=WebhookDispatcher.create(engine, settings),
         )
 
     async def close(self) -> None:
