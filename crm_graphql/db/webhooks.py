@@ -236,9 +236,9 @@ def audit_event_from_claim(row: Mapping[str, Any]) -> AuditEvent:
 # lease has run out another replica may have claimed it again (attempts moved on).
 _RECORD_ATTEMPT = """
 UPDATE webhook_deliveries SET
-    status = $3,
-    next_attempt_at = CASE WHEN $3 = 'PENDING' THEN now() + $4 END,
-    delivered_at = CASE WHEN $3 = 'DELIVERED' THEN now() ELSE delivered_at END,
+    status = $3::text,
+    next_attempt_at = CASE WHEN $3::text = 'PENDING' THEN now() + $4::interval END,
+    delivered_at = CASE WHEN $3::text = 'DELIVERED' THEN now() ELSE delivered_at END,
     last_status_code = $5,
     last_error = $6
 WHERE id = $1 AND attempts = $2 AND status = 'PENDING'

@@ -44,6 +44,14 @@ def retry_schedule(settings: Settings) -> RetrySchedule:
     )
 
 
+def log_failure(error: Exception, doing: str) -> None:
+    """The database being away is expected now and then; anything else is a bug (traced)."""
+    if isinstance(error, DATABASE_FAILURES):
+        logger.warning("webhooks: %s: %r", doing, error)
+    else:
+        logger.exception("webhooks: %s: unexpected failure", doing)
+
+
 @dataclass(frozen=True)
 class Outcome:
     status_code: int | None = None
@@ -113,8 +121,8 @@ class WebhookDispatcher:
             try:
                 async with self.engine.connect() as conn:
                     wanted = set(await db.enabled_endpoint_ids(conn))
-            except DATABASE_FAILURES as error:
-                logger.warning("webhooks: cannot read the endpoints: %r", error)
+            except Exception as error:
+                log_failure(error, "reading the endpoints")
                 wanted = set(self._lanes)  # keep what runs; try again next interval
             for endpoint_id in set(self._lanes) - wanted:
                 self._lanes.pop(endpoint_id).cancel()
@@ -133,10 +141,8 @@ class WebhookDispatcher:
                 if claimed:
                     await asyncio.gather(*(self._attempt(row) for row in claimed))
                     continue
-            except DATABASE_FAILURES as error:
-                logger.warning("webhooks: endpoint %s: %r", endpoint_id, error)
-            except Exception:  # a bug must not end the lane for good
-                logger.exception("webhooks: endpoint %s: unexpected failure", endpoint_id)
+            except Exception as error:  # not even a bug may end the lane for good
+                log_failure(error, f"delivering to endpoint {endpoint_id}")
             await asyncio.sleep(self.poll_interval)
 
     async def _attempt(self, row: driver.Row) -> None:
