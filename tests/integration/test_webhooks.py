@@ -398,3 +398,47 @@ async def test_a_claim_never_finished_is_retried_by_another_replica(
     (request,) = await receiver.wait_for(1)
     verified(secret, request)
     await all_delivered(a, webhook_id, 1)
+
+
+async def test_production_refuses_urls_reaching_internal_addresses(
+    webhook_database: str,
+    clients: list[GraphQLClient],
+    receiver: Receiver,
+    tmp_path_factory: pytest.TempPathFactory,
+):
+    env = api_env(
+        webhook_database,
+        CRM_ENV="production",
+        CRM_WEBHOOK_ALLOWED_HOSTS="127.0.0.1",
+        **FAST_RETRIES,
+    )
+    log = tmp_path_factory.mktemp("webhooks-production") / "server.log"
+    production = ServerProcess(env, log).start()
+    try:
+        async with httpx.AsyncClient(base_url=production.url, timeout=30) as http:
+            admin = GraphQLClient(http, token_for("admin"))
+            for url, why in [
+                (f"https://localhost:{receiver.port}/hook", "non-public address (127.0.0.1)"),
+                (f"https://[::1]:{receiver.port}/hook", "non-public address (::1)"),
+                ("https://169.254.169.254/latest/meta-data/", "non-public address"),
+                ("https://10.0.0.7/hook", "non-public address"),
+                ("https://192.168.0.1/hook", "non-public address"),
+                (f"http://localhost:{receiver.port}/hook", "must use https"),
+            ]:
+                data = await admin(
+                    CREATE_WEBHOOK, {"input": {"url": url, "events": ["LEAD_CREATED"]}}
+                )
+                (error,) = data["createWebhook"]["errors"]
+                assert (error["code"], error["field"]) == ("INVALID_INPUT", ["url"]), url
+                assert why in error["message"], (url, error["message"])
+                assert data["createWebhook"]["webhook"] is None
+            assert (await admin(WEBHOOKS))["webhooks"]["totalCount"] == 0
+
+            # A named host is allowed, http included; its deliveries arrive.
+            webhook_id, secret = await create_webhook(admin, receiver.url(), ["LEAD_CREATED"])
+            await create_lead(admin.as_role("manager"), business_domain=None)
+            (request,) = await receiver.wait_for(1)
+            verified(secret, request)
+            await all_delivered(admin, webhook_id, 1)
+    finally:
+        production.stop()
