@@ -10,7 +10,10 @@ from tests.support.database import database_for_tests, plain_dsn, recreate_datab
 from tests.support.graphql import GraphQLClient, token_for
 from tests.support.server import ServerProcess, api_server
 
-TABLES = "activities, stage_changes, sales, leads, users, scoring_models"
+TABLES = (
+    "activities, stage_changes, sales, leads, users, scoring_models, "
+    "webhook_endpoints, webhook_deliveries"
+)
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,7 @@ from crm_graphql.domain import webhooks as domain
 from crm_graphql.domain.errors import RuleViolation
 from crm_graphql.services.pagination import Page, PageArgs
 from crm_graphql.services.webhooks import EndpointFields, WithSecret
+from crm_graphql.webhooks import payloads
 
 WebhookEvent = strawberry.enum(domain.WebhookEvent, description="What a webhook is sent for.")
 WebhookDeliveryStatus = strawberry.enum(domain.DeliveryStatus, name="WebhookDeliveryStatus")
@@ -31,7 +32,7 @@ class WebhookDeliveryType:
 
     @strawberry.field(description="The `webhook-id` header: the same on every attempt.")
     def event_id(self) -> str:
-        return f"evt_{self.record.stage_change_id}"
+        return payloads.event_id(self.record.stage_change_id)
 
     @strawberry.field
     def event(self) -> WebhookEvent:

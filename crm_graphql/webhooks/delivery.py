@@ -148,7 +148,7 @@ class WebhookDispatcher:
     async def _attempt(self, row: driver.Row) -> None:
         event = db.audit_event_from_claim(row)
         secrets = [row["secret"]] + ([row["previous_secret"]] if row["previous_secret"] else [])
-        outcome = await self.send(row["url"], event_id(event), body(event), secrets)
+        outcome = await self.send(row["url"], event_id(event.id), body(event), secrets)
         if outcome.delivered:
             status, retry_in = DeliveryStatus.DELIVERED, None
         else:

@@ -45,9 +45,9 @@ EVENT_DESCRIPTIONS: dict[WebhookEvent, str] = {
 }
 
 
-def event_id(event: AuditEvent) -> str:
+def event_id(audit_id: int) -> str:
     """The same for every attempt and every endpoint: receivers deduplicate on it."""
-    return f"evt_{event.id}"
+    return f"evt_{audit_id}"
 
 
 def _global(type_name: str, pk: int | None) -> str | None:
@@ -66,7 +66,7 @@ def payload(event: AuditEvent) -> dict[str, Any]:
         MERGED_LEAD_ID.name: _global("Lead", event.merged_lead_id),
     }
     return {
-        "id": event_id(event),
+        "id": event_id(event.id),
         "type": event.event.value,
         "timestamp": event.at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
         "data": {field.name: values[field.name] for field in EVENT_FIELDS[event.event]},

@@ -22,6 +22,13 @@ from tests.support.graphql import (
     GraphQLClient,
 )
 from tests.support.leads import all_rows, qualified_lead, transferred_lead
+from tests.support.webhooks import (
+    CREATE_WEBHOOK,
+    DELETE_WEBHOOK,
+    ROTATE_SECRET,
+    UPDATE_WEBHOOK,
+    create_webhook,
+)
 
 Prepare = Callable[[GraphQLClient], Awaitable[dict[str, Any]]]
 
@@ -78,7 +85,26 @@ async def merge_variables(admin: GraphQLClient) -> dict[str, Any]:
     return {"input": {"keepId": await new_lead(admin), "mergeId": await new_lead(admin)}}
 
 
+# A port nothing listens on: these endpoints are never meant to receive anything.
+UNUSED_URL = "http://127.0.0.1:9/hook"
+
+
+async def create_webhook_variables(_: GraphQLClient) -> dict[str, Any]:
+    return {"input": {"url": UNUSED_URL, "events": ["LEAD_CREATED"]}}
+
+
+async def webhook_variables(admin: GraphQLClient) -> dict[str, Any]:
+    webhook_id, _ = await create_webhook(admin, UNUSED_URL, ["LEADS_MERGED"])
+    return {"input": {"webhookId": webhook_id}}
+
+
+async def update_webhook_variables(admin: GraphQLClient) -> dict[str, Any]:
+    variables = await webhook_variables(admin)
+    return {"input": {**variables["input"], "enabled": False}}
+
+
 LEAD_WORKERS = frozenset({"manager", "admin"})
+ADMINS = frozenset({"admin"})
 OPERATIONS = [
     Operation("createLead", CREATE_LEAD, LEAD_WORKERS, create_variables),
     Operation("updateLead", UPDATE_LEAD, LEAD_WORKERS, update_variables),
@@ -93,6 +119,10 @@ OPERATIONS = [
     ),
     Operation("assignLead", ASSIGN_LEAD, frozenset({"admin"}), assign_variables),
     Operation("mergeLeads", MERGE_LEADS, frozenset({"admin"}), merge_variables),
+    Operation("createWebhook", CREATE_WEBHOOK, ADMINS, create_webhook_variables),
+    Operation("updateWebhook", UPDATE_WEBHOOK, ADMINS, update_webhook_variables),
+    Operation("rotateWebhookSecret", ROTATE_SECRET, ADMINS, webhook_variables),
+    Operation("deleteWebhook", DELETE_WEBHOOK, ADMINS, webhook_variables),
 ]
 ROLES = ("manager", "sales", "admin")
 
