@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from crm_graphql.db import driver
+from crm_graphql.db.sql import sql
 from crm_graphql.db.tables import webhook_deliveries, webhook_endpoints
 from crm_graphql.domain.webhooks import (
     AuditEvent,
@@ -52,10 +53,10 @@ def delivery_from_row(row: Mapping[str, Any]) -> WebhookDelivery:
     )
 
 
-_INSERT_ENDPOINT = f"""
+_INSERT_ENDPOINT = sql(f"""
 INSERT INTO webhook_endpoints (url, description, events, enabled, secret)
-VALUES ($1, $2, $3, $4, $5) RETURNING {ENDPOINT_COLUMNS}
-"""
+VALUES (:url, :description, :events, :enabled, :secret) RETURNING {ENDPOINT_COLUMNS}
+""")
 
 
 async def insert_endpoint(
@@ -67,22 +68,28 @@ async def insert_endpoint(
     secret: str,
 ) -> WebhookEndpoint:
     row = await driver.fetchrow(
-        conn, _INSERT_ENDPOINT, url, description, [e.value for e in events], enabled, secret
+        conn,
+        _INSERT_ENDPOINT,
+        url=url,
+        description=description,
+        events=[e.value for e in events],
+        enabled=enabled,
+        secret=secret,
     )
     assert row is not None  # an INSERT ... RETURNING returns its row
     return endpoint_from_row(row)
 
 
 # Each column keeps its value when its parameter is NULL (the input left it out).
-_UPDATE_ENDPOINT = f"""
+_UPDATE_ENDPOINT = sql(f"""
 UPDATE webhook_endpoints SET
-    url = coalesce($2, url),
-    description = CASE WHEN $3 THEN $4 ELSE description END,
-    events = coalesce($5, events),
-    enabled = coalesce($6, enabled),
+    url = coalesce(:url, url),
+    description = CASE WHEN :set_description THEN :description ELSE description END,
+    events = coalesce(:events, events),
+    enabled = coalesce(:enabled, enabled),
     updated_at = now()
-WHERE id = $1 RETURNING {ENDPOINT_COLUMNS}
-"""
+WHERE id = :id RETURNING {ENDPOINT_COLUMNS}
+""")
 
 
 async def update_endpoint(
@@ -97,68 +104,64 @@ async def update_endpoint(
     row = await driver.fetchrow(
         conn,
         _UPDATE_ENDPOINT,
-        endpoint_id,
-        url,
-        description is not None,
-        description[0] if description else None,
-        None if events is None else [e.value for e in events],
-        enabled,
+        id=endpoint_id,
+        url=url,
+        set_description=description is not None,
+        description=description[0] if description else None,
+        events=None if events is None else [e.value for e in events],
+        enabled=enabled,
     )
     return endpoint_from_row(row) if row else None
 
 
+_DELETE_ENDPOINT = sql("DELETE FROM webhook_endpoints WHERE id = :id RETURNING id")
+
+
 async def delete_endpoint(conn: AsyncConnection, endpoint_id: int) -> bool:
     """The endpoint and its deliveries (ON DELETE CASCADE)."""
-    row = await driver.fetchrow(
-        conn, "DELETE FROM webhook_endpoints WHERE id = $1 RETURNING id", endpoint_id
-    )
+    row = await driver.fetchrow(conn, _DELETE_ENDPOINT, id=endpoint_id)
     return row is not None
 
 
-_ROTATE_SECRET = f"""
+_ROTATE_SECRET = sql(f"""
 UPDATE webhook_endpoints SET
-    previous_secret = secret, previous_secret_expires_at = now() + $3, secret = $2,
+    previous_secret = secret, previous_secret_expires_at = now() + :grace, secret = :secret,
     updated_at = now()
-WHERE id = $1 RETURNING {ENDPOINT_COLUMNS}
-"""
+WHERE id = :id RETURNING {ENDPOINT_COLUMNS}
+""")
 
 
 async def rotate_secret(
     conn: AsyncConnection, endpoint_id: int, secret: str, grace: timedelta
 ) -> WebhookEndpoint | None:
-    row = await driver.fetchrow(conn, _ROTATE_SECRET, endpoint_id, secret, grace)
+    row = await driver.fetchrow(conn, _ROTATE_SECRET, id=endpoint_id, secret=secret, grace=grace)
     return endpoint_from_row(row) if row else None
 
 
-async def endpoint_by_id(conn: AsyncConnection, endpoint_id: int) -> WebhookEndpoint | None:
-    row = await driver.fetchrow(
-        conn, f"SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE id = $1", endpoint_id
-    )
-    return endpoint_from_row(row) if row else None
+_ENABLED_ENDPOINT_IDS = sql("SELECT id FROM webhook_endpoints WHERE enabled ORDER BY id")
 
 
 async def enabled_endpoint_ids(conn: AsyncConnection) -> list[int]:
-    rows = await driver.fetch(conn, "SELECT id FROM webhook_endpoints WHERE enabled ORDER BY id")
+    rows = await driver.fetch(conn, _ENABLED_ENDPOINT_IDS)
     return [row["id"] for row in rows]
 
 
-_REDELIVER = f"""
+_REDELIVER = sql(f"""
 UPDATE webhook_deliveries SET status = 'PENDING', attempts = 0, next_attempt_at = now()
-WHERE id = $1 AND status <> 'PENDING' RETURNING {DELIVERY_COLUMNS}
-"""
+WHERE id = :id AND status <> 'PENDING' RETURNING {DELIVERY_COLUMNS}
+""")
+_DELIVERY_BY_ID = sql(f"SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id = :id")
 
 
 async def redeliver(conn: AsyncConnection, delivery_id: int) -> WebhookDelivery | None:
     """Send a finished delivery again, with a fresh retry schedule; None if it is pending (or
     missing)."""
-    row = await driver.fetchrow(conn, _REDELIVER, delivery_id)
+    row = await driver.fetchrow(conn, _REDELIVER, id=delivery_id)
     return delivery_from_row(row) if row else None
 
 
 async def delivery_by_id(conn: AsyncConnection, delivery_id: int) -> WebhookDelivery | None:
-    row = await driver.fetchrow(
-        conn, f"SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id = $1", delivery_id
-    )
+    row = await driver.fetchrow(conn, _DELIVERY_BY_ID, id=delivery_id)
     return delivery_from_row(row) if row else None
 
 
@@ -169,21 +172,21 @@ async def delivery_by_id(conn: AsyncConnection, delivery_id: int) -> WebhookDeli
 # the lease, so a replica killed mid-attempt leaves the row due again to any replica then. A
 # delivery waits while an earlier event of its lead is pending for the same endpoint (in flight
 # or waiting to retry), so one lead's events arrive in order.
-_CLAIM = """
+_CLAIM = sql("""
 WITH due AS (
     SELECT d.id FROM webhook_deliveries d
-    WHERE d.endpoint_id = $1 AND d.status = 'PENDING' AND d.next_attempt_at <= now()
+    WHERE d.endpoint_id = :endpoint_id AND d.status = 'PENDING' AND d.next_attempt_at <= now()
       AND NOT EXISTS (
           SELECT 1 FROM webhook_deliveries earlier
           WHERE earlier.endpoint_id = d.endpoint_id AND earlier.lead_id = d.lead_id
             AND earlier.status = 'PENDING' AND earlier.stage_change_id < d.stage_change_id
       )
     ORDER BY d.next_attempt_at, d.id
-    LIMIT $2
+    LIMIT :limit
     FOR UPDATE OF d SKIP LOCKED
 ), claimed AS (
     UPDATE webhook_deliveries d
-    SET attempts = d.attempts + 1, last_attempt_at = now(), next_attempt_at = now() + $3
+    SET attempts = d.attempts + 1, last_attempt_at = now(), next_attempt_at = now() + :lease
     FROM due WHERE d.id = due.id
     RETURNING d.id, d.endpoint_id, d.stage_change_id, d.event, d.lead_id, d.attempts
 )
@@ -208,13 +211,13 @@ FROM claimed
 JOIN webhook_endpoints endpoint ON endpoint.id = claimed.endpoint_id
 JOIN stage_changes change ON change.id = claimed.stage_change_id
 ORDER BY claimed.stage_change_id
-"""
+""")
 
 
 async def claim_due(
     conn: AsyncConnection, endpoint_id: int, limit: int, lease: timedelta
 ) -> list[driver.Row]:
-    return await driver.fetch(conn, _CLAIM, endpoint_id, limit, lease)
+    return await driver.fetch(conn, _CLAIM, endpoint_id=endpoint_id, limit=limit, lease=lease)
 
 
 def audit_event_from_claim(row: Mapping[str, Any]) -> AuditEvent:
@@ -234,15 +237,15 @@ def audit_event_from_claim(row: Mapping[str, Any]) -> AuditEvent:
 
 # The outcome of an attempt is only written by the attempt that claimed the row: once its
 # lease has run out another replica may have claimed it again (attempts moved on).
-_RECORD_ATTEMPT = """
+_RECORD_ATTEMPT = sql("""
 UPDATE webhook_deliveries SET
-    status = $3::text,
-    next_attempt_at = CASE WHEN $3::text = 'PENDING' THEN now() + $4::interval END,
-    delivered_at = CASE WHEN $3::text = 'DELIVERED' THEN now() ELSE delivered_at END,
-    last_status_code = $5,
-    last_error = $6
-WHERE id = $1 AND attempts = $2 AND status = 'PENDING'
-"""
+    status = :status::text,
+    next_attempt_at = CASE WHEN :status::text = 'PENDING' THEN now() + :retry_in::interval END,
+    delivered_at = CASE WHEN :status::text = 'DELIVERED' THEN now() ELSE delivered_at END,
+    last_status_code = :status_code,
+    last_error = :error
+WHERE id = :id AND attempts = :attempts AND status = 'PENDING'
+""")
 
 
 async def record_attempt(
@@ -255,5 +258,12 @@ async def record_attempt(
     error: str | None,
 ) -> None:
     await driver.execute(
-        conn, _RECORD_ATTEMPT, delivery_id, attempts, status.value, retry_in, status_code, error
+        conn,
+        _RECORD_ATTEMPT,
+        id=delivery_id,
+        attempts=attempts,
+        status=status.value,
+        retry_in=retry_in,
+        status_code=status_code,
+        error=error,
     )
