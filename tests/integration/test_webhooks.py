@@ -40,6 +40,7 @@ FAST_RETRIES = {
     "CRM_WEBHOOK_POLL_INTERVAL_S": "0.1",
     "CRM_WEBHOOK_RETRY_FIRST_DELAY_S": "0.2",
     "CRM_WEBHOOK_MAX_ATTEMPTS": "6",
+    "CRM_DB_POOL_SIZE": "5",  # three servers at most, on a PostgreSQL shared with other suites
 }
 TABLES = "webhook_endpoints, webhook_deliveries, activities, stage_changes, sales, leads, users"
 
