@@ -11,7 +11,7 @@ from crm_graphql.api.context import Context
 from crm_graphql.api.ids import encode_global_id
 from crm_graphql.domain import access, enums, scoring
 from crm_graphql.domain.errors import ErrorCode, Violation
-from crm_graphql.domain.lead import LEAD_FIELDS, Lead, Sale, StageChange
+from crm_graphql.domain.lead import STORED_AS_MORE, Lead, Sale, StageChange
 from crm_graphql.domain.scoring import Score
 from crm_graphql.services import queries
 from crm_graphql.services.pagination import Page
@@ -197,10 +197,6 @@ class SaleStageChange:
         return await load_user(info, self.by_id)
 
 
-# The fields LeadFields declares, each with what turns its stored form into what clients read.
-_SHOWN_FIELDS = tuple((f.name, f.spec.storage) for f in LEAD_FIELDS)
-
-
 @strawberry.type(name="Lead")
 class LeadType(Node):
     record: strawberry.Private[Lead]
@@ -222,7 +218,10 @@ class LeadType(Node):
 
     @classmethod
     def from_domain(cls, lead: Lead) -> "LeadType":
-        fields = lead.fields
+        # Every lead a client reads comes through here: the plain fields are read as stored.
+        fields = dict(vars(lead.fields))
+        for name, storage in STORED_AS_MORE:
+            fields[name] = storage.shown(fields[name])
         return cls(
             id=strawberry.ID(encode_global_id("Lead", lead.id)),
             record=lead,
@@ -232,12 +231,7 @@ class LeadType(Node):
             created_at=lead.created_at,
             updated_at=lead.updated_at,
             lost_reason=lead.lost_reason,
-            **{
-                name: getattr(fields, name)
-                if storage is None
-                else storage.shown(getattr(fields, name))
-                for name, storage in _SHOWN_FIELDS
-            },
+            **fields,
         )
 
     @strawberry.field(description="The lead this one was merged into (it is then LOST).")

@@ -5,6 +5,7 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
+from functools import partial
 from typing import Any, Generic, Literal, TypeVar
 
 from crm_graphql.domain.contact import (
@@ -268,11 +269,11 @@ class LeadFields:
 
     def columns(self) -> dict[str, Any]:
         """Column -> value, every declared field's columns."""
-        return {
-            column: value
-            for f in LEAD_FIELDS
-            for column, value in f.columns(getattr(self, f.name)).items()
-        }
+        # Every write of a lead comes through here: the plain fields are copied as they are.
+        columns = dict(vars(self))
+        for name, storage in STORED_AS_MORE:
+            columns.update(storage.columns(columns.pop(name)))
+        return columns
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> "LeadFields":
@@ -305,9 +306,6 @@ class LeadField:
     name: str
     spec: FieldSpec
 
-    def normalize(self, value: Any, default_phone_region: str | None) -> Any:
-        return self.spec.normalize(value, default_phone_region)
-
     def columns(self, value: Any) -> dict[str, Any]:
         storage = self.spec.storage
         return {self.name: value} if storage is None else storage.columns(value)
@@ -325,7 +323,10 @@ class LeadField:
 
 LEAD_FIELDS = tuple(LeadField(f.name, f.metadata["spec"]) for f in fields(LeadFields))
 LEAD_FIELDS_BY_NAME = {f.name: f for f in LEAD_FIELDS}
+NORMALIZERS = {f.name: f.spec.normalize for f in LEAD_FIELDS}
 _STORED = tuple((f.name, f.spec.storage) for f in LEAD_FIELDS)
+# The fields with a Storage of their own (not one column holding the value as it is).
+STORED_AS_MORE = tuple((name, storage) for name, storage in _STORED if storage is not None)
 DUPLICATE_KEY_FIELDS = tuple(f for f in LEAD_FIELDS if f.spec.duplicate_column)
 # Every column the declared fields are stored in, in declaration order.
 LEAD_FIELD_COLUMNS = tuple(column for f in LEAD_FIELDS for column in f.columns(None))
@@ -342,9 +343,7 @@ def normalize_fields(given: Mapping[str, Any], default_phone_region: str | None)
     """The stored forms of the given fields (name -> value as given); every violation at once."""
     return run_checks(
         {
-            name: lambda f=LEAD_FIELDS_BY_NAME[name], value=value: f.normalize(
-                value, default_phone_region
-            )
+            name: partial(NORMALIZERS[name], value, default_phone_region)
             for name, value in given.items()
         }
     )
