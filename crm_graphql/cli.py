@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -111,7 +112,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log_level=settings.log_level,
         log_config=logging_config(settings.log_level, settings.log_format),
         access_log=False,  # crm_graphql.access logs each request (web/middleware.py)
-        timeout_graceful_shutdown=settings.shutdown_timeout_s,
+        # uvicorn annotates int, but hands the value to asyncio.wait_for: seconds, any float.
+        timeout_graceful_shutdown=settings.shutdown_timeout_s,  # type: ignore[arg-type]
         ws_max_size=settings.max_body_bytes,  # one WebSocket message: the same bound as a body
         ws_per_message_deflate=settings.ws_per_message_deflate,
     )
@@ -301,7 +303,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Invalid configuration: {problems}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.log_format)
-    return args.handler(args)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    return handler(args)
 
 
 if __name__ == "__main__":

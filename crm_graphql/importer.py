@@ -148,7 +148,8 @@ class ValidRow:
 
     @property
     def import_key(self) -> str:
-        return self.values["import_key"]
+        key: str = self.values["import_key"]
+        return key
 
 
 def parse_row(

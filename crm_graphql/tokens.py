@@ -175,11 +175,10 @@ def actor_from_claims(claims: dict[str, object]) -> Actor:
     for claim, value in (("sub", subject), ("name", name)):
         if violation := unstorable_text(value, claim):
             raise InvalidToken(violation.named(lambda name: f"The `{name}` claim").message)
-    try:
-        role = Role(claims.get("role"))
-    except ValueError:
+    role = next((role for role in Role if role.value == claims.get("role")), None)
+    if role is None:
         roles = ", ".join(r.value for r in Role)
-        raise InvalidToken(f"The `role` claim must be one of: {roles}.") from None
+        raise InvalidToken(f"The `role` claim must be one of: {roles}.")
     return Actor(user_id=subject, name=name, role=role)
 
 

@@ -7,8 +7,9 @@ import strawberry
 from crm_graphql.api.types import LeadInfo, LeadStage, SaleStage, UserType, load_user
 from crm_graphql.domain import analytics
 
-PipelineGrouping = strawberry.enum(
-    analytics.PipelineGrouping,
+PipelineGrouping = analytics.PipelineGrouping
+strawberry.enum(  # records the GraphQL definition on the domain enum (api/types.py)
+    PipelineGrouping,
     description=(
         "How pipelineStats splits leads into groups: NONE (one group), SOURCE (by the "
         "lead's source) or OWNER (by the lead's current owner)."

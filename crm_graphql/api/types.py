@@ -1,7 +1,7 @@
 """GraphQL object types. Thin: fields read the domain record or go through a DataLoader."""
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import strawberry
 from strawberry.types import Info
@@ -16,20 +16,31 @@ from crm_graphql.domain.scoring import Score
 from crm_graphql.services import queries
 from crm_graphql.services.pagination import Page
 
-LeadSource = strawberry.enum(enums.LeadSource)
-LeadStage = strawberry.enum(enums.LeadStage)
-SaleStage = strawberry.enum(enums.SaleStage)
-ScoreRecommendation = strawberry.enum(enums.ScoreRecommendation)
-ActivityKind = strawberry.enum(enums.ActivityKind)
-LeadOrderField = strawberry.enum(queries.LeadOrderField)
-UserErrorCode = strawberry.enum(ErrorCode, name="UserErrorCode")
-Role = strawberry.enum(access.Role, name="Role")
-ScorerKind = strawberry.enum(
-    scoring.ScorerKind, description="A scorer an admin can ask for by name in analyzeLead."
-)
-
-
-OrderDirection = strawberry.enum(queries.OrderDirection)
+# The GraphQL enums are the domain's: strawberry.enum records the GraphQL definition on the
+# class itself and returns it, so these names are plain aliases (types to a type checker).
+LeadSource = enums.LeadSource
+LeadStage = enums.LeadStage
+SaleStage = enums.SaleStage
+ScoreRecommendation = enums.ScoreRecommendation
+ActivityKind = enums.ActivityKind
+LeadOrderField = queries.LeadOrderField
+OrderDirection = queries.OrderDirection
+UserErrorCode = ErrorCode
+Role = access.Role
+ScorerKind = scoring.ScorerKind
+for _enum in (
+    LeadSource,
+    LeadStage,
+    SaleStage,
+    ScoreRecommendation,
+    ActivityKind,
+    LeadOrderField,
+    OrderDirection,
+):
+    strawberry.enum(_enum)
+strawberry.enum(UserErrorCode, name="UserErrorCode")
+strawberry.enum(Role, name="Role")
+strawberry.enum(ScorerKind, description="A scorer an admin can ask for by name in analyzeLead.")
 
 
 LeadInfo = Info[Context, None]
@@ -318,14 +329,14 @@ class PageInfo:
 @strawberry.type
 class CountedConnection:
     page_info: PageInfo
-    page: strawberry.Private[Page]
+    page: strawberry.Private[Page[Any]]
 
     @strawberry.field(description="How many items match the filter, across all pages.")
     async def total_count(self) -> int:
         return await self.page.total_count()
 
 
-def page_info(page: Page) -> PageInfo:
+def page_info(page: Page[Any]) -> PageInfo:
     return PageInfo(
         has_next_page=page.has_next_page,
         has_previous_page=page.has_previous_page,

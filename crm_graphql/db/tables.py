@@ -1,5 +1,7 @@
 """Table definitions. Queries use SQLAlchemy Core: rows map to the frozen domain records."""
 
+from enum import Enum
+
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -41,9 +43,12 @@ metadata = MetaData(
 )
 
 
-def _one_of(column: str, values: type) -> str:
+def _one_of(column: str, values: type[Enum]) -> str:
     return f"{column} IN ({', '.join(repr(str(v)) for v in values)})"
 
+
+# For compiling SQL texts ahead of time. SQLAlchemy leaves its dialects' __init__ unannotated.
+POSTGRESQL = postgresql.dialect()  # type: ignore[no-untyped-call]
 
 MAX_ID = 2**63 - 1  # the largest BigInteger identity value
 NO_SCORE_SORT_KEY = -1.0  # unscored leads sort below every real score (0 to 1)
@@ -144,7 +149,7 @@ LEAD_SEARCH_TEXT: ColumnElement[str] = func.lower(
 # The opclass goes into the expression text: alembic cannot compare a labelled expression, and
 # with `gin_trgm_ops` in the text it skips the comparison instead of reporting a change.
 _search_sql = LEAD_SEARCH_TEXT.compile(
-    dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True, "include_table": False}
+    dialect=POSTGRESQL, compile_kwargs={"literal_binds": True, "include_table": False}
 )
 leads.append_constraint(
     Index("ix_leads_search_trgm", text(f"({_search_sql}) gin_trgm_ops"), postgresql_using="gin")

@@ -289,11 +289,10 @@ class ChangeFeed:
 
     # --- the LISTEN connection ----------------------------------------------------------------
 
-    def _on_notification(
-        self, _conn: object, _pid: int, _channel: str, payload: str | bytes
-    ) -> None:
+    def _on_notification(self, _conn: object, _pid: int, _channel: str, payload: object, /) -> None:
         try:
-            change_id = int(json.loads(payload)["id"])
+            # asyncpg passes the payload as a str; its stubs say object.
+            change_id = int(json.loads(payload)["id"])  # type: ignore[arg-type]
         except (ValueError, KeyError, TypeError):
             change_id = None
         if change_id is None or self.position is None:

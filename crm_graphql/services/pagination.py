@@ -4,7 +4,7 @@ import base64
 import binascii
 import json
 import math
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
@@ -12,6 +12,7 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy import ColumnElement, Table, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from crm_graphql.db.driver import Columns
 from crm_graphql.db.repository import count_rows, fetch_rows
 from crm_graphql.db.tables import MAX_ID
 from crm_graphql.domain.errors import ErrorCode, RuleViolation, Violation
@@ -105,7 +106,7 @@ class KeysetQuery(Generic[T]):
     sort: SortKey
     descending: bool
     conditions: Sequence[ColumnElement[bool]]
-    to_node: Callable[[Mapping[str, Any]], T]
+    to_node: Callable[[Columns], T]
     default_page_size: int
     max_page_size: int
 

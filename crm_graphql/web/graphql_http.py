@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, cast
 
 import orjson
-from cross_web import HTTPException
+from cross_web import AsyncHTTPRequestAdapter, HTTPException
 from graphql import GraphQLError, GraphQLSyntaxError
 from starlette.requests import Request
 from starlette.responses import Response
@@ -30,7 +30,7 @@ from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import SubscribeMessage
 from strawberry.types import ExecutionResult
-from strawberry.types.unset import UNSET, UnsetType
+from strawberry.types.unset import UnsetType
 
 from crm_graphql.api.authentication import (
     AuthenticatingTransportWSHandler,
@@ -118,7 +118,7 @@ def is_request_error(result: ExecutionResult) -> bool:
     return (
         result.data is None
         and bool(result.errors)
-        and all(error.path is None for error in result.errors)
+        and all(error.path is None for error in result.errors or ())
     )
 
 
@@ -319,8 +319,9 @@ class CrmGraphQL(GraphQL[Context, None]):
         result = await self.execute_single(
             request=request,
             request_adapter=self.request_adapter_class(request),
-            sub_response=None,
-            # No sub-response: nothing in the schema sets headers or cookies (Context.response).
+            # No sub-response: nothing in the schema sets headers or cookies (Context.response),
+            # and Strawberry's execute_single does not read it.
+            sub_response=cast("Response", None),
             context=await self.get_context(request, response=None),
             root_value=None,
             request_data=operation,
@@ -349,9 +350,9 @@ class CrmGraphQL(GraphQL[Context, None]):
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
         context.authentication = authenticate_connection(self.tokens, context.connection_params)
-        return UNSET
+        return UnsetType()  # UNSET, typed: acknowledged without a payload
 
-    async def get_sub_response(self, request: Request) -> Response:
+    async def get_sub_response(self, request: Request | WebSocket) -> Response:
         sub_response = await super().get_sub_response(request)
         sub_response.media_type = negotiate_media_type(request.headers.get("accept"))
         return sub_response
@@ -370,9 +371,19 @@ class CrmGraphQL(GraphQL[Context, None]):
         except RecursionError:  # arrays or objects nested past the interpreter's stack
             raise json.JSONDecodeError("The JSON is nested too deeply", "", 0) from None
 
-    async def execute_single(self, **kwargs: Any) -> ExecutionResult:
+    async def execute_single(
+        self,
+        request: Request,
+        request_adapter: AsyncHTTPRequestAdapter,
+        sub_response: Response,
+        context: Context,
+        root_value: None,
+        request_data: GraphQLRequestData,
+    ) -> ExecutionResult:
         try:
-            return await super().execute_single(**kwargs)
+            return await super().execute_single(
+                request, request_adapter, sub_response, context, root_value, request_data
+            )
         except HTTPException as error:
             if isinstance(error.__cause__, InvalidOperationTypeError):
                 # The specification's answer to a mutation over GET.
@@ -431,7 +442,7 @@ class CrmGraphQL(GraphQL[Context, None]):
             record.note_outcome(outcome_of(result))
         if not is_request_error(result):
             return await super().process_result(request, result)
-        errors = []
+        errors: list[object] = []
         for error in result.errors or ():
             formatted = error.formatted
             if error_code(error) is None:

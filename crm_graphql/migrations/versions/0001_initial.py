@@ -6,6 +6,7 @@ Create Date: 2026-11-27
 """
 
 from collections.abc import Sequence
+from datetime import datetime
 
 import sqlalchemy as sa
 from alembic import op
@@ -21,7 +22,7 @@ SALE_STAGES = "'NEW', 'KYC', 'AGREEMENT', 'PAID', 'LOST'"
 ACTIVITY_KINDS = "'CALL', 'EMAIL', 'MEETING', 'NOTE'"
 
 
-def _timestamps() -> list[sa.Column]:
+def _timestamps() -> list[sa.Column[datetime]]:
     return [
         sa.Column(
             "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
