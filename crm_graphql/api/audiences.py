@@ -12,7 +12,6 @@ per subscriber.
 
 import asyncio
 from collections.abc import Callable, Hashable, Sequence
-from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -36,16 +35,12 @@ from crm_graphql.api.context import Context
 from crm_graphql.domain.access import Actor
 from crm_graphql.domain.lead import LeadStageChanged
 from crm_graphql.events.feed import Render
+from crm_graphql.strawberry_overrides import graphql_schema, mask_errors
 from crm_graphql.tokens import Authentication
 
 if TYPE_CHECKING:
     from crm_graphql.api.schema import CrmSchema
 
-# The graphql-transport-ws operation whose task is running: set by the WebSocket handler
-# (api/authentication.py) for each operation, read by the subscription resolver.
-current_operation: ContextVar[Operation[Any, Any] | None] = ContextVar(
-    "current_operation", default=None
-)
 # The audience's own context never expires: each member's token is checked as it receives.
 NEVER = datetime.max.replace(tzinfo=UTC)
 
@@ -114,7 +109,7 @@ def shared_render(
     subscriber then executes its events itself, as before)."""
     audience_context = Context(context.services, Authentication(actor, NEVER))
     executor = schema.execution_context_class.build(
-        schema._schema,
+        graphql_schema(schema),
         document,
         context_value=audience_context,
         raw_variable_values=operation.variables,
@@ -150,7 +145,7 @@ def next_payload(schema: "CrmSchema", result: ExecutionResult) -> str:
     if result.errors:
         errors = list(result.errors)
         schema.process_errors(errors)
-        payload["errors"] = [error.formatted for error in schema.client_safe.make_safe(errors)]
+        payload["errors"] = [error.formatted for error in mask_errors(schema.masking, errors)]
     return orjson.dumps(payload).decode()
 
 

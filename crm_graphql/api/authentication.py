@@ -2,39 +2,8 @@
 
 from typing import Any
 
-from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
-    BaseGraphQLTransportWSHandler,
-    Operation,
-)
-from strawberry.subscriptions.protocols.graphql_transport_ws.types import ConnectionInitMessage
-
-from crm_graphql.api.audiences import current_operation
-from crm_graphql.api.context import Context
+from crm_graphql.strawberry_overrides import ConnectionUnauthenticated
 from crm_graphql.tokens import Authentication, InvalidToken, TokenCodec, bearer_token
-
-# graphql-transport-ws: the close code for a connection_init without valid credentials.
-WS_UNAUTHORIZED = 4401
-WS_CLOSE_REASON_MAX_BYTES = 123  # the WebSocket protocol's limit
-
-
-class ConnectionUnauthenticated(Exception):
-    """The connection_init payload carried no acceptable token."""
-
-
-class AuthenticatingTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
-    async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
-        # Strawberry closes a rejected connection with 4403; the protocol says 4401 when the
-        # credentials are what is wrong. No connection_ack is sent, so nothing can be subscribed.
-        try:
-            await super().handle_connection_init(message)
-        except ConnectionUnauthenticated as error:
-            reason = f"Unauthorized: {error}".encode()[:WS_CLOSE_REASON_MAX_BYTES]
-            await self.websocket.close(WS_UNAUTHORIZED, reason.decode(errors="ignore"))
-
-    async def run_operation(self, operation: Operation[Context, None]) -> None:
-        # The operation's own task: its resolvers can tell which operation they serve.
-        current_operation.set(operation)
-        await super().run_operation(operation)
 
 
 def authenticate_connection(tokens: TokenCodec, payload: dict[str, Any] | None) -> Authentication:

@@ -59,10 +59,6 @@ class ClientSafeErrors(MaskErrors):
             error_message=error_message,
         )
 
-    def make_safe(self, errors: list[GraphQLError]) -> list[GraphQLError]:
-        """The errors as the client may see them (what the extension does to a result)."""
-        return self._process_errors(errors)
-
     def anonymise_error(self, error: GraphQLError) -> GraphQLError:
         if is_database_fault(error):
             return coded_fault(error)

@@ -1,13 +1,7 @@
-from collections.abc import Callable, Mapping
-from dataclasses import MISSING
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import strawberry
-from strawberry.relay import GlobalID
-from strawberry.scalars import is_scalar
-from strawberry.types.arguments import InputContext
-from strawberry.types.base import StrawberryMaybe, StrawberryOptional, StrawberryType
-from strawberry.types.enum import StrawberryEnumDefinition
 
 from crm_graphql.api.types import (
     ActivityKind,
@@ -18,69 +12,9 @@ from crm_graphql.api.types import (
 )
 from crm_graphql.domain.lead import LEAD_FIELDS, LeadField
 from crm_graphql.services import queries
+from crm_graphql.strawberry_overrides import converted_once
 
 T = TypeVar("T")
-
-
-def _arrives_converted(type_: StrawberryType | type, scalars: Mapping[object, Any]) -> bool:
-    """graphql-core already hands over the Python value of a scalar or an enum (or null), so
-    Strawberry's conversion returns it as it is; a GlobalID still needs decoding."""
-    if isinstance(type_, StrawberryOptional):
-        type_ = type_.of_type
-    if type_ is GlobalID:
-        return False
-    return isinstance(type_, StrawberryEnumDefinition) or is_scalar(type_, scalars)
-
-
-def converted_once(cls: type[T]) -> type[T]:
-    """An input built through Strawberry's `from_input` hook: the fields' GraphQL names and
-    resolved types are worked out on first use and kept, where Strawberry resolves each
-    field's annotation again on every request (a tenth of a mutation's CPU in the GraphQL
-    layer, docs/benchmarks.md). Values that arrive converted are passed as they are; the rest
-    (lists, nested inputs, GlobalIDs) go through Strawberry's own conversion."""
-    definition = cls.__strawberry_definition__  # type: ignore[attr-defined]
-    for field in definition.fields:
-        # With a hook, Strawberry skips its null check for Maybe fields: none may be here.
-        if isinstance(field.resolve_type(type_definition=definition), StrawberryMaybe):
-            raise TypeError(f"{cls.__name__}.{field.python_name}: Maybe is not supported here")
-    # As Strawberry does: a field without a default starts as None (GraphQL has already
-    # checked that every required field is present).
-    no_default = {
-        field.python_name: None
-        for field in definition.fields
-        if field.default_value is MISSING and field.default_factory is MISSING
-    }
-    # Per schema configuration (tests build several schemas), kept with it so that an id
-    # reused after a configuration is gone cannot match.
-    plans: dict[int, tuple[object, list[tuple[str, str, StrawberryType | type | None]]]] = {}
-
-    def plan_for(context: InputContext) -> list[tuple[str, str, StrawberryType | type | None]]:
-        plan = []
-        for field in definition.fields:
-            field_type = field.resolve_type(type_definition=definition)
-            converted = _arrives_converted(field_type, context.scalar_registry)
-            graphql_name = context.config.name_converter.from_field(field)
-            plan.append((field.python_name, graphql_name, None if converted else field_type))
-        return plan
-
-    def from_input(type_: type[T], value: Mapping[str, Any], context: InputContext) -> T:
-        config, plan = plans.get(id(context.config), (None, []))
-        if config is not context.config:
-            plan = plan_for(context)
-            plans[id(context.config)] = (context.config, plan)
-        values = dict(no_default)
-        for python_name, graphql_name, needs_conversion in plan:
-            if graphql_name in value:
-                given = value[graphql_name]
-                values[python_name] = (
-                    given
-                    if needs_conversion is None
-                    else context.convert(given, needs_conversion, graphql_name)
-                )
-        return type_(**values)
-
-    definition.from_input = from_input
-    return cls
 
 
 def input_type(cls: type[T]) -> type[T]:

@@ -11,7 +11,7 @@ import strawberry
 from graphql import GraphQLError
 from starlette.websockets import WebSocket
 
-from crm_graphql.api.audiences import audience_of, current_operation, next_frame_prefix
+from crm_graphql.api.audiences import audience_of, next_frame_prefix
 from crm_graphql.api.ids import decode_id_of
 from crm_graphql.api.queries import as_graphql_error
 from crm_graphql.api.types import LeadInfo, LeadStage, LeadType
@@ -20,6 +20,7 @@ from crm_graphql.domain.access import readable_lead_stages
 from crm_graphql.domain.errors import RuleViolation
 from crm_graphql.domain.lead import LeadStageChanged
 from crm_graphql.events.feed import Rendered
+from crm_graphql.strawberry_overrides import current_operation
 
 # "Try Again Later": a standard code, retried by the graphql-ws client; resuming with `after`
 # set to the last cursor received loses nothing.

@@ -13,39 +13,39 @@
   uses no cookies: without `Authorization` a request acts for nobody anyway).
 """
 
-import json
 from collections.abc import Callable, Mapping
 from typing import Any, cast
 
 import orjson
-from cross_web import AsyncHTTPRequestAdapter, HTTPException
+from cross_web import HTTPException
 from graphql import GraphQLError, GraphQLSyntaxError
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
-from starlette.websockets import WebSocket, WebSocketDisconnect
-from strawberry.asgi import ASGIWebSocketAdapter, GraphQL
-from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData, GraphQLRequestProtocol
-from strawberry.http.exceptions import WebSocketDisconnected
-from strawberry.schema.exceptions import InvalidOperationTypeError
+from starlette.websockets import WebSocket
+from strawberry.http import GraphQLHTTPResponse
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import SubscribeMessage
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UnsetType
 
 from crm_graphql.api.authentication import (
-    AuthenticatingTransportWSHandler,
     authenticate_connection,
     authenticate_header,
 )
 from crm_graphql.api.context import Context
 from crm_graphql.api.faults import SERVICE_UNAVAILABLE, TIMEOUT
 from crm_graphql.services.container import Services
+from crm_graphql.strawberry_overrides import (
+    JSON,
+    OverriddenGraphQL,
+    TransportWSHandler,
+    content_type_of,
+)
 from crm_graphql.tokens import Authentication, InvalidToken, TokenCodec
 from crm_graphql.web.persisted import PersistedDocuments, PersistedQueryError
 from crm_graphql.web.record import Outcome, current_record
 
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
-JSON = "application/json"
 
 # Any one of these, with a non-empty value, marks a request a browser would have preflighted.
 # `apollo-require-preflight` and `x-apollo-operation-name` are what Apollo clients send.
@@ -150,11 +150,6 @@ def outcome_of(result: ExecutionResult) -> Outcome:
     return Outcome.OK
 
 
-def content_type_of(request: Request) -> str:
-    """The Content-Type's media type without its parameters, as sent (case kept)."""
-    return request.headers.get("content-type", "").split(";")[0].strip()
-
-
 # Any of these in a GET's query string asks it to run an operation (a document or a hash).
 OPERATION_PARAMETERS = ("query", "extensions", "documentId")
 
@@ -176,34 +171,7 @@ def has_preflight_header(request: Request) -> bool:
     )
 
 
-def check_parameter_types(item: GraphQLRequestData) -> None:
-    """What Strawberry checks for a single operation, for every operation of a batch too."""
-    expected = {
-        "query": (item.query, str),
-        "operationName": (item.operation_name, str),
-        "variables": (item.variables, dict),
-        "extensions": (item.extensions, dict),
-    }
-    for name, (value, kind) in expected.items():
-        if value is not None and not isinstance(value, kind):
-            described = "a string" if kind is str else "an object"
-            raise HTTPException(
-                400, f"The GraphQL operation's `{name}` must be {described} or null."
-            )
-
-
-class TextFrameWebSocketAdapter(ASGIWebSocketAdapter):
-    """Sends every graphql-transport-ws message as a text frame: JavaScript clients
-    (graphql-ws in browsers and Node) parse only text and fail on binary frames."""
-
-    async def send_json(self, message: Mapping[str, object]) -> None:
-        try:
-            await self.ws.send_text(orjson.dumps(message).decode())
-        except WebSocketDisconnect as error:
-            raise WebSocketDisconnected from error
-
-
-class PersistedDocumentsWSHandler(AuthenticatingTransportWSHandler):
+class PersistedDocumentsWSHandler(TransportWSHandler[Context, None]):
     """Subscribe messages follow the rules of HTTP requests for persisted queries and trusted
     documents: a WebSocket must not run a document that HTTP would refuse."""
 
@@ -224,9 +192,8 @@ class PersistedDocumentsWSHandler(AuthenticatingTransportWSHandler):
         await super().handle_subscribe(message)
 
 
-class CrmGraphQL(GraphQL[Context, None]):
+class CrmGraphQL(OverriddenGraphQL[Context, None]):
     graphql_transport_ws_handler_class = PersistedDocumentsWSHandler
-    websocket_adapter_class = TextFrameWebSocketAdapter  # type: ignore[assignment]
 
     def __init__(
         self,
@@ -242,7 +209,7 @@ class CrmGraphQL(GraphQL[Context, None]):
         self.origin_allowed = origin_allowed
         self.persisted = persisted
 
-    def persisted_document(self, query: object, extensions: object, document_id: object) -> object:
+    def document_of(self, query: object, extensions: object, document_id: object) -> object:
         """The document to run (see crm_graphql.web.persisted), or an HTTP refusal."""
         try:
             return self.persisted.document(query, extensions, document_id)
@@ -273,60 +240,11 @@ class CrmGraphQL(GraphQL[Context, None]):
             if operation is None:
                 response = await self.run(request)
             else:
-                response = await self.execute_json_operation(request, operation, media_type)
+                result = await self.execute_json_operation(request, operation)
+                response = self.json_response(result, media_type)
         except HTTPException as error:
             response = self.http_error(error, media_type)
         await response(scope, receive, send)
-
-    async def single_json_operation(self, request: Request) -> GraphQLRequestData | None:
-        """The operation of a POSTed JSON object holding one well-formed operation, with no
-        streaming asked for: nearly every request. Anything else (GET, batches, malformed
-        bodies or parameters, streaming) gets None and goes through Strawberry's view, whose
-        checks and messages answer it. The body stays cached on the request for that."""
-        if (
-            request.method != "POST"
-            # Compared as Strawberry's view compares it, so both paths take the same requests.
-            or content_type_of(request) != JSON
-            or self._get_stream_transport_from_headers(request.headers)
-        ):
-            return None
-        try:
-            data = self.decode_json(await request.body())
-        except json.JSONDecodeError:
-            return None
-        if not isinstance(data, dict):
-            return None
-        operation = GraphQLRequestData(
-            query=self.persisted_document(
-                data.get("query"), data.get("extensions"), data.get("documentId")
-            ),
-            variables=data.get("variables"),
-            operation_name=data.get("operationName"),
-            extensions=data.get("extensions"),
-            protocol="http",
-        )
-        try:
-            check_parameter_types(operation)
-        except HTTPException:
-            return None
-        return operation
-
-    async def execute_json_operation(
-        self, request: Request, operation: GraphQLRequestData, media_type: str
-    ) -> Response:
-        """What Strawberry's view does for such an operation, without the steps that serve
-        other kinds of request: a fifth of the HTTP layer's CPU (docs/benchmarks.md)."""
-        result = await self.execute_single(
-            request=request,
-            request_adapter=self.request_adapter_class(request),
-            # No sub-response: nothing in the schema sets headers or cookies (Context.response),
-            # and Strawberry's execute_single does not read it.
-            sub_response=cast("Response", None),
-            context=await self.get_context(request, response=None),
-            root_value=None,
-            request_data=operation,
-        )
-        return self.json_response(await self.process_result(request, result), media_type)
 
     def http_error(self, error: HTTPException, media_type: str) -> Response:
         record = current_record.get()
@@ -360,54 +278,6 @@ class CrmGraphQL(GraphQL[Context, None]):
     def encode_json(self, data: object) -> bytes:
         return orjson.dumps(data)
 
-    def decode_json(self, data: str | bytes) -> object:
-        """Every JSON the endpoint reads (bodies, GET variables, WebSocket messages); what it
-        cannot read is a JSONDecodeError, which each caller answers as a client error (400,
-        or a WebSocket closed with 4400). Others would be a 500 or a socket closed with 1006."""
-        try:
-            return json.loads(data)
-        except UnicodeDecodeError as error:
-            raise json.JSONDecodeError("The body is not valid UTF-8", "", error.start) from None
-        except RecursionError:  # arrays or objects nested past the interpreter's stack
-            raise json.JSONDecodeError("The JSON is nested too deeply", "", 0) from None
-
-    async def execute_single(
-        self,
-        request: Request,
-        request_adapter: AsyncHTTPRequestAdapter,
-        sub_response: Response,
-        context: Context,
-        root_value: None,
-        request_data: GraphQLRequestData,
-    ) -> ExecutionResult:
-        try:
-            return await super().execute_single(
-                request, request_adapter, sub_response, context, root_value, request_data
-            )
-        except HTTPException as error:
-            if isinstance(error.__cause__, InvalidOperationTypeError):
-                # The specification's answer to a mutation over GET.
-                raise HTTPException(405, error.reason) from error
-            raise
-
-    def _validate_batch_request(
-        self, request_data: list[GraphQLRequestData], protocol: GraphQLRequestProtocol
-    ) -> None:
-        batching = self.schema.config.batching_config
-        if batching is None:
-            raise HTTPException(
-                400, "Batching is off (setting batching_enabled): send one operation per request."
-            )
-        if not request_data:
-            raise HTTPException(400, "A batch needs at least one operation.")
-        if len(request_data) > batching["max_operations"]:
-            raise HTTPException(
-                400,
-                f"This batch holds {len(request_data)} operations; the limit is "
-                f"{batching['max_operations']} (setting max_batch_operations).",
-            )
-        super()._validate_batch_request(request_data, protocol)
-
     def should_render_graphql_ide(self, request: Any) -> bool:
         # A GET naming an operation by hash only is a client's request, whatever it accepts.
         return super().should_render_graphql_ide(request) and not runs_an_operation(
@@ -416,22 +286,9 @@ class CrmGraphQL(GraphQL[Context, None]):
 
     def parse_query_params(self, params: Any) -> dict[str, Any]:
         data = super().parse_query_params(params)
-        data["query"] = self.persisted_document(
+        data["query"] = self.document_of(
             data.get("query"), data.get("extensions"), data.get("documentId")
         )
-        return data
-
-    async def parse_http_body(self, request: Any) -> GraphQLRequestData | list[GraphQLRequestData]:
-        try:
-            data = await super().parse_http_body(request)
-        except (AttributeError, TypeError):  # Strawberry calls .get() on whatever JSON came
-            raise HTTPException(
-                400, "The request body must be a JSON object (or a list of them, when batching)."
-            ) from None
-        for item in data if isinstance(data, list) else [data]:
-            check_parameter_types(item)
-            if request.method == "POST":  # a GET's parameters were resolved as they were parsed
-                item.query = self.persisted_document(item.query, item.extensions, None)
         return data
 
     async def process_result(

@@ -4,10 +4,10 @@ bounded (a client sending ever new documents cannot grow the server's memory).""
 import pytest
 from graphql import GraphQLSchema, GraphQLSyntaxError
 
-from crm_graphql.api.documents import CACHED_DOCUMENTS, DocumentCache
 from crm_graphql.api.limits import QueryLimits, create_limits_rule
 from crm_graphql.api.schema import create_schema
 from crm_graphql.settings import Settings
+from crm_graphql.strawberry_overrides import CACHED_DOCUMENTS, DocumentCache
 
 QUERY = "query Page { leads(first: 5) { totalCount } }"
 

@@ -9,7 +9,8 @@ from collections.abc import AsyncIterator
 import strawberry
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
-from crm_graphql.api.schema import EventExecutor, schema
+from crm_graphql.api.schema import schema
+from crm_graphql.strawberry_overrides import EventExecutor
 
 SUBSCRIPTION = "subscription { events(count: 3000) { number inner { value } } }"
 
