@@ -11,7 +11,7 @@ transaction instead of opening one of their own, and both kinds share it.
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -20,12 +20,6 @@ from crm_graphql.db.sql import Sql
 from crm_graphql.db.statements import count_statement
 
 T = TypeVar("T")
-
-
-class Columns(Protocol):
-    """A row read by column name: an asyncpg record (Row) or a SQLAlchemy row's mapping."""
-
-    def __getitem__(self, name: str, /) -> Any: ...
 
 
 class Row(asyncpg.Record):

@@ -2,7 +2,7 @@
 caller decides the transaction. The hot path (the mutations and the DataLoaders) sends fixed
 SQL texts straight to asyncpg (db/driver.py); the rest is SQLAlchemy Core."""
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -11,7 +11,6 @@ from typing import Any
 import asyncpg
 import orjson
 from sqlalchemy import ColumnElement, Row, String, func, insert, or_, select, text, update
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -20,6 +19,7 @@ from crm_graphql.db.sql import Sql, sql
 from crm_graphql.db.tables import (
     DUPLICATE_KEY_COLUMNS,
     GUARDED_OPEN_LEAD,
+    POSTGRESQL,
     STAGE_CHANGE_ORIGIN,
     activities,
     leads,
@@ -38,6 +38,7 @@ from crm_graphql.domain.enums import (
 )
 from crm_graphql.domain.lead import (
     LEAD_FIELD_COLUMNS,
+    Columns,
     Lead,
     LeadFields,
     LeadStageChanged,
@@ -108,7 +109,7 @@ def score_from_row(value: float | None, data: dict[str, Any] | None) -> Score | 
     )
 
 
-def lead_from_row(row: Mapping[str, Any]) -> Lead:
+def lead_from_row(row: Columns) -> Lead:
     return Lead(
         id=row["id"],
         source=LeadSource(row["source"]),
@@ -134,7 +135,7 @@ def new_lead_values(source: LeadSource, fields: LeadFields) -> dict[str, Any]:
     return {"source": source.value, "stage": LeadStage.NEW.value, **fields.columns()}
 
 
-def sale_from_row(row: Mapping[str, Any]) -> Sale:
+def sale_from_row(row: Columns) -> Sale:
     return Sale(
         id=row["id"],
         lead_id=row["lead_id"],
@@ -145,7 +146,7 @@ def sale_from_row(row: Mapping[str, Any]) -> Sale:
     )
 
 
-def lead_change_from_row(row: Mapping[str, Any]) -> StageChange[LeadStage]:
+def lead_change_from_row(row: Columns) -> StageChange[LeadStage]:
     return StageChange(
         id=row["id"],
         from_stage=LeadStage(row["from_stage"]) if row["from_stage"] else None,
@@ -157,7 +158,7 @@ def lead_change_from_row(row: Mapping[str, Any]) -> StageChange[LeadStage]:
     )
 
 
-def sale_change_from_row(row: Mapping[str, Any]) -> StageChange[SaleStage]:
+def sale_change_from_row(row: Columns) -> StageChange[SaleStage]:
     return StageChange(
         id=row["id"],
         from_stage=SaleStage(row["from_stage"]) if row["from_stage"] else None,
@@ -167,7 +168,7 @@ def sale_change_from_row(row: Mapping[str, Any]) -> StageChange[SaleStage]:
     )
 
 
-def user_from_row(row: Mapping[str, Any]) -> User:
+def user_from_row(row: Columns) -> User:
     return User(id=row["id"], name=row["name"], role=Role(row["role"]))
 
 
@@ -248,7 +249,7 @@ IMPORTED_LEAD_COLUMNS = (*NEW_LEAD_COLUMNS, "import_key")
 def _array_of(column: str) -> str:
     """The array type a column's values travel in (text for every string column)."""
     kind = leads.c[column].type
-    return "text[]" if isinstance(kind, String) else f"{kind.compile(postgresql.dialect())}[]"
+    return "text[]" if isinstance(kind, String) else f"{kind.compile(POSTGRESQL)}[]"
 
 
 _INSERT_IMPORTED_LEADS = text(
@@ -476,7 +477,7 @@ async def lead_stage_changes_after(
     return [_lead_stage_changed_from_row(row) for row in rows]
 
 
-def _lead_stage_changed_from_row(row: Mapping[str, Any]) -> LeadStageChanged:
+def _lead_stage_changed_from_row(row: Columns) -> LeadStageChanged:
     from_stage = row["change_from_stage"]
     change = StageChange(
         id=row["change_id"],
@@ -508,7 +509,7 @@ _SALE_COLUMN_NAMES = [column.name for column in sales.c]
 SALE_COLUMNS = ", ".join(_SALE_COLUMN_NAMES)
 CHANGE_COLUMNS = ", ".join(column.name for column in stage_changes.c)
 USER_COLUMNS = ", ".join(column.name for column in users.c)
-ORIGIN = str(STAGE_CHANGE_ORIGIN.compile(dialect=postgresql.dialect()))
+ORIGIN = str(STAGE_CHANGE_ORIGIN.compile(dialect=POSTGRESQL))
 _LEAD_COLUMNS_OF_CTE = ", ".join(f"lead.{column.name}" for column in leads.c)
 
 

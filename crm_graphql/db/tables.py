@@ -114,7 +114,9 @@ Index("ix_leads_source", leads.c.source)
 
 GUARDED_OPEN_LEAD = text("stage <> 'LOST' AND duplicate_of IS NULL")
 # Field name -> the column its duplicate key is stored in (domain/lead.py declares them).
-DUPLICATE_KEY_COLUMNS = {f.name: leads.c[f.spec.duplicate_column] for f in DUPLICATE_KEY_FIELDS}
+DUPLICATE_KEY_COLUMNS = {
+    f.name: leads.c[column] for f in DUPLICATE_KEY_FIELDS if (column := f.spec.duplicate_column)
+}
 # The guard's unique indexes are named with this prefix: a violation of one is a duplicate.
 DUPLICATE_GUARD_PREFIX = "uq_leads_open_"
 for _column in DUPLICATE_KEY_COLUMNS.values():

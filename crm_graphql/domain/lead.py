@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from functools import partial
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
 from crm_graphql.domain.contact import (
     Website,
@@ -132,6 +132,12 @@ def normalize_instant(name: str, value: datetime | str | None) -> datetime | Non
     return value
 
 
+class Columns(Protocol):
+    """A stored row read by column name (an asyncpg record or a SQLAlchemy row's mapping)."""
+
+    def __getitem__(self, name: str, /) -> Any: ...
+
+
 @dataclass(frozen=True)
 class Storage:
     """How a field's stored form maps to columns, and what clients read and the duplicate
@@ -139,7 +145,7 @@ class Storage:
     value as it is."""
 
     columns: Callable[[Any], dict[str, Any]]
-    from_row: Callable[[Mapping[str, Any]], Any]
+    from_row: Callable[[Columns], Any]
     shown: Callable[[Any], Any]
     compared: Callable[[Any], Any]
 
@@ -276,7 +282,7 @@ class LeadFields:
         return columns
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> "LeadFields":
+    def from_row(cls, row: Columns) -> "LeadFields":
         # Every lead read comes through here: the plain columns are read without a call.
         return cls(
             *[row[name] if storage is None else storage.from_row(row) for name, storage in _STORED]

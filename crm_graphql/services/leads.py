@@ -204,7 +204,10 @@ class LeadService:
         except repo.UNIQUE_VIOLATIONS as error:
             if not _is_duplicate_guard(error):
                 raise
-            # A field copied from the merged lead is held by a third open lead.
+            # A field copied from the merged lead is held by a third open lead (a write after
+            # both leads were found raised it).
+            assert keep is not None
+            assert other is not None
             keys = merged_fields(keep, other).duplicate_keys
             raise await self._duplicate_of(keys, keep_id) from error
 

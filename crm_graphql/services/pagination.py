@@ -12,10 +12,10 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy import ColumnElement, Table, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from crm_graphql.db.driver import Columns
 from crm_graphql.db.repository import count_rows, fetch_rows
 from crm_graphql.db.tables import MAX_ID
 from crm_graphql.domain.errors import ErrorCode, RuleViolation, Violation
+from crm_graphql.domain.lead import Columns
 
 T = TypeVar("T")
 
