@@ -488,7 +488,7 @@ class OverriddenGraphQL(GraphQL[ContextT, RootValueT]):
     """Strawberry's ASGI view with the overrides below; the app's own policies (CSRF, media
     types, error codes, authentication, persisted documents) are in web/graphql_http.py."""
 
-    websocket_adapter_class = TextFrameWebSocketAdapter  # type: ignore[assignment]
+    websocket_adapter_class = TextFrameWebSocketAdapter
 
     def document_of(self, query: object, extensions: object, document_id: object) -> object:
         """The document a POSTed operation runs: its query (a hook, for persisted documents)."""
@@ -515,8 +515,10 @@ class OverriddenGraphQL(GraphQL[ContextT, RootValueT]):
         if not isinstance(data, dict):
             return None
         operation = GraphQLRequestData(
-            query=self.document_of(
-                data.get("query"), data.get("extensions"), data.get("documentId")
+            # Checked below, as the query is.
+            query=cast(
+                "str | None",
+                self.document_of(data.get("query"), data.get("extensions"), data.get("documentId")),
             ),
             variables=data.get("variables"),
             operation_name=data.get("operationName"),

@@ -114,7 +114,8 @@ def shared_render(
         context_value=audience_context,
         raw_variable_values=operation.variables,
         operation_name=operation.operation_name,
-        is_awaitable=optimized_is_awaitable,
+        # Strawberry annotates it as returning bool; graphql-core asks for its TypeGuard.
+        is_awaitable=optimized_is_awaitable,  # type: ignore[arg-type]
         operation_extensions=None,
     )
     if not isinstance(executor, Executor):

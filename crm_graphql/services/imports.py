@@ -91,7 +91,8 @@ def imported_lead_row(source: LeadSource, fields: LeadFields) -> dict[str, Any]:
 
 def duplicate_key(row: dict[str, Any], lead_field: LeadField) -> str | None:
     """The value of a `leads` row the duplicate guard compares for this field."""
-    return row[lead_field.spec.duplicate_column or lead_field.name]
+    key: str | None = row[lead_field.spec.duplicate_column or lead_field.name]
+    return key
 
 
 class ImportService:

@@ -24,7 +24,10 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.http import GraphQLHTTPResponse
-from strawberry.subscriptions.protocols.graphql_transport_ws.types import SubscribeMessage
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
+    ErrorMessage,
+    SubscribeMessage,
+)
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UnsetType
 
@@ -184,11 +187,15 @@ class PersistedDocumentsWSHandler(TransportWSHandler[Context, None]):
                     payload.get("query"), payload.get("extensions"), payload.get("documentId")
                 )
             except PersistedQueryError as error:
-                await self.send_message(
-                    {"id": message["id"], "type": "error", "payload": [error.formatted]}
-                )
+                refusal: ErrorMessage = {
+                    "id": message["id"],
+                    "type": "error",
+                    "payload": [error.formatted],
+                }
+                await self.send_message(refusal)
                 return
-            message = {**message, "payload": {**payload, "query": query}}
+            # The client's payload, as Strawberry would read it, with the document to run.
+            message = cast("SubscribeMessage", {**message, "payload": {**payload, "query": query}})
         await super().handle_subscribe(message)
 
 

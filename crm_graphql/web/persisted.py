@@ -18,6 +18,8 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
 
+from graphql import GraphQLFormattedError
+
 APQ_VERSION = 1
 # The GraphQL-over-HTTP persisted documents proposal prefixes ids with their algorithm.
 SHA256_PREFIX = "sha256:"
@@ -33,7 +35,7 @@ class PersistedQueryError(Exception):
         self.message = message
 
     @property
-    def formatted(self) -> dict[str, object]:
+    def formatted(self) -> GraphQLFormattedError:
         return {"message": self.message, "extensions": {"code": self.code}}
 
 

@@ -3,12 +3,14 @@ path beside ours on the same input, or checks the upstream behaviour an override
 replaces, so that it fails when Strawberry or graphql-core changes under the override."""
 
 import inspect
+import json
 import tomllib
 from collections.abc import AsyncIterator
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import strawberry
 from graphql import GraphQLError, parse
@@ -46,8 +48,10 @@ from crm_graphql.strawberry_overrides import (
     DocumentCache,
     EventExecutor,
     OverriddenGraphQL,
-    UnauthorizedClosingWSHandler,
+    TextFrameWebSocketAdapter,
+    TransportWSHandler,
     converted_once,
+    current_operation,
     mask_errors,
 )
 
@@ -403,8 +407,55 @@ def first_close_code(view: GraphQL[None, None]) -> int:
 
 def test_a_connection_refused_for_its_credentials_closes_with_4401():
     view = RefusingView(strawberry.Schema(query=Query, subscription=Subscription))
-    view.graphql_transport_ws_handler_class = UnauthorizedClosingWSHandler[None, None]
+    view.graphql_transport_ws_handler_class = TransportWSHandler[None, None]
     assert first_close_code(view) == WS_UNAUTHORIZED
+
+
+class BytesView(GraphQL[None, None]):
+    """Encodes JSON to bytes, as the app's view does (orjson)."""
+
+    def encode_json(self, data: object) -> bytes:
+        return orjson.dumps(data)
+
+
+def first_frame(view: GraphQL[None, None]) -> dict[str, Any]:
+    client = TestClient(view, raise_server_exceptions=False)
+    with client.websocket_connect("/", subprotocols=[GRAPHQL_TRANSPORT_WS_PROTOCOL]) as socket:
+        socket.send_json({"type": "connection_init"})
+        return socket.receive()
+
+
+def test_messages_go_out_as_text_frames_where_strawberry_sends_bytes():
+    schema = strawberry.Schema(query=Query, subscription=Subscription)
+    assert "bytes" in first_frame(BytesView(schema))
+    view = BytesView(schema)
+    view.websocket_adapter_class = TextFrameWebSocketAdapter
+    frame = first_frame(view)
+    assert json.loads(frame["text"]) == {"type": "connection_ack"}
+
+
+def test_an_operation_s_task_knows_its_operation():
+    seen: list[Any] = []
+
+    @strawberry.type
+    class Watching:
+        @strawberry.subscription
+        async def watch(self) -> AsyncIterator[str]:
+            operation = current_operation.get()
+            seen.append(operation)
+            yield operation.operation_name if operation else "none"
+
+    view = GraphQL[None, None](strawberry.Schema(query=Query, subscription=Watching))
+    view.graphql_transport_ws_handler_class = TransportWSHandler[None, None]
+    client = TestClient(view)
+    with client.websocket_connect("/", subprotocols=[GRAPHQL_TRANSPORT_WS_PROTOCOL]) as socket:
+        socket.send_json({"type": "connection_init"})
+        assert socket.receive_json() == {"type": "connection_ack"}
+        subscribe = {"query": "subscription W { watch }", "operationName": "W"}
+        socket.send_json({"id": "1", "type": "subscribe", "payload": subscribe})
+        assert socket.receive_json()["payload"] == {"data": {"watch": "W"}}
+    [operation] = seen
+    assert operation.id == "1"
 
 
 # --- 8. the HTTP view ------------------------------------------------------------------------
