@@ -229,7 +229,7 @@ class LeadService:
         require(actor, Permission.LOG_ACTIVITY)
         note = _validate_note(note)
         async with self.db.locked_lead(actor, lead_id) as (conn, lead):
-            _open_to_change(lead)
+            lead = _open_to_change(lead)
             return await repo.add_activity(conn, lead_id, kind, note)
 
     async def analyze(
@@ -309,7 +309,7 @@ class LeadService:
         """Make another known user the lead's owner."""
         require(actor, Permission.ASSIGN_LEAD)
         async with self.db.locked_lead(actor, lead_id) as (conn, lead):
-            _open_to_change(lead)
+            lead = _open_to_change(lead)
             owner = (await repo.users_by_ids(conn, [owner_id])).get(owner_id)
             if owner is None:
                 raise RuleViolation(

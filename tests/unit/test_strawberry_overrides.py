@@ -26,6 +26,7 @@ from strawberry.extensions import (
     MaskErrors,
     MaxTokensLimiter,
 )
+from strawberry.schema import schema as strawberry_schema
 from strawberry.schema.config import StrawberryConfig
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.schema.name_converter import NameConverter
@@ -40,6 +41,7 @@ from crm_graphql.api.limits import QueryLimits, create_limits_rule
 from crm_graphql.settings import Settings
 from crm_graphql.strawberry_overrides import (
     CHECKED_AGAINST,
+    STRAWBERRY_RULES,
     WS_UNAUTHORIZED,
     CachedDocuments,
     CachedNameConverter,
@@ -74,6 +76,10 @@ class Query:
     @strawberry.field
     def hello(self, name: str = "world") -> str:
         return f"hello {name}"
+
+    @strawberry.field
+    def named(self, item: ItemInput) -> str:
+        return item.name
 
     @strawberry.field
     def item(self) -> Item:
@@ -187,6 +193,16 @@ async def test_the_document_cache_refuses_what_strawberry_s_extensions_refuse(
     assert outcome(await ours.execute(query)) == outcome(await strawberrys.execute(query))
 
 
+def test_strawberry_validates_with_the_specification_s_rules_and_its_own(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    # The cache lists Strawberry's rules itself (to hide suggestions): the same ones.
+    used: list[tuple[Any, ...]] = []
+    monkeypatch.setattr(strawberry_schema, "validate", lambda _s, _d, rules: used.append(rules))
+    strawberry_schema.validate_document(direct_schema()._schema, parse("{ hello }"), ())
+    assert used == [STRAWBERRY_RULES]
+
+
 async def test_strawberry_takes_the_document_and_the_errors_the_extension_sets():
     cache = documents()
     cache.parse = lambda _query: parse("subscription { count(upto: 1) }")
@@ -263,6 +279,28 @@ async def test_direct_execution_raises_what_strawberry_s_execute_raises(
             await schema.execute(
                 query, operation_name=operation_name, allowed_operation_types=allowed
             )
+
+
+async def test_direct_execution_refuses_subscriptions_strawberry_lets_through_over_http():
+    result = await direct_schema().execute("subscription { count }")
+    assert [error.message for error in result.errors or ()] == [
+        "Subscriptions are not served over HTTP."
+    ]
+    assert OperationType.SUBSCRIPTION in OperationType.from_http("POST")
+
+
+@pytest.mark.parametrize("production", [True, False])
+async def test_without_suggestions_none_is_left_in_any_error(production: bool):
+    query = "query Q($i: ItemInput!) { named(item: $i) }"
+    config = StrawberryConfig(disable_field_suggestions=production)
+    schema = strawberry.Schema(query=Query, config=config)
+    strawberrys = await schema.execute(query, variable_values={"i": {"name": "x", "nme": "y"}})
+    # Strawberry's own removal leaves suggestions outside "Cannot query field" messages.
+    assert "Did you mean" in strawberrys.errors[0].message
+    error = GraphQLError(strawberrys.errors[0].message)
+    DirectExecutionSchema.remove_field_suggestion(error)
+    assert "Did you mean" not in error.message
+    assert error.message.startswith("Variable '$i' has invalid value")
 
 
 def test_direct_execution_takes_strawberry_s_execute_parameters():
