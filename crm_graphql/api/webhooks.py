@@ -16,8 +16,11 @@ from crm_graphql.services.pagination import Page, PageArgs
 from crm_graphql.services.webhooks import EndpointFields, WithSecret
 from crm_graphql.webhooks import payloads
 
-WebhookEvent = strawberry.enum(domain.WebhookEvent, description="What a webhook is sent for.")
-WebhookDeliveryStatus = strawberry.enum(domain.DeliveryStatus, name="WebhookDeliveryStatus")
+# Aliases of the domain enums, registered as GraphQL enums on the classes (api/types.py).
+WebhookEvent = domain.WebhookEvent
+WebhookDeliveryStatus = domain.DeliveryStatus
+strawberry.enum(WebhookEvent, description="What a webhook is sent for.")
+strawberry.enum(WebhookDeliveryStatus, name="WebhookDeliveryStatus")
 
 
 @strawberry.type(

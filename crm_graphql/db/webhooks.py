@@ -1,15 +1,15 @@
 """SQL for webhook endpoints and their deliveries (the outbox the trigger on stage_changes
 fills, see migration 0007). Single statements: each commits on its own (autocommit engine)."""
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import timedelta
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from crm_graphql.db import driver
 from crm_graphql.db.sql import sql
 from crm_graphql.db.tables import webhook_deliveries, webhook_endpoints
+from crm_graphql.domain.lead import Columns
 from crm_graphql.domain.webhooks import (
     AuditEvent,
     DeliveryStatus,
@@ -24,7 +24,7 @@ ENDPOINT_COLUMNS = ", ".join(
 DELIVERY_COLUMNS = ", ".join(c.name for c in webhook_deliveries.c)
 
 
-def endpoint_from_row(row: Mapping[str, Any]) -> WebhookEndpoint:
+def endpoint_from_row(row: Columns) -> WebhookEndpoint:
     return WebhookEndpoint(
         id=row["id"],
         url=row["url"],
@@ -36,7 +36,7 @@ def endpoint_from_row(row: Mapping[str, Any]) -> WebhookEndpoint:
     )
 
 
-def delivery_from_row(row: Mapping[str, Any]) -> WebhookDelivery:
+def delivery_from_row(row: Columns) -> WebhookDelivery:
     return WebhookDelivery(
         id=row["id"],
         endpoint_id=row["endpoint_id"],
@@ -220,7 +220,7 @@ async def claim_due(
     return await driver.fetch(conn, _CLAIM, endpoint_id=endpoint_id, limit=limit, lease=lease)
 
 
-def audit_event_from_claim(row: Mapping[str, Any]) -> AuditEvent:
+def audit_event_from_claim(row: Columns) -> AuditEvent:
     return AuditEvent(
         id=row["stage_change_id"],
         event=WebhookEvent(row["event"]),

@@ -34,7 +34,7 @@ class RetrySchedule:
     jitter: float = 0.2
 
     def nominal_delay(self, attempts: int) -> timedelta:
-        return self.first_delay * 2 ** (attempts - 1)
+        return self.first_delay * 2.0 ** (attempts - 1)
 
     def delay_after(self, attempts: int, rng: random.Random | None = None) -> timedelta | None:
         """How long after the `attempts`-th failed attempt to try again; None: give up."""

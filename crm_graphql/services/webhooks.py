@@ -1,9 +1,9 @@
 """Webhook endpoints and their deliveries: admin-only use cases, each one statement."""
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from sqlalchemy import ColumnElement, Table
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -12,6 +12,7 @@ from crm_graphql.db import webhooks as db
 from crm_graphql.db.tables import webhook_deliveries, webhook_endpoints
 from crm_graphql.domain.access import Actor, Permission, require
 from crm_graphql.domain.errors import ErrorCode, RuleViolation, Violation, invalid_input
+from crm_graphql.domain.lead import Columns
 from crm_graphql.domain.text import unstorable_text
 from crm_graphql.domain.webhooks import (
     DeliveryStatus,
@@ -192,7 +193,7 @@ class WebhookService:
         table: Table,
         sort: SortKey,
         conditions: Sequence[ColumnElement[bool]],
-        to_node: Callable[[Mapping[str, Any]], T],
+        to_node: Callable[[Columns], T],
         args: PageArgs,
     ) -> Page[T]:
         query = KeysetQuery(
