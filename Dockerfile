@@ -16,7 +16,8 @@ RUN pip install --only-binary=:all: -r requirements.lock
 COPY pyproject.toml README.md alembic.ini ./
 COPY crm_graphql ./crm_graphql
 RUN pip install --no-deps . \
-    && python -c "import crm_graphql.app, crm_graphql.migrations"
+    && python -c "import crm_graphql.app, crm_graphql.migrations" \
+    && python -c "from crm_graphql.web.ide import verify_assets; verify_assets()"
 
 # --- runtime: the virtualenv only, as an unprivileged user -----------------------------------
 FROM ${PYTHON_IMAGE} AS runtime

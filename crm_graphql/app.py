@@ -1,4 +1,5 @@
-"""The ASGI application: /graphql (HTTP and WebSocket), /healthz and /readyz."""
+"""The ASGI application: /graphql (HTTP and WebSocket), /healthz, /readyz and, outside
+production, GraphiQL's assets under /graphiql/assets."""
 
 import gc
 import logging
@@ -24,6 +25,7 @@ from crm_graphql.settings import Settings, get_settings
 from crm_graphql.tokens import TokenCodec
 from crm_graphql.web.cors import Cors, OriginPolicy
 from crm_graphql.web.graphql_http import CrmGraphQL
+from crm_graphql.web.ide import asset_route, graphiql_page
 from crm_graphql.web.middleware import LimitRequestBody, RequestLog
 from crm_graphql.web.persisted import PersistedDocuments
 from crm_graphql.web.shutdown import CloseWebSocketsOnShutdown, Shutdown
@@ -52,13 +54,14 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     schema = create_schema(settings)
     # Browser pages on other origins: the same policy for HTTP (CORS) and WebSocket handshakes.
     origins = OriginPolicy(settings.cors_origins, local_development=not settings.production)
+    graphiql_token = settings.graphiql_token.get_secret_value() if settings.graphiql_token else None
     graphql = CrmGraphQL(
         services,
         tokens,
         origins.allows,
         PersistedDocuments.load(settings.trusted_documents, settings.apq_cache_chars),
+        ide_page=None if settings.production else graphiql_page("/graphql", graphiql_token),
         schema=schema,
-        graphql_ide=None if settings.production else "graphiql",
         subscription_protocols=[GRAPHQL_TRANSPORT_WS_PROTOCOL],
     )
     head = migrations_head()
@@ -119,6 +122,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
             WebSocketRoute("/graphql", graphql),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
+            *([] if settings.production else [asset_route()]),
         ],
         middleware=[*http_middleware, Middleware(CloseWebSocketsOnShutdown, shutdown=shutdown)],
         lifespan=lifespan,

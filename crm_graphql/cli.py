@@ -100,7 +100,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     port = args.port or settings.port
     print(f"GraphQL API and GraphiQL at http://{host}:{port}/graphql", flush=True)
     if development:
-        print_development_token(get_settings())
+        token = print_development_token(get_settings())
+        # GraphiQL's Headers tab starts with it (settings.graphiql_token); the environment
+        # reaches every worker process.
+        os.environ["CRM_GRAPHIQL_TOKEN"] = token
+        get_settings.cache_clear()
     uvicorn.run(
         "crm_graphql.app:create_app",
         factory=True,
@@ -120,13 +124,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def print_development_token(settings: Settings) -> None:
+def print_development_token(settings: Settings) -> str:
     token = TokenCodec.from_settings(settings).issue(DEVELOPMENT_ACTOR, DEVELOPMENT_TOKEN_TTL)
     hours = int(DEVELOPMENT_TOKEN_TTL.total_seconds() // 3600)
     headers = json.dumps({"Authorization": f"Bearer {token}"})
     print(f"Development token (role manager, valid {hours}h): {token}", flush=True)
     print(f"In GraphiQL, open the Headers tab and paste: {headers}", flush=True)
     print("Tokens for other people and roles: crm-graphql token --help", flush=True)
+    return token
 
 
 def cmd_token(args: argparse.Namespace) -> int:

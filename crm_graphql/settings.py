@@ -98,6 +98,9 @@ class Settings(BaseSettings):
     jwt_issuer: str = "crm-graphql"
     jwt_audience: str = "crm-graphql"
     jwt_leeway: int = Field(default=30, ge=0, le=300, description="clock skew allowed, seconds")
+    # Development only: a token GraphiQL's Headers tab starts with. `serve` sets it to the
+    # development token it prints (embedded database); production never serves GraphiQL.
+    graphiql_token: SecretStr | None = None
 
     transfer_threshold: float = Field(default=0.6, ge=0.0, le=1.0)
 

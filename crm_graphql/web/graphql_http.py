@@ -20,7 +20,7 @@ import orjson
 from cross_web import HTTPException
 from graphql import GraphQLError, GraphQLSyntaxError
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, Response
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.http import GraphQLHTTPResponse
@@ -208,13 +208,17 @@ class CrmGraphQL(OverriddenGraphQL[Context, None]):
         tokens: TokenCodec,
         origin_allowed: Callable[[str], bool],
         persisted: PersistedDocuments,
+        ide_page: str | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        """`ide_page`: the GraphiQL page (web/ide.py) a browser gets at this path; None: no
+        IDE, and such a GET is answered as any other request without a query."""
+        super().__init__(graphql_ide=None if ide_page is None else "graphiql", **kwargs)
         self.services = services
         self.tokens = tokens
         self.origin_allowed = origin_allowed
         self.persisted = persisted
+        self.ide_page = ide_page
 
     def document_of(self, query: object, extensions: object, document_id: object) -> object:
         """The document to run (see crm_graphql.web.persisted), or an HTTP refusal."""
@@ -264,6 +268,10 @@ class CrmGraphQL(OverriddenGraphQL[Context, None]):
         )
         headers = {"Allow": "POST"} if error.status_code == 405 else None
         return error_response(error.status_code, error.reason, code, media_type, headers)
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        assert self.ide_page is not None, "only called with an IDE (graphql_ide set)"
+        return HTMLResponse(self.ide_page)
 
     async def get_context(self, request: Any, response: Any) -> Context:
         if isinstance(request, WebSocket):
