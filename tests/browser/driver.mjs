@@ -1,7 +1,7 @@
 // Drives Debian's headless Chromium (puppeteer-core, no browser download) for
 // tests/integration/test_browser.py. Usage:
 //
-//   node driver.mjs graphiql '{"api": "http://127.0.0.1:8000", "query": "...", ...}'
+//   node driver.mjs graphiql '{"api": "http://127.0.0.1:8000", "operations": [...], ...}'
 //   node driver.mjs origin '{"api": "...", "pagePort": 8001, "token": "...", ...}'
 //
 // It prints JSON lines: {"event": "subscribing"} once a subscription has been started (the
@@ -83,6 +83,15 @@ async function runInGraphiQL(page, query, done) {
   await page.evaluate((query) => {
     document.querySelector('[aria-label="Query Editor"] .CodeMirror').CodeMirror.setValue(query);
   }, query);
+  // GraphiQL parses the editor's text a moment after a change and runs the operation it
+  // found then: wait until what it parsed is the new text.
+  await page.waitForFunction(
+    () => {
+      const editor = document.querySelector('[aria-label="Query Editor"] .CodeMirror').CodeMirror;
+      return editor.documentAST?.loc?.source?.body === editor.getValue();
+    },
+    { timeout: TIMEOUT_MS, polling: 50 },
+  );
   await page.evaluate(() => {
     const result = document.querySelector('[aria-label="Result Window"] .CodeMirror');
     result.CodeMirror.setValue("");
@@ -123,7 +132,11 @@ async function graphiql(options) {
       return result;
     }
     result.headers = await editorValue(page, "Headers");
-    result.query = await runInGraphiQL(page, options.query, "(r) => 'data' in r || 'errors' in r");
+    result.operations = [];
+    for (const operation of options.operations) {
+      const ran = "(r) => 'data' in r || 'errors' in r";
+      result.operations.push(await runInGraphiQL(page, operation, ran));
+    }
     if (options.screenshot) {
       await page.screenshot({ path: options.screenshot });
     }
@@ -166,7 +179,7 @@ async function origin(options) {
   const server = await servePage("127.0.0.1", options.pagePort);
   try {
     return await withBrowser(async (page) => {
-      const pageOrigin = `http://${options.pageHost}:${options.pagePort}`;
+      const pageOrigin = `http://127.0.0.1:${options.pagePort}`;
       await page.goto(`${pageOrigin}/page.html`, { waitUntil: "load" });
       await page.waitForFunction(() => window.crm !== undefined, { timeout: TIMEOUT_MS });
       const result = { pageOrigin };

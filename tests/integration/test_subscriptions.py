@@ -42,8 +42,10 @@ from tests.support.subscriptions import (
     GraphQLWebSocket,
     connection_init,
     eventually,
+    feed_state,
     graphql_websocket,
     open_websocket,
+    wait_for_feed,
 )
 
 QUEUE_SIZE = 8  # small, so a client that stops reading is cut off after little traffic
@@ -91,21 +93,6 @@ async def through_b(
     await db.execute(f"TRUNCATE {TABLES} CASCADE")
     async with httpx.AsyncClient(base_url=replicas[1].url, timeout=TIMEOUT) as http:
         yield GraphQLClient(http, token_for("manager"))
-
-
-async def feed_state(replica: ServerProcess) -> dict[str, Any]:
-    async with httpx.AsyncClient(base_url=replica.url, timeout=TIMEOUT) as http:
-        return (await http.get("/readyz")).json()["changeFeed"]
-
-
-async def wait_for_feed(replica: ServerProcess, **expected: Any) -> None:
-    """Until replica's change feed reports `expected` in /readyz."""
-
-    async def reached() -> bool:
-        state = await feed_state(replica)
-        return all(state[key] == value for key, value in expected.items())
-
-    await eventually(reached)
 
 
 async def subscribe(

@@ -9,10 +9,12 @@ from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from tests.support.graphql import token_for
+from tests.support.server import ServerProcess
 
 SUBPROTOCOL = "graphql-transport-ws"
 TIMEOUT = 30.0  # generous: the machine is shared; nothing here measures time
@@ -144,3 +146,19 @@ async def eventually(check: Callable[[], Awaitable[bool]]) -> None:
             if await check():
                 return
             await asyncio.sleep(0.05)
+
+
+async def feed_state(replica: ServerProcess) -> dict[str, Any]:
+    async with httpx.AsyncClient(base_url=replica.url, timeout=TIMEOUT) as http:
+        return (await http.get("/readyz")).json()["changeFeed"]
+
+
+async def wait_for_feed(replica: ServerProcess, **expected: Any) -> None:
+    """Until replica's change feed reports `expected` in /readyz (tests count subscribers to
+    know theirs are registered before they make the change it should see)."""
+
+    async def reached() -> bool:
+        state = await feed_state(replica)
+        return all(state[key] == value for key, value in expected.items())
+
+    await eventually(reached)
