@@ -126,6 +126,9 @@ def test_the_embedded_setup_prints_a_manager_token_signed_with_its_kept_secret(
             timeout=10,
         ).json()
         assert viewer["data"] == {"viewer": {"id": "developer", "role": "MANAGER"}}
+        # GraphiQL's Headers tab starts with that token.
+        page = httpx.get(f"{server.url}/graphql", headers={"accept": "text/html"}, timeout=10)
+        assert f'\\"Bearer {token[1]}\\"' in page.text
     finally:
         stop_like_ctrl_c(server)
     # The secret stays in the data folder, so tokens outlive a restart (the next start reads it:

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 
+from crm_graphql.web.ide import load_manifest
 from tests.support.cors import (
     assert_preflight_allows,
     assert_preflight_refuses,
@@ -18,6 +19,7 @@ from tests.support.server import ServerProcess, api_env
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 LISTED_PAGE = "https://app.example.com"
+GRAPHIQL_TOKEN = token_for("admin")
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +35,7 @@ def production_server(
         CRM_BATCHING_ENABLED="true",
         CRM_MAX_BATCH_OPERATIONS="2",
         CRM_CORS_ORIGINS=f"{LISTED_PAGE}, https://admin.example.com",
+        CRM_GRAPHIQL_TOKEN=GRAPHIQL_TOKEN,  # ignored: production never serves GraphiQL
     )
     process = ServerProcess(settings, log).start()
     yield process
@@ -64,6 +67,9 @@ async def test_graphiql_is_not_served(http: httpx.AsyncClient):
     response = await http.get("/graphql", headers={"accept": "text/html"})
     assert response.status_code == 404
     assert "graphiql" not in response.text.lower()
+    assert GRAPHIQL_TOKEN not in response.text
+    for asset in load_manifest().values():
+        assert (await http.get(asset.url)).status_code == 404
 
 
 async def test_validation_errors_suggest_no_field_names(http: httpx.AsyncClient):
