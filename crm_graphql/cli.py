@@ -129,7 +129,7 @@ def print_development_token(settings: Settings) -> str:
     hours = int(DEVELOPMENT_TOKEN_TTL.total_seconds() // 3600)
     headers = json.dumps({"Authorization": f"Bearer {token}"})
     print(f"Development token (role manager, valid {hours}h): {token}", flush=True)
-    print(f"In GraphiQL, open the Headers tab and paste: {headers}", flush=True)
+    print(f"Headers (already in GraphiQL's Headers tab): {headers}", flush=True)
     print("Tokens for other people and roles: crm-graphql token --help", flush=True)
     return token
 

@@ -118,7 +118,7 @@ def test_the_embedded_setup_prints_a_manager_token_signed_with_its_kept_secret(
         output = server.log()
         token = re.search(r"Development token \(role manager, valid 24h\): (\S+)", output)
         assert token, output
-        assert f'Headers tab and paste: {{"Authorization": "Bearer {token[1]}"}}' in output
+        assert f'Headers tab): {{"Authorization": "Bearer {token[1]}"}}' in output
         viewer = httpx.post(
             f"{server.url}/graphql",
             json={"query": "{ viewer { id role } }"},
