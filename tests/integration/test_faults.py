@@ -21,6 +21,7 @@ from websockets.exceptions import ConnectionClosed
 from crm_graphql.events.feed import LISTEN_APPLICATION_NAME
 from crm_graphql.settings import to_asyncpg_url
 from tests.conftest import TABLES
+from tests.support.abuse import answered_while
 from tests.support.database import (
     close_pooled_connections,
     plain_dsn,
@@ -298,11 +299,15 @@ async def test_backends_killed_during_concurrent_mutations_are_service_unavailab
                     )
                     answers.append(moved)
 
+        async def kill() -> int:
+            killed = 0
+            for _ in range(KILL_ROUNDS):
+                await asyncio.sleep(0.05)
+                killed += await terminate_backends(db)
+            return killed
+
         workers = [asyncio.create_task(mutate(n)) for n in range(6)]
-        killed = 0
-        for _ in range(KILL_ROUNDS):
-            await asyncio.sleep(0.05)
-            killed += await terminate_backends(db)
+        killed = await answered_while(server.url, kill())  # { __typename } still answered
         killing = False
         await asyncio.gather(*workers)
 
