@@ -119,7 +119,9 @@ def main() -> None:
     with ExitStack() as stack:
         if "CRM_BENCH_DATABASE_URL" in os.environ:
             os.environ["CRM_TEST_DATABASE_URL"] = os.environ["CRM_BENCH_DATABASE_URL"]
-        database_url = with_database(stack.enter_context(database_for_tests()), "crm_bench")
+        database_url = with_database(
+            stack.enter_context(database_for_tests()), "crm_bench_webhooks"
+        )
         log = Path(tempfile.mkdtemp(prefix="crm-bench-webhooks-")) / "server.log"
         if args.part in ("deliveries", "all"):
             for endpoints in args.endpoints:

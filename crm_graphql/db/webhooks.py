@@ -2,6 +2,7 @@
 fills, see migration 0007). Single statements: each commits on its own (autocommit engine)."""
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -235,35 +236,42 @@ def audit_event_from_claim(row: Columns) -> AuditEvent:
     )
 
 
-# The outcome of an attempt is only written by the attempt that claimed the row: once its
-# lease has run out another replica may have claimed it again (attempts moved on).
-_RECORD_ATTEMPT = sql("""
-UPDATE webhook_deliveries SET
-    status = :status::text,
-    next_attempt_at = CASE WHEN :status::text = 'PENDING' THEN now() + :retry_in::interval END,
-    delivered_at = CASE WHEN :status::text = 'DELIVERED' THEN now() ELSE delivered_at END,
-    last_status_code = :status_code,
-    last_error = :error
-WHERE id = :id AND attempts = :attempts AND status = 'PENDING'
+@dataclass(frozen=True)
+class AttemptResult:
+    delivery_id: int
+    attempts: int  # as claimed: the attempt this is the outcome of
+    status: DeliveryStatus
+    retry_in: timedelta | None
+    status_code: int | None
+    error: str | None
+
+
+# The outcomes of a batch of attempts, in one statement. Each is only written by the attempt
+# that claimed the row: once its lease has run out another replica may have claimed it again
+# (attempts moved on).
+_RECORD_ATTEMPTS = sql("""
+UPDATE webhook_deliveries d SET
+    status = o.status,
+    next_attempt_at = CASE WHEN o.status = 'PENDING' THEN now() + o.retry_in END,
+    delivered_at = CASE WHEN o.status = 'DELIVERED' THEN now() ELSE d.delivered_at END,
+    last_status_code = o.status_code,
+    last_error = o.error
+FROM unnest(
+    :ids::bigint[], :attempts::int[], :statuses::text[], :retry_ins::interval[],
+    :status_codes::int[], :errors::text[]
+) AS o(id, attempts, status, retry_in, status_code, error)
+WHERE d.id = o.id AND d.attempts = o.attempts AND d.status = 'PENDING'
 """)
 
 
-async def record_attempt(
-    conn: AsyncConnection,
-    delivery_id: int,
-    attempts: int,
-    status: DeliveryStatus,
-    retry_in: timedelta | None,
-    status_code: int | None,
-    error: str | None,
-) -> None:
+async def record_attempts(conn: AsyncConnection, results: Sequence[AttemptResult]) -> None:
     await driver.execute(
         conn,
-        _RECORD_ATTEMPT,
-        id=delivery_id,
-        attempts=attempts,
-        status=status.value,
-        retry_in=retry_in,
-        status_code=status_code,
-        error=error,
+        _RECORD_ATTEMPTS,
+        ids=[r.delivery_id for r in results],
+        attempts=[r.attempts for r in results],
+        statuses=[r.status.value for r in results],
+        retry_ins=[r.retry_in for r in results],
+        status_codes=[r.status_code for r in results],
+        errors=[r.error for r in results],
     )

@@ -133,19 +133,25 @@ class WebhookDispatcher:
             await asyncio.sleep(self.poll_interval)
 
     async def _lane(self, endpoint_id: int) -> None:
+        """Claim a batch, attempt it, then record its outcomes and claim the next batch on one
+        pooled connection (two statements a batch)."""
         lease = timedelta(seconds=self.attempt_timeout) + LEASE_MARGIN
+        results: list[db.AttemptResult] = []
         while True:
             try:
                 async with self.engine.connect() as conn:
+                    if results:
+                        await db.record_attempts(conn, results)
+                        results = []
                     claimed = await db.claim_due(conn, endpoint_id, self.concurrency, lease)
                 if claimed:
-                    await asyncio.gather(*(self._attempt(row) for row in claimed))
+                    results = list(await asyncio.gather(*(self._attempt(r) for r in claimed)))
                     continue
             except Exception as error:  # not even a bug may end the lane for good
                 log_failure(error, f"delivering to endpoint {endpoint_id}")
             await asyncio.sleep(self.poll_interval)
 
-    async def _attempt(self, row: driver.Row) -> None:
+    async def _attempt(self, row: driver.Row) -> db.AttemptResult:
         event = db.audit_event_from_claim(row)
         secrets = [row["secret"]] + ([row["previous_secret"]] if row["previous_secret"] else [])
         outcome = await self.send(row["url"], event_id(event.id), body(event), secrets)
@@ -154,16 +160,9 @@ class WebhookDispatcher:
         else:
             retry_in = self.schedule.delay_after(row["attempts"])
             status = DeliveryStatus.FAILED if retry_in is None else DeliveryStatus.PENDING
-        async with self.engine.connect() as conn:
-            await db.record_attempt(
-                conn,
-                row["id"],
-                row["attempts"],
-                status,
-                retry_in,
-                outcome.status_code,
-                outcome.error,
-            )
+        return db.AttemptResult(
+            row["id"], row["attempts"], status, retry_in, outcome.status_code, outcome.error
+        )
 
     async def send(self, url: str, message_id: str, content: bytes, secrets: list[str]) -> Outcome:
         """One attempt: the URL checked again (DNS may have changed), then one signed POST to
