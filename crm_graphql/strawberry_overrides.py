@@ -180,10 +180,12 @@ class DirectExecutionSchema(strawberry.Schema):
     operation inside its extension runner (a context manager per phase and per hook): a fifth
     of a mutation's CPU in the GraphQL layer (docs/benchmarks.md). This runs the same steps in
     straight-line code: parse and validate from the document cache, check the operation type,
-    execute with graphql-core as upstream calls it, errors through `process_errors` (logging)
-    and then the masking extension's rules. Subscriptions keep upstream's path, with the same
-    cache and masking as extensions. No extension hooks run for queries and mutations: the
-    schema is given only these two extensions, and no field middleware.
+    execute with graphql-core as upstream calls it (suggestions hidden when the config
+    disables them), errors through `process_errors` (logging) and then the masking
+    extension's rules. A subscription sent here is refused (`subscription_refused`), where
+    upstream would hand it to graphql-core's execute. Subscriptions keep upstream's path, with
+    the same cache and masking as extensions. No extension hooks run for queries and
+    mutations: the schema is given only these two extensions, and no field middleware.
 
     Relies on: `Schema._create_execution_context`, `_get_execute_function`,
     `_get_custom_context_kwargs`, `_process_errors`, `_schema`; `ExecutionContext`

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 import pytest
 import strawberry
-from graphql import GraphQLError, parse
+from graphql import GraphQLError, GraphQLSchema, parse
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.testclient import TestClient
@@ -54,6 +54,7 @@ from crm_graphql.strawberry_overrides import (
     TransportWSHandler,
     converted_once,
     current_operation,
+    graphql_schema,
     mask_errors,
 )
 
@@ -301,6 +302,12 @@ async def test_without_suggestions_none_is_left_in_any_error(production: bool):
     DirectExecutionSchema.remove_field_suggestion(error)
     assert "Did you mean" not in error.message
     assert error.message.startswith("Variable '$i' has invalid value")
+
+
+def test_the_graphql_core_schema_is_strawberry_s_private_member():
+    schema = direct_schema()
+    assert isinstance(schema._schema, GraphQLSchema)
+    assert graphql_schema(schema) is schema._schema
 
 
 def test_direct_execution_takes_strawberry_s_execute_parameters():
