@@ -443,3 +443,48 @@ async def test_production_refuses_urls_reaching_internal_addresses(
             await all_delivered(admin, webhook_id, 1)
     finally:
         production.stop()
+
+
+async def test_a_replica_killed_mid_delivery_leaves_the_event_to_another(
+    database_url: str, receiver: Receiver, tmp_path_factory: pytest.TempPathFactory
+):
+    """On a database of its own, one replica (attempts of at most 3 s, so a lease of 33 s)
+    is killed (SIGKILL) while its request waits at the receiver; a replica started after it
+    delivers the event once the lease has run out, with the same id."""
+    url = with_database(database_url, urlsplit(database_url).path.lstrip("/") + "_webhook_kill")
+    await recreate_database(url)
+    settings = {
+        **FAST_RETRIES,
+        "CRM_WEBHOOK_CONNECT_TIMEOUT_S": "1",
+        "CRM_WEBHOOK_READ_TIMEOUT_S": "1",
+    }
+    folder = tmp_path_factory.mktemp("webhook-kill")
+    first = ServerProcess(api_env(url, **settings), folder / "first.log").start()
+    second: ServerProcess | None = None
+    receiver.hold = asyncio.Event()
+    try:
+        async with httpx.AsyncClient(base_url=first.url, timeout=30) as http:
+            admin = GraphQLClient(http, token_for("admin"))
+            _, secret = await create_webhook(admin, receiver.url(), ["LEAD_CREATED"])
+            await create_lead(admin.as_role("manager"), business_domain=None)
+            await receiver.wait_seen(1)  # the first replica is mid-delivery
+        assert first.process is not None
+        first.process.kill()
+        first.process.wait()
+        receiver.hold.set()  # its held request completes into a closed connection
+
+        second = ServerProcess(api_env(url, **settings), folder / "second.log").start()
+        async with httpx.AsyncClient(base_url=second.url, timeout=30) as http:
+            admin = GraphQLClient(http, token_for("admin"))
+            requests = await receiver.wait_for(2)
+            assert {r.id for r in requests} == {requests[0].id}  # the same event again
+            assert requests[0].body == requests[1].body
+            verified(secret, requests[1])
+            (webhook,) = (await admin(WEBHOOKS))["webhooks"]["edges"]
+            await all_delivered(admin, webhook["node"]["id"], 1)
+            (delivery,) = await deliveries(admin, webhook["node"]["id"])
+            assert delivery["attemptCount"] == 2
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()

@@ -87,6 +87,7 @@ class Receiver:
     status: int = 204
     headers: dict[str, str] = field(default_factory=dict)
     received: list[Received] = field(default_factory=list)
+    seen: int = 0  # requests read, answered or still held
     hold: asyncio.Event | None = None
     arrived: asyncio.Condition = field(default_factory=asyncio.Condition)
     _server: asyncio.Server | None = None
@@ -114,6 +115,11 @@ class Receiver:
             await self.arrived.wait_for(lambda: len(self.received) >= count)
         return list(self.received)
 
+    async def wait_seen(self, count: int) -> None:
+        """Until `count` requests have been read, held ones included."""
+        async with asyncio.timeout(WAIT_S), self.arrived:
+            await self.arrived.wait_for(lambda: self.seen >= count)
+
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
         try:
@@ -127,6 +133,9 @@ class Receiver:
                         headers[name.strip().lower()] = value.strip()
                 body = await reader.readexactly(int(headers.get("content-length", "0")))
                 received = Received(request_line.split(" ")[1], headers, body)
+                async with self.arrived:
+                    self.seen += 1
+                    self.arrived.notify_all()
                 if self.hold is not None:
                     await self.hold.wait()
                 async with self.arrived:
