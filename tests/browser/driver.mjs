@@ -196,7 +196,10 @@ async function origin(options) {
           options.token,
         );
         emit({ event: "subscribing" });
-        result.subscription = await event;
+        const timeout = new Promise((resolve) =>
+          setTimeout(() => resolve({ failed: `no event within ${TIMEOUT_MS} ms` }), TIMEOUT_MS),
+        );
+        result.subscription = await Promise.race([event, timeout]);
       }
       return result;
     });
