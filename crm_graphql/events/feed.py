@@ -41,8 +41,16 @@ LISTEN_APPLICATION_NAME = "crm-graphql-listen"
 FIRST_RECONNECT_DELAY = 0.1  # seconds; doubles per failed attempt up to the configured maximum
 READ_BATCH_SIZE = 500  # changes read per query; a longer backlog takes several reads
 REPLAY_PAGE_SIZE = 500  # changes per query when a subscriber replays history
-# The pool's errors and, since the reads go straight to asyncpg, the driver's.
-DATABASE_FAILURES = SQLAlchemyError | OSError | asyncpg.PostgresError | asyncpg.InterfaceError
+# The pool's errors and, since the reads go straight to asyncpg, the driver's; with the
+# protocol state a dropped connection leaves ("cannot switch to state ..."), which asyncpg
+# raises as neither (api/faults.py's LOST_CONNECTION counts it as lost too).
+DATABASE_FAILURES = (
+    SQLAlchemyError
+    | OSError
+    | asyncpg.PostgresError
+    | asyncpg.InterfaceError
+    | asyncpg.exceptions.InternalClientError
+)
 
 
 class ConnectionLost(Exception):
