@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from crm_graphql.domain.enums import LeadSource, LeadStage, SaleStage
-from crm_graphql.domain.errors import ErrorCode, RuleViolation, Violation
+from crm_graphql.domain.errors import FIELD, ErrorCode, RuleViolation, Violation
 
 
 class PipelineGrouping(StrEnum):
@@ -39,14 +39,14 @@ def _invalid(message: str, field: str) -> RuleViolation:
 def _as_utc(value: datetime, field: str) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise _invalid(
-            f"`{field}` must carry a UTC offset (for example 2026-01-01T00:00:00Z); "
+            f"`{FIELD}` must carry a UTC offset (for example 2026-01-01T00:00:00Z); "
             "a local time without one is ambiguous.",
             field,
         )
     try:
         return value.astimezone(UTC)
     except OverflowError:  # e.g. 0001-01-01T00:00:00+02:00 is a moment before year 1 in UTC
-        raise _invalid(f"`{field}` is outside the years 1 to 9999 in UTC.", field) from None
+        raise _invalid(f"`{FIELD}` is outside the years 1 to 9999 in UTC.", field) from None
 
 
 @dataclass(frozen=True)
@@ -64,13 +64,13 @@ class StatsWindow:
     ) -> "StatsWindow":
         start = _as_utc(start, "from")
         end = _as_utc(end, "to")
-        as_of = _as_utc(as_of, "asOf") if as_of is not None else None
+        as_of = _as_utc(as_of, "as_of") if as_of is not None else None
         if start >= end:
             raise _invalid("`from` must be earlier than `to`.", "to")
         if end - start > timedelta(days=max_days):
             raise _invalid(f"The window may span at most {max_days} days.", "to")
         if as_of is not None and as_of <= start:
-            raise _invalid("`asOf` must be later than `from`.", "asOf")
+            raise _invalid(f"`{FIELD}` must be later than `from`.", "as_of")
         return cls(start, end, as_of)
 
 
@@ -108,7 +108,7 @@ class FunnelRow:
 
 @dataclass(frozen=True)
 class CreatedRow:
-    """Leads created in the window, and how many of those were transferred as of asOf."""
+    """Leads created in the window, and how many of those were transferred as of as_of."""
 
     group_key: str | None
     created: int

@@ -150,16 +150,16 @@ class LeadService:
         if keep_id == merge_id:
             raise RuleViolation(
                 Violation(
-                    ErrorCode.INVALID_INPUT, "A lead cannot be merged into itself.", ("mergeId",)
+                    ErrorCode.INVALID_INPUT, "A lead cannot be merged into itself.", ("merge_id",)
                 )
             )
         try:
             async with self.db.locked_leads((keep_id, merge_id)) as (conn, locked):
                 keep, other = locked.get(keep_id), locked.get(merge_id)
                 if keep is None:
-                    raise not_found("lead", "keepId")
+                    raise not_found("lead", "keep_id")
                 if other is None:
-                    raise not_found("lead", "mergeId")
+                    raise not_found("lead", "merge_id")
                 # Owners are read under the locks, so a concurrent assignLead cannot slip by.
                 require_merge(actor, (keep.owner_id, other.owner_id))
                 violations = merge_violations(keep, other)
@@ -297,7 +297,7 @@ class LeadService:
     ) -> Transfer | None:
         found = await repo.lead_with_version(conn, lead_id, lock=lock)
         if found is None:
-            raise not_found("lead", "leadId")
+            raise not_found("lead", "lead_id")
         lead, version = found
         violations = transfer_violations(lead, self.transfer_threshold)
         if violations:
@@ -316,7 +316,7 @@ class LeadService:
                     Violation(
                         ErrorCode.NOT_FOUND,
                         "No user with this ID; a person becomes known with their first change.",
-                        ("ownerId",),
+                        ("owner_id",),
                     )
                 )
             if not may_own_lead(owner, lead.stage):
@@ -325,7 +325,7 @@ class LeadService:
                         ErrorCode.OWNER_CANNOT_SEE_LEAD,
                         f"{owner.id} has the role {owner.role}, which cannot see a lead in "
                         f"stage {lead.stage}: sales sees a lead once it is transferred.",
-                        ("ownerId",),
+                        ("owner_id",),
                     )
                 )
             return await repo.update_lead(conn, lead_id, owner_id=owner_id)
@@ -334,14 +334,14 @@ class LeadService:
         """The lead as it is now, to say why a conditional write found it otherwise."""
         lead = (await repo.leads_by_ids(conn, [lead_id])).get(lead_id)
         if lead is None:
-            raise not_found("lead", "leadId")
+            raise not_found("lead", "lead_id")
         return lead
 
 
 def _open_to_change(lead: Lead | None) -> Lead:
     """The locked lead a change may go to: it exists and is not locked by a transfer."""
     if lead is None:
-        raise not_found("lead", "leadId")
+        raise not_found("lead", "lead_id")
     if lead.locked:
         raise RuleViolation(lead_locked_violation())
     return lead

@@ -24,7 +24,7 @@ class SaleService:
             async def why_not() -> Violation | None:
                 current = (await repo.sales_by_ids(conn, [sale_id])).get(sale_id)
                 if current is None:
-                    raise not_found("sale", "saleId")
+                    raise not_found("sale", "sale_id")
                 return check_sale_transition(current.stage, to)
 
             return await conditional_write(

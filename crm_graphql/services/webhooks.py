@@ -130,14 +130,14 @@ class WebhookService:
                 conn, endpoint_id, checked.url, checked.description, checked.events, checked.enabled
             )
         if endpoint is None:
-            raise not_found("webhook", "webhookId")
+            raise not_found("webhook", "webhook_id")
         return endpoint
 
     async def delete(self, actor: Actor, endpoint_id: int) -> None:
         require(actor, Permission.MANAGE_WEBHOOKS)
         async with self.engine.connect() as conn:
             if not await db.delete_endpoint(conn, endpoint_id):
-                raise not_found("webhook", "webhookId")
+                raise not_found("webhook", "webhook_id")
 
     async def rotate_secret(self, actor: Actor, endpoint_id: int) -> WithSecret:
         require(actor, Permission.MANAGE_WEBHOOKS)
@@ -146,7 +146,7 @@ class WebhookService:
         async with self.engine.connect() as conn:
             endpoint = await db.rotate_secret(conn, endpoint_id, secret, grace)
         if endpoint is None:
-            raise not_found("webhook", "webhookId")
+            raise not_found("webhook", "webhook_id")
         return WithSecret(endpoint, secret)
 
     async def redeliver(self, actor: Actor, delivery_id: int) -> WebhookDelivery:
@@ -155,13 +155,13 @@ class WebhookService:
             delivery = await db.redeliver(conn, delivery_id)
             if delivery is None:
                 if await db.delivery_by_id(conn, delivery_id) is None:
-                    raise not_found("delivery", "deliveryId")
+                    raise not_found("delivery", "delivery_id")
                 raise RuleViolation(
                     Violation(
                         ErrorCode.INVALID_TRANSITION,
                         "The delivery is still pending; it is sent again once it has been "
                         "delivered or has failed.",
-                        ("deliveryId",),
+                        ("delivery_id",),
                     )
                 )
         return delivery
