@@ -27,10 +27,15 @@ from graphql import (
     ASTValidationRule,
     DocumentNode,
     GraphQLError,
+    GraphQLFormattedError,
     GraphQLSchema,
+    execute_subscription_event,
     parse,
     validate,
 )
+from graphql import ExecutionResult as GraphQLExecutionResult
+from graphql.execution import Executor
+from graphql.pyutils import AwaitableOrValue
 from graphql.validation import NoSchemaIntrospectionCustomRule, specified_rules
 from starlette.requests import Request
 from starlette.responses import Response
@@ -56,7 +61,11 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
     Operation,
 )
-from strawberry.subscriptions.protocols.graphql_transport_ws.types import ConnectionInitMessage
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
+    ConnectionInitMessage,
+    ErrorMessage,
+    SubscribeMessage,
+)
 from strawberry.types import ExecutionContext, ExecutionResult
 from strawberry.types.arguments import InputContext
 from strawberry.types.base import StrawberryMaybe, StrawberryOptional, StrawberryType
@@ -432,7 +441,12 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[ContextT, RootValueT]):
       from `on_ws_connect` propagate, before any connection_ack.
     - Each operation's task knows its operation (`current_operation`), so the subscription
       resolver can share an audience's rendering (api/audiences.py). Relies on:
-      `run_operation` running in the operation's own task, and `Operation`'s fields."""
+      `run_operation` running in the operation's own task, and `Operation`'s fields.
+    - A subscribe message runs the document `subscribed_document` names, or is refused with
+      the error it raises (SubscribeRefused), where Strawberry runs the payload's `query`
+      as it is: persisted queries and trusted documents apply over WebSocket as over HTTP.
+      Relies on: `handle_subscribe` reading the document from `message["payload"]["query"]`
+      after the connection is acknowledged, and `send_message` sending a protocol message."""
 
     async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
         try:
@@ -444,6 +458,36 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[ContextT, RootValueT]):
     async def run_operation(self, operation: Operation[ContextT, RootValueT]) -> None:
         current_operation.set(operation)
         await super().run_operation(operation)
+
+    async def handle_subscribe(self, message: SubscribeMessage) -> None:
+        payload: Any = message.get("payload")
+        if self.connection_acknowledged and isinstance(payload, dict):
+            try:
+                query = self.subscribed_document(payload)
+            except SubscribeRefused as refusal:
+                error: ErrorMessage = {
+                    "id": message["id"],
+                    "type": "error",
+                    "payload": [refusal.error],
+                }
+                await self.send_message(error)
+                return
+            # The client's payload, as Strawberry would read it, with the document to run.
+            message = cast("SubscribeMessage", {**message, "payload": {**payload, "query": query}})
+        await super().handle_subscribe(message)
+
+    def subscribed_document(self, payload: Mapping[str, Any]) -> object:
+        """The document a subscribe message runs (its `query`, unless a subclass says
+        otherwise); raises SubscribeRefused to refuse the operation."""
+        return payload.get("query")
+
+
+class SubscribeRefused(Exception):
+    """Raised by `subscribed_document`: the operation is answered with this `error` message."""
+
+    def __init__(self, error: GraphQLFormattedError) -> None:
+        super().__init__(error["message"])
+        self.error = error
 
 
 class TextFrameWebSocketAdapter(ASGIWebSocketAdapter):
@@ -627,3 +671,46 @@ class OverriddenGraphQL(GraphQL[ContextT, RootValueT]):
             if request.method == "POST":  # a GET's parameters are parse_query_params's
                 item.query = cast("str", self.document_of(item.query, item.extensions, None))
         return data
+
+
+# --- 9. Subscription events executed outside Strawberry's subscribe loop --------------------
+
+# graphql-transport-ws operations as Strawberry's handler keeps them (id, query, variables,
+# operation name): what `current_operation` holds.
+SubscriptionOperation = Operation
+
+EventExecution = Callable[[object], AwaitableOrValue[GraphQLExecutionResult]]
+
+
+def subscription_event_execution(
+    schema: strawberry.Schema,
+    document: DocumentNode,
+    context_value: object,
+    variables: Mapping[str, Any] | None,
+    operation_name: str | None,
+) -> EventExecution | None:
+    """Executes a subscription's events from their root values, as graphql-core's own subscribe
+    loop does (`execute_subscription_event` on a per-event copy of the executor), with the
+    executor Strawberry would build for the subscription, built once. Lets one execution serve
+    every subscriber that would get the same payload (api/audiences.py), where Strawberry
+    executes each subscriber's events inside its own subscribe loop. None when the executor
+    cannot be built (variables that do not fit: the subscriber's own execution reports them).
+
+    Relies on: the schema's `execution_context_class.build` taking graphql-core's parameters and
+    returning errors as a list when it cannot build, `build_per_event_executor`, and
+    Strawberry's subscription fields resolving to the event itself."""
+    executor = schema.execution_context_class.build(
+        graphql_schema(schema),
+        document,
+        context_value=context_value,
+        raw_variable_values=dict(variables) if variables is not None else None,
+        operation_name=operation_name,
+        # Strawberry annotates it as returning bool; graphql-core asks for its TypeGuard.
+        is_awaitable=optimized_is_awaitable,  # type: ignore[arg-type]
+        operation_extensions=None,
+    )
+    if not isinstance(executor, Executor):
+        return None
+    return lambda root_value: execute_subscription_event(
+        executor.build_per_event_executor(root_value)
+    )

@@ -22,20 +22,21 @@ from graphql import (
     FieldNode,
     VariableNode,
     Visitor,
-    execute_subscription_event,
     get_operation_ast,
     visit,
 )
-from graphql.execution import Executor
 from graphql.language.visitor import SKIP, VisitorAction
 from strawberry.execution import optimized_is_awaitable
-from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import Operation
 
 from crm_graphql.api.context import Context
 from crm_graphql.domain.access import Actor
 from crm_graphql.domain.lead import LeadStageChanged
 from crm_graphql.events.feed import Render
-from crm_graphql.strawberry_overrides import graphql_schema, mask_errors
+from crm_graphql.strawberry_overrides import (
+    SubscriptionOperation,
+    mask_errors,
+    subscription_event_execution,
+)
 from crm_graphql.tokens import Authentication
 
 if TYPE_CHECKING:
@@ -82,7 +83,10 @@ def root_field_of(
 
 
 def audience_key(
-    document: DocumentNode, operation: Operation[Any, Any], field_name: str, actor: Actor
+    document: DocumentNode,
+    operation: SubscriptionOperation[Any, Any],
+    field_name: str,
+    actor: Actor,
 ) -> Hashable:
     used = EventVariables(root_field_of(document, operation.operation_name, field_name))
     visit(document, used)
@@ -99,7 +103,7 @@ def audience_key(
 def shared_render(
     schema: "CrmSchema",
     document: DocumentNode,
-    operation: Operation[Any, Any],
+    operation: SubscriptionOperation[Any, Any],
     context: Context,
     actor: Actor,
     root_value: Callable[[LeadStageChanged], object],
@@ -108,26 +112,16 @@ def shared_render(
     once, with a context of its own for the actor's rights. None if it cannot be built (the
     subscriber then executes its events itself, as before)."""
     audience_context = Context(context.services, Authentication(actor, NEVER))
-    executor = schema.execution_context_class.build(
-        graphql_schema(schema),
-        document,
-        context_value=audience_context,
-        raw_variable_values=operation.variables,
-        operation_name=operation.operation_name,
-        # Strawberry annotates it as returning bool; graphql-core asks for its TypeGuard.
-        is_awaitable=optimized_is_awaitable,  # type: ignore[arg-type]
-        operation_extensions=None,
+    execute = subscription_event_execution(
+        schema, document, audience_context, operation.variables, operation.operation_name
     )
-    if not isinstance(executor, Executor):
+    if execute is None:
         return None
 
     async def render(events: Sequence[LeadStageChanged]) -> list[str]:
         # Fresh loaders per batch, as each subscriber's own execution renews them per event.
         audience_context.start_subscription_event()
-        results: list[Any] = [
-            execute_subscription_event(executor.build_per_event_executor(root_value(event)))
-            for event in events
-        ]
+        results: list[Any] = [execute(root_value(event)) for event in events]
         pending = [index for index, result in enumerate(results) if optimized_is_awaitable(result)]
         # Together, so that the events' loader calls batch into one query each.
         for index, result in zip(
@@ -152,7 +146,7 @@ def next_payload(schema: "CrmSchema", result: ExecutionResult) -> str:
 
 def audience_of(
     schema: "CrmSchema",
-    operation: Operation[Any, Any],
+    operation: SubscriptionOperation[Any, Any],
     field_name: str,
     context: Context,
     actor: Actor,

@@ -24,10 +24,6 @@ from starlette.responses import HTMLResponse, Response
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.http import GraphQLHTTPResponse
-from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
-    ErrorMessage,
-    SubscribeMessage,
-)
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UnsetType
 
@@ -41,6 +37,7 @@ from crm_graphql.services.container import Services
 from crm_graphql.strawberry_overrides import (
     JSON,
     OverriddenGraphQL,
+    SubscribeRefused,
     TransportWSHandler,
     content_type_of,
 )
@@ -178,25 +175,14 @@ class PersistedDocumentsWSHandler(TransportWSHandler[Context, None]):
     """Subscribe messages follow the rules of HTTP requests for persisted queries and trusted
     documents: a WebSocket must not run a document that HTTP would refuse."""
 
-    async def handle_subscribe(self, message: SubscribeMessage) -> None:
-        payload: Any = message.get("payload")
-        if self.connection_acknowledged and isinstance(payload, dict):
-            view = cast("CrmGraphQL", self.view)
-            try:
-                query = view.persisted.document(
-                    payload.get("query"), payload.get("extensions"), payload.get("documentId")
-                )
-            except PersistedQueryError as error:
-                refusal: ErrorMessage = {
-                    "id": message["id"],
-                    "type": "error",
-                    "payload": [error.formatted],
-                }
-                await self.send_message(refusal)
-                return
-            # The client's payload, as Strawberry would read it, with the document to run.
-            message = cast("SubscribeMessage", {**message, "payload": {**payload, "query": query}})
-        await super().handle_subscribe(message)
+    def subscribed_document(self, payload: Mapping[str, Any]) -> object:
+        view = cast("CrmGraphQL", self.view)
+        try:
+            return view.persisted.document(
+                payload.get("query"), payload.get("extensions"), payload.get("documentId")
+            )
+        except PersistedQueryError as error:
+            raise SubscribeRefused(error.formatted) from None
 
 
 class CrmGraphQL(OverriddenGraphQL[Context, None]):

@@ -50,12 +50,14 @@ from crm_graphql.strawberry_overrides import (
     DocumentCache,
     EventExecutor,
     OverriddenGraphQL,
+    SubscribeRefused,
     TextFrameWebSocketAdapter,
     TransportWSHandler,
     converted_once,
     current_operation,
     graphql_schema,
     mask_errors,
+    subscription_event_execution,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -503,6 +505,50 @@ def test_an_operation_s_task_knows_its_operation():
     assert operation.id == "1"
 
 
+class CountingToThree(TransportWSHandler[None, None]):
+    """Runs every subscribe message as `count(upto: 3)`, and refuses documentId "no"."""
+
+    def subscribed_document(self, payload: Any) -> object:
+        if payload.get("documentId") == "no":
+            raise SubscribeRefused({"message": "not this one", "extensions": {"code": "NO"}})
+        return "subscription { count(upto: 3) }"
+
+
+def subscribe_through(handler: type[TransportWSHandler[None, None]], payload: Any) -> list[Any]:
+    view = GraphQL[None, None](strawberry.Schema(query=Query, subscription=Subscription))
+    view.graphql_transport_ws_handler_class = handler
+    client = TestClient(view)
+    with client.websocket_connect("/", subprotocols=[GRAPHQL_TRANSPORT_WS_PROTOCOL]) as socket:
+        socket.send_json({"type": "connection_init"})
+        assert socket.receive_json() == {"type": "connection_ack"}
+        socket.send_json({"id": "1", "type": "subscribe", "payload": payload})
+        messages = [socket.receive_json()]
+        while messages[-1]["type"] == "next":
+            messages.append(socket.receive_json())
+    return messages
+
+
+def test_a_subscribe_message_runs_the_document_the_hook_names():
+    # By default the payload's `query` runs, as in Strawberry; with the hook, what it names
+    # (which fails once Strawberry stops reading the document from the payload it is handed).
+    payload = {"query": "subscription { count }"}
+    default = subscribe_through(TransportWSHandler[None, None], payload)
+    assert [m["payload"] for m in default[:-1]] == [{"data": {"count": n}} for n in range(2)]
+    ours = subscribe_through(CountingToThree, payload)
+    assert [m["payload"] for m in ours[:-1]] == [{"data": {"count": n}} for n in range(3)]
+    assert ours[-1] == {"id": "1", "type": "complete"}
+
+
+def test_a_subscribe_message_the_hook_refuses_gets_an_error_message():
+    assert subscribe_through(CountingToThree, {"query": "", "documentId": "no"}) == [
+        {
+            "id": "1",
+            "type": "error",
+            "payload": [{"message": "not this one", "extensions": {"code": "NO"}}],
+        }
+    ]
+
+
 # --- 8. the HTTP view ------------------------------------------------------------------------
 
 
@@ -600,3 +646,28 @@ def test_strawberry_calls_the_batch_hook_for_every_batch():
 def test_cached_documents_is_a_schema_extension():
     # Subscriptions reach the cache only as an extension instance per operation.
     assert isinstance(documents().extension(), CachedDocuments)
+
+
+# --- 9. subscription events executed outside Strawberry's subscribe loop --------------------
+
+
+async def test_an_event_executed_from_its_root_value_is_what_strawberry_s_loop_sends():
+    schema = strawberry.Schema(query=Query, subscription=Subscription)
+    document = "subscription Counting($upto: Int!) { count(upto: $upto) }"
+    upstream = await schema.subscribe(document, variable_values={"upto": 3})
+    assert not isinstance(upstream, ExecutionResult)
+    sent = [result.data async for result in upstream]
+    execute = subscription_event_execution(schema, parse(document), None, {"upto": 3}, "Counting")
+    assert execute is not None
+    ours = []
+    for number in range(3):
+        result = execute(number)
+        result = await result if inspect.isawaitable(result) else result
+        ours.append(result.data)
+    assert ours == sent == [{"count": 0}, {"count": 1}, {"count": 2}]
+
+
+def test_no_event_execution_when_the_variables_do_not_fit():
+    schema = strawberry.Schema(query=Query, subscription=Subscription)
+    document = parse("subscription ($upto: Int!) { count(upto: $upto) }")
+    assert subscription_event_execution(schema, document, None, {"upto": "x"}, None) is None
