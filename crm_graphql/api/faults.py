@@ -8,10 +8,11 @@ past `statement_timeout_ms` is TIMEOUT. Both roll back whatever the use case was
 import logging
 from collections.abc import Callable, Iterator
 
-import asyncpg
 from graphql import GraphQLError
 from sqlalchemy import exc as sa_exc
 from strawberry.extensions import MaskErrors
+
+from crm_graphql.db.driver import LOST_CONNECTION
 
 logger = logging.getLogger("crm_graphql.errors")
 
@@ -22,18 +23,6 @@ TIMEOUT = "TIMEOUT"
 # shutting down or starting up (57P), out of resources (53: too many clients, disk full).
 UNAVAILABLE_SQLSTATE_CLASSES = ("08", "57P", "53")
 QUERY_CANCELED = "57014"
-
-
-# What the driver and the pool raise once a connection is lost or cannot be had, by type; the
-# 08 and 57P SQLSTATE classes above cover what PostgreSQL itself reports.
-LOST_CONNECTION = (
-    sa_exc.TimeoutError  # no pooled connection came free in time
-    | OSError  # refused, reset, unreachable; ConnectionLost (db/driver.py) is one too
-    | TimeoutError  # connect timeout
-    # asyncpg's protocol state machine, left mid-operation by a dropped connection ("cannot
-    # switch to state ...; another operation is in progress"): the connection is unusable.
-    | asyncpg.exceptions.InternalClientError
-)
 
 
 MESSAGES = {

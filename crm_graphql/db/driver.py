@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from typing import Any, TypeVar, cast
 
 import asyncpg
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from crm_graphql.db.sql import Sql
@@ -71,6 +72,18 @@ class ConnectionLost(ConnectionError):
     """A statement failed because its connection is gone: closed by the server (a terminated
     backend, a restart) or by asyncpg after its protocol failed. SQLAlchemy marks such errors
     on its own statements (`connection_invalidated`); these statements bypass it."""
+
+
+# What the driver and the pool raise once a connection is lost or cannot be had, by type; the
+# 08 and 57P SQLSTATE classes (api/faults.py) cover what PostgreSQL itself reports.
+LOST_CONNECTION = (
+    sa_exc.TimeoutError  # no pooled connection came free in time
+    | OSError  # refused, reset, unreachable; ConnectionLost above is one too
+    | TimeoutError  # connect timeout
+    # asyncpg's protocol state machine, left mid-operation by a dropped connection ("cannot
+    # switch to state ...; another operation is in progress"): the connection is unusable.
+    | asyncpg.exceptions.InternalClientError
+)
 
 
 def raise_if_lost(raw: asyncpg.Connection, error: asyncpg.InterfaceError) -> None:

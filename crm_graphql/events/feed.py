@@ -29,6 +29,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crm_graphql.db import repository as repo
+from crm_graphql.db.driver import LOST_CONNECTION
 from crm_graphql.db.repository import LEAD_STAGE_CHANNEL
 from crm_graphql.domain.access import Actor, may_see_lead_stage_change
 from crm_graphql.domain.lead import LeadStageChanged
@@ -41,15 +42,10 @@ LISTEN_APPLICATION_NAME = "crm-graphql-listen"
 FIRST_RECONNECT_DELAY = 0.1  # seconds; doubles per failed attempt up to the configured maximum
 READ_BATCH_SIZE = 500  # changes read per query; a longer backlog takes several reads
 REPLAY_PAGE_SIZE = 500  # changes per query when a subscriber replays history
-# The pool's errors and, since the reads go straight to asyncpg, the driver's; with the
-# protocol state a dropped connection leaves ("cannot switch to state ..."), which asyncpg
-# raises as neither (api/faults.py's LOST_CONNECTION counts it as lost too).
+# The pool's errors, the driver's (the reads go straight to asyncpg), and whatever means the
+# connection is lost (db/driver.py).
 DATABASE_FAILURES = (
-    SQLAlchemyError
-    | OSError
-    | asyncpg.PostgresError
-    | asyncpg.InterfaceError
-    | asyncpg.exceptions.InternalClientError
+    SQLAlchemyError | asyncpg.PostgresError | asyncpg.InterfaceError | LOST_CONNECTION
 )
 
 
