@@ -19,7 +19,6 @@ import asyncio
 import base64
 import os
 import random
-import shutil
 import statistics
 import subprocess
 import tempfile
@@ -38,6 +37,7 @@ from bench.cpu import cpu_seconds
 from bench.http_client import KeepAliveClient
 from bench.load import ADVANCE, ANALYZE, CREATE, LEADS_PAGE, ONE_LEAD, TRANSFER, bench_headers
 from tests.support.database import database_for_tests, recreate_database, with_database
+from tests.support.node import NodeMissing, installed_node_project
 from tests.support.server import ServerProcess, api_env, free_port
 
 PEER_DIR = Path(__file__).parent / "postgraphile"
@@ -234,14 +234,10 @@ async def load(
 @contextmanager
 def peer_process(database_url: str, log: Path) -> Iterator[tuple[int, int]]:
     """PostGraphile V4 on `database_url`: (pid, port), once it answers."""
-    if not PEER_CLI.exists():
-        npm = shutil.which("npm")
-        if npm is None:
-            raise SystemExit("npm is needed to install PostGraphile (bench/postgraphile)")
-        subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=PEER_DIR, check=True)
-    node = shutil.which("node")
-    if node is None:
-        raise SystemExit("Node.js is needed to run PostGraphile")
+    try:
+        node = installed_node_project(PEER_DIR, "postgraphile/cli.js")
+    except NodeMissing as missing:
+        raise SystemExit(f"{missing} (PostGraphile)") from None
     port = free_port()
     plain_url = database_url.replace("postgresql+asyncpg://", "postgres://")
     command = [node, str(PEER_CLI), "-c", plain_url, "--schema", "public"]
