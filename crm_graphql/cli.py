@@ -98,7 +98,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         migrate(url)
     host = args.host or settings.host
     port = args.port or settings.port
-    print(f"GraphQL API and GraphiQL at http://{host}:{port}/graphql", flush=True)
+    # Production serves no GraphiQL (web/ide.py), so it is not announced there.
+    served = "GraphQL API" if settings.production else "GraphQL API and GraphiQL"
+    print(f"{served} at http://{host}:{port}/graphql", flush=True)
     if development:
         token = print_development_token(get_settings())
         # GraphiQL's Headers tab starts with it (settings.graphiql_token); the environment

@@ -64,7 +64,10 @@ async def test_introspection_is_refused(http: httpx.AsyncClient):
     assert plain.json()["data"] == {"__typename": "Query"}
 
 
-async def test_graphiql_is_not_served(http: httpx.AsyncClient):
+async def test_graphiql_is_not_served(http: httpx.AsyncClient, production_server: ServerProcess):
+    # Nor announced: the startup line names only the API.
+    assert f"GraphQL API at {production_server.url}/graphql" in production_server.log()
+    assert "GraphiQL at" not in production_server.log()
     response = await http.get("/graphql", headers={"accept": "text/html"})
     assert response.status_code == 404
     assert "graphiql" not in response.text.lower()
