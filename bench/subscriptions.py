@@ -16,7 +16,9 @@ subscribed to every lead's changes, waits until each of them has received an eve
   (negative when the event beats the HTTP response).
 - throughput: WRITERS concurrent createLead loops for THROUGHPUT_SECONDS; every event received
   by every subscriber counts as one delivery. N = 0 gives the writers' rate with nobody
-  listening. Server CPU per delivery is steadier than the rates on a shared machine.
+  listening (after as many warm-up changes as the latency phase makes). Server CPU per
+  delivery is steadier than the rates on a shared machine; the client's CPU per delivery is
+  reported too, since the subscribers' client (bench/raw_websocket.py) shares the cores.
 
 With `--baseline` (another checkout, e.g. `git worktree add /tmp/base REV`, or a git ref, checked
 out into a temporary worktree), each subscriber count runs against the baseline's server, then
@@ -41,13 +43,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import orjson
+import uvloop
 
 from bench.cpu import cpu_seconds, rss_bytes
+from bench.raw_websocket import RawSubscriber
 from tests.support.database import recreate_database
 from tests.support.graphql import token_for
 from tests.support.server import ServerProcess, api_env
-from tests.support.subscriptions import GraphQLWebSocket, connection_init, open_websocket
 
 LATENCY_CHANGES = {1: 200, 500: 40}  # per subscriber count; others use 40
 THROUGHPUT_SECONDS = 5.0
@@ -57,32 +59,50 @@ SUBSCRIPTION = "subscription { leadStageChanged { lead { id stage } from to at c
 CREATE_LEAD = "mutation { createLead(input: {source: PARTNER}) { lead { id } errors { code } } }"
 
 
+LEAD_ID = b'"lead":{"id":"'
+AT = b'"at":"'
+
+
 class Receivers:
     """Every subscriber's receive times, per lead id. Light on the client's CPU, which shares
-    the machine with the server: one decode per message and no wake-up unless a wait is due."""
+    the machine with the server: raw frames (bench/raw_websocket.py), of which only the lead id
+    and `at` are read, by position; `at` is parsed after the phase; no wake-up unless a wait is
+    due."""
 
     def __init__(self) -> None:
         self.received: dict[str, list[float]] = defaultdict(list)  # perf_counter
-        self.after_start: list[float] = []  # seconds from the transaction's start (`at`)
+        self.arrivals: list[tuple[float, bytes]] = []  # (time.time(), the event's `at`)
         self.deliveries = 0
         self.sockets_reached: set[int] = set()
+        self.failure: Exception | None = None
         self._goal: Callable[[], bool] | None = None
         self._reached = asyncio.Event()
 
-    async def read(self, ws: GraphQLWebSocket) -> None:
-        socket = id(ws)
-        while True:
-            message = orjson.loads(await ws.connection.recv())
+    def reader(self, socket: int) -> Callable[[list[bytes]], None]:
+        def on_messages(messages: list[bytes]) -> None:
             now, wall = time.perf_counter(), time.time()
-            if message["type"] != "next":
-                raise RuntimeError(f"unexpected message: {message}")
-            event = message["payload"]["data"]["leadStageChanged"]
-            self.received[event["lead"]["id"]].append(now)
-            self.after_start.append(wall - datetime.fromisoformat(event["at"]).timestamp())
-            self.deliveries += 1
+            for message in messages:
+                try:
+                    lead = message.index(LEAD_ID) + len(LEAD_ID)
+                    at = message.index(AT, lead) + len(AT)
+                except ValueError:
+                    self.failure = RuntimeError(f"unexpected message: {message[:500]!r}")
+                    self._reached.set()
+                    return
+                self.received[message[lead : message.index(b'"', lead)].decode()].append(now)
+                self.arrivals.append((wall, message[at : message.index(b'"', at)]))
+            self.deliveries += len(messages)
             self.sockets_reached.add(socket)
             if self._goal is not None and self._goal():
                 self._reached.set()
+
+        return on_messages
+
+    def after_start(self) -> list[float]:
+        """Seconds from each event's transaction start (`at`) to its arrival."""
+        return [
+            wall - datetime.fromisoformat(at.decode()).timestamp() for wall, at in self.arrivals
+        ]
 
     async def until(self, goal: Callable[[], bool]) -> None:
         self._goal, self._reached = goal, asyncio.Event()
@@ -91,18 +111,22 @@ class Receivers:
                 await self._reached.wait()
         finally:
             self._goal = None
+        if self.failure is not None:
+            raise self.failure
 
 
 @asynccontextmanager
-async def subscriber_socket(url: str) -> AsyncIterator[GraphQLWebSocket]:
-    """A manager's connection past connection_ack. Frames are taken as text or binary: a
+async def subscriber_socket(url: str, receivers: Receivers, socket: int) -> AsyncIterator[None]:
+    """A manager's connection, subscribed. It offers permessage-deflate, as browsers do: each
+    server compresses or not as its settings say. Frames are taken as text or binary: a
     baseline from before 2857e39 sends binary ones."""
-    async with open_websocket(url) as ws:
-        await ws.send(connection_init(token_for("manager")))
-        ack = orjson.loads(await ws.connection.recv())
-        if ack["type"] != "connection_ack":
-            raise RuntimeError(f"no connection_ack: {ack}")
-        yield ws
+    subscriber = await RawSubscriber.connect(
+        url, token_for("manager"), SUBSCRIPTION, receivers.reader(socket), deflate=True
+    )
+    try:
+        yield
+    finally:
+        subscriber.close()
 
 
 async def create_lead(http: httpx.AsyncClient) -> tuple[str, float]:
@@ -146,11 +170,8 @@ async def run(url: str, server_pid: int, subscribers: int) -> dict[str, Any]:
         )
         await create_lead(http)  # the server's first request warms it up
         rss_before = rss_bytes(server_pid)
-        readers = []
-        for _ in range(subscribers):
-            ws = await stack.enter_async_context(subscriber_socket(url))
-            await ws.subscribe(SUBSCRIPTION)
-            readers.append(asyncio.create_task(receivers.read(ws)))
+        for socket in range(subscribers):
+            await stack.enter_async_context(subscriber_socket(url, receivers, socket))
         if subscribers:
             await wait_until_every_socket_receives(http, receivers, subscribers)
             rss_after = rss_bytes(server_pid)
@@ -160,7 +181,7 @@ async def run(url: str, server_pid: int, subscribers: int) -> dict[str, Any]:
                 "kib_per_subscriber": round((rss_after - rss_before) / 1024 / subscribers, 1),
             }
             from_response = []
-            receivers.after_start = []
+            receivers.arrivals = []
             for _ in range(LATENCY_CHANGES.get(subscribers, 40)):
                 lead_id, answered = await create_lead(http)
                 async with asyncio.timeout(60):
@@ -169,8 +190,13 @@ async def run(url: str, server_pid: int, subscribers: int) -> dict[str, Any]:
                     )
                 from_response += [t - answered for t in receivers.received[lead_id]]
             result["latency_changes"] = len(from_response) // subscribers
-            result["commit_to_event_at_most"] = percentiles(receivers.after_start)
+            result["commit_to_event_at_most"] = percentiles(receivers.after_start())
             result["commit_to_event_at_least"] = percentiles(from_response)
+        else:
+            # The same warm-up as the latency phase gives the others (pooled connections,
+            # prepared statements), so the rate with nobody listening compares like for like.
+            for _ in range(LATENCY_CHANGES.get(subscribers, 40)):
+                await create_lead(http)
 
         delivered_before = receivers.deliveries
         writes = 0
@@ -192,9 +218,8 @@ async def run(url: str, server_pid: int, subscribers: int) -> dict[str, Any]:
             await receivers.until(lambda: receivers.deliveries >= expected)
         elapsed = time.perf_counter() - started
         cpu_after = cpu_seconds(server_pid)
-        for reader in readers:
-            reader.cancel()
     server_cpu = cpu_after["server"] - cpu_before["server"]
+    client_cpu = cpu_after["client"] - cpu_before["client"]
     deliveries = writes * subscribers
     result["throughput"] = {
         "seconds": round(elapsed, 2),
@@ -205,7 +230,10 @@ async def run(url: str, server_pid: int, subscribers: int) -> dict[str, Any]:
         "server_cpu_us_per_delivery": round(server_cpu * 1e6 / deliveries, 1)
         if deliveries
         else None,
-        "client_cpu_s": round(cpu_after["client"] - cpu_before["client"], 2),
+        "client_cpu_s": round(client_cpu, 2),
+        "client_cpu_us_per_delivery": round(client_cpu * 1e6 / deliveries, 1)
+        if deliveries
+        else None,
     }
     result["load_average_1m"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
     return result
@@ -247,13 +275,16 @@ def measure(
     the server's import path)."""
     asyncio.run(recreate_database(url))
     # The test token secret; no statement counting, which production does not do either.
-    env = api_env(url, CRM_EXPOSE_SQL_COUNT="false", CRM_WS_PER_MESSAGE_DEFLATE=str(deflate))
+    env = api_env(url, CRM_EXPOSE_SQL_COUNT="false")
+    if deflate:  # else the server's default
+        env["CRM_WS_PER_MESSAGE_DEFLATE"] = "true"
     if code is not None:
         env["PYTHONPATH"] = str(code)
     server = ServerProcess(env, scratch / "server.log", "--workers", str(workers), cwd=code)
     server.start()
     try:
-        return asyncio.run(run(server.url, server.pid, subscribers))
+        # The client's loop as the server's: uvloop, lighter on the cores they share.
+        return uvloop.run(run(server.url, server.pid, subscribers))
     finally:
         server.stop()
 
@@ -287,8 +318,9 @@ def main() -> None:
     parser.add_argument(
         "--deflate",
         action="store_true",
-        help="also run this checkout with CRM_WS_PER_MESSAGE_DEFLATE=true (the baseline, before "
-        "the setting existed, always offered it; the bench's client accepts it)",
+        help="also run this checkout with CRM_WS_PER_MESSAGE_DEFLATE=true (the bench's client "
+        "always offers permessage-deflate, as browsers do; otherwise each server does what its "
+        "default says: off since the setting exists, on before it)",
     )
     parser.add_argument("--output", type=Path, default=Path("bench/results/subscriptions.json"))
     args = parser.parse_args()
@@ -300,7 +332,7 @@ def main() -> None:
         if args.deflate:
             versions.append(("this+deflate", None, True))
         if args.baseline:
-            versions.insert(0, ("baseline", stack.enter_context(checkout(args.baseline)), True))
+            versions.insert(0, ("baseline", stack.enter_context(checkout(args.baseline)), False))
         for subscribers in args.subscribers:
             for version, code, deflate in versions:
                 run = measure(url, scratch, subscribers, args.workers, code, deflate)

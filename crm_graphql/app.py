@@ -24,6 +24,7 @@ from crm_graphql.services.container import Services
 from crm_graphql.settings import Settings, get_settings
 from crm_graphql.tokens import TokenCodec
 from crm_graphql.web.cors import Cors, OriginPolicy
+from crm_graphql.web.frames import ExposeFrameWriter
 from crm_graphql.web.graphql_http import CrmGraphQL
 from crm_graphql.web.ide import asset_route, graphiql_page
 from crm_graphql.web.middleware import LimitRequestBody, RequestLog
@@ -86,6 +87,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
             "listening": services.changes.listening,
             "subscribers": services.changes.subscriber_count,
             "audiences": services.changes.audience_count,
+            "directSubscribers": services.changes.direct_subscriber_count,
             "position": services.changes.position,
         }
         return JSONResponse({"status": "ok", "schema": version, "changeFeed": feed})
@@ -124,7 +126,12 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
             Route("/readyz", readyz),
             *([] if settings.production else [asset_route()]),
         ],
-        middleware=[*http_middleware, Middleware(CloseWebSocketsOnShutdown, shutdown=shutdown)],
+        middleware=[
+            # First, so it sees uvicorn's own `send` (web/frames.py).
+            Middleware(ExposeFrameWriter),
+            *http_middleware,
+            Middleware(CloseWebSocketsOnShutdown, shutdown=shutdown),
+        ],
         lifespan=lifespan,
     )
     # The same endpoint behind the same HTTP middleware, without Starlette's router and its

@@ -26,6 +26,7 @@ from graphql import (
     visit,
 )
 from graphql.language.visitor import SKIP, VisitorAction
+from starlette.types import Scope
 from strawberry.execution import optimized_is_awaitable
 
 from crm_graphql.api.context import Context
@@ -37,7 +38,8 @@ from crm_graphql.strawberry_overrides import (
     mask_errors,
     subscription_event_execution,
 )
-from crm_graphql.tokens import Authentication
+from crm_graphql.tokens import Authentication, InvalidToken
+from crm_graphql.web.frames import FrameWriter, frame_writer
 
 if TYPE_CHECKING:
     from crm_graphql.api.schema import CrmSchema
@@ -118,7 +120,7 @@ def shared_render(
     if execute is None:
         return None
 
-    async def render(events: Sequence[LeadStageChanged]) -> list[str]:
+    async def render(events: Sequence[LeadStageChanged]) -> list[bytes]:
         # Fresh loaders per batch, as each subscriber's own execution renews them per event.
         audience_context.start_subscription_event()
         results: list[Any] = [execute(root_value(event)) for event in events]
@@ -133,7 +135,7 @@ def shared_render(
     return render
 
 
-def next_payload(schema: "CrmSchema", result: ExecutionResult) -> str:
+def next_payload(schema: "CrmSchema", result: ExecutionResult) -> bytes:
     """A `next` message's payload as Strawberry's handler writes it, errors logged once and made
     client-safe as for a subscriber's own execution."""
     payload: dict[str, Any] = {"data": result.data}
@@ -141,7 +143,7 @@ def next_payload(schema: "CrmSchema", result: ExecutionResult) -> str:
         errors = list(result.errors)
         schema.process_errors(errors)
         payload["errors"] = [error.formatted for error in mask_errors(schema.masking, errors)]
-    return orjson.dumps(payload).decode()
+    return orjson.dumps(payload)
 
 
 def audience_of(
@@ -159,6 +161,41 @@ def audience_of(
     return audience_key(document, operation, field_name, actor), render
 
 
-def next_frame_prefix(operation_id: str) -> str:
+def next_frame_prefix(operation_id: str) -> bytes:
     """The start of a `next` message for this operation; the payload and `}` follow."""
-    return f'{{"id":{orjson.dumps(operation_id).decode()},"type":"next","payload":'
+    return b'{"id":' + orjson.dumps(operation_id) + b',"type":"next","payload":'
+
+
+def next_message(prefix: bytes, payload: bytes) -> str:
+    """A member's `next` message: its operation's prefix, the audience's payload."""
+    return (prefix + payload + b"}").decode()
+
+
+class MemberSocket:
+    """An audience member's socket as the change feed's Sink: each rendered payload framed
+    with the member's operation id and written straight to the socket (web/frames.py), while
+    the member's token is valid (after that its own task sends, and ends the subscription)."""
+
+    __slots__ = ("_prefix", "_valid_until", "_writer")
+
+    def __init__(self, writer: FrameWriter, prefix: bytes, valid_until: datetime) -> None:
+        self._writer = writer
+        self._prefix = prefix
+        self._valid_until = valid_until.timestamp()
+
+    def open(self, now: float) -> bool:
+        return now < self._valid_until and self._writer.open()
+
+    def write(self, payloads: list[bytes]) -> None:
+        prefix = self._prefix
+        self._writer.write_text([(prefix, payload, b"}") for payload in payloads])
+
+
+def member_socket(
+    scope: Scope, prefix: bytes, authentication: Authentication | InvalidToken
+) -> MemberSocket | None:
+    """The member's socket as a Sink, or None where frames must go through ASGI."""
+    writer = frame_writer(scope)
+    if writer is None or not isinstance(authentication, Authentication):
+        return None
+    return MemberSocket(writer, prefix, authentication.expires_at)

@@ -11,7 +11,7 @@ import strawberry
 from graphql import GraphQLError
 from starlette.websockets import WebSocket
 
-from crm_graphql.api.audiences import audience_of, next_frame_prefix
+from crm_graphql.api.audiences import audience_of, member_socket, next_frame_prefix, next_message
 from crm_graphql.api.ids import decode_id_of
 from crm_graphql.api.queries import as_graphql_error
 from crm_graphql.api.types import LeadInfo, LeadStage, LeadType
@@ -126,13 +126,16 @@ class Subscription:
             if operation is not None
             else None
         )
-        prefix = next_frame_prefix(operation.id) if operation is not None else ""
+        prefix = next_frame_prefix(operation.id) if operation is not None else b""
         changes = context.services.changes.changes(
             actor,
             lead_pk,
             position,
             on_overflow=lambda: close_as_too_slow(websocket),
             audience=audience,
+            sink=member_socket(websocket.scope, prefix, context.authentication)
+            if audience is not None
+            else None,
         )
 
         async def events() -> AsyncIterator[LeadStageChangedEvent]:
@@ -140,7 +143,7 @@ class Subscription:
                 async for change in changes:
                     if isinstance(change, Rendered):
                         context.check_token()  # else UNAUTHENTICATED ends the subscription
-                        await websocket.send_text(f"{prefix}{change.payload}}}")
+                        await websocket.send_text(next_message(prefix, change.payload))
                         continue
                     context.start_subscription_event()
                     yield LeadStageChangedEvent.from_domain(change)

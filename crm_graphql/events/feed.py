@@ -5,9 +5,12 @@ when a connection goes back). A notification is only a wake-up: the audit table 
 of truth. On each wake-up the feed reads every lead stage change after the last one it
 delivered, in one query for all subscribers, and puts each event into the bounded queue of every
 subscriber that wants it. Subscribers who asked the same thing with the same rights form an
-audience: each event is rendered (executed and encoded) once per audience, and its members'
-queues get that rendering. A subscriber whose queue is full is cut off, so a client that stops
-reading costs a bounded amount of memory. When the LISTEN connection is lost the feed reconnects
+audience: each event is rendered (executed and encoded) once per audience, and its members get
+that rendering. A member whose socket can take it now (its `Sink`: open, not held back, nothing
+of its own still queued or being sent) has it written straight from the fan-out loop, every
+event of the batch in one write; the others get it in their queue, sent by their own task. A
+subscriber whose queue is full is cut off, so a client that stops reading costs a bounded
+amount of memory. When the LISTEN connection is lost the feed reconnects
 with backoff and then reads everything committed meanwhile, so subscribers miss nothing.
 
 Ordering: lead audit ids commit in id order (see `_order_lead_audit_ids` in
@@ -21,8 +24,10 @@ import json
 import logging
 import random
 import socket
+import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol, cast
 
 import asyncpg
 from sqlalchemy.exc import SQLAlchemyError
@@ -62,11 +67,24 @@ class Rendered:
     """An event as every member of one audience receives it, rendered once for all of them."""
 
     change_id: int
-    payload: str
+    payload: bytes
 
 
 # The payload of each event, in order; it must depend only on the audience's key and the event.
-Render = Callable[[Sequence[LeadStageChanged]], Awaitable[list[str]]]
+Render = Callable[[Sequence[LeadStageChanged]], Awaitable[list[bytes]]]
+
+
+class Sink(Protocol):
+    """Where a subscriber's rendered events can be written at once, from the fan-out loop."""
+
+    def open(self, now: float) -> bool:
+        """Whether a write now would be sent as the subscriber's own sending would (at `now`,
+        seconds since the epoch: its token still valid, its socket open and not held back)."""
+        ...
+
+    def write(self, payloads: list[bytes]) -> None:
+        """Sends these rendered payloads, in order."""
+        ...
 
 
 @dataclass(eq=False)
@@ -86,6 +104,15 @@ class Subscriber:
     queue: asyncio.Queue["LeadStageChanged | Rendered"]
     on_overflow: Callable[[], None]
     audience: Audience | None = None
+    sink: Sink | None = None
+    # The last change it was given; later ones only (a cursor may be ahead of the feed).
+    position: int = 0
+    # Parked in `queue.get()`: everything it was given before has been sent, so a rendered
+    # event written to its sink now cannot overtake one of its own.
+    waiting: bool = False
+
+    def takes_directly(self, now: float) -> bool:
+        return self.waiting and self.sink is not None and self.queue.empty() and self.sink.open(now)
 
     def wants(self, event: LeadStageChanged) -> bool:
         # Events the actor may not see never take room in the queue.
@@ -143,6 +170,11 @@ class ChangeFeed:
         """Distinct renderings of each live event: at most one per subscriber."""
         return len(self._audiences)
 
+    @property
+    def direct_subscriber_count(self) -> int:
+        """Subscribers whose rendered events can be written straight to their socket."""
+        return sum(1 for subscriber in self._subscribers if subscriber.sink is not None)
+
     async def changes(
         self,
         actor: Actor,
@@ -150,6 +182,7 @@ class ChangeFeed:
         after: int | None,
         on_overflow: Callable[[], None],
         audience: tuple[Hashable, Render] | None = None,
+        sink: Sink | None = None,
     ) -> AsyncGenerator[LeadStageChanged | Rendered, None]:
         """Changes to one lead (or all), after the change `after` when given, else from now,
         leaving out those the actor may not see (`may_see_lead_stage_change`).
@@ -157,7 +190,9 @@ class ChangeFeed:
         With `audience` (a key and the render function to use if this subscriber is the first
         with that key), live changes come as the audience's shared rendering; replayed ones,
         and a live one that arrives in the batch the subscriber joins during, come as events
-        for the caller to render on its own.
+        for the caller to render on its own. With a `sink` too, live renderings are written to
+        it directly whenever nothing yielded before is still unsent (the caller sends what it
+        is given before asking for more): those are not yielded.
 
         History is replayed from the audit table up to the feed's position, page by page at
         the consumer's pace; the subscriber joins the live fan-out in the same step that finds
@@ -178,23 +213,32 @@ class ChangeFeed:
                     yield event
             position = page[-1].change.id if len(page) == REPLAY_PAGE_SIZE else head
         subscriber = Subscriber(actor, lead_id, asyncio.Queue(self.queue_size), on_overflow)
-        self._join(subscriber, audience)
-        if position is None:
-            position = self.position or 0
+        subscriber.position = self.position or 0 if position is None else position
+        self._join(subscriber, audience, sink)
         try:
             while True:
-                item = await subscriber.queue.get()
+                subscriber.waiting = True
+                try:
+                    item = await subscriber.queue.get()
+                finally:
+                    subscriber.waiting = False
                 change_id = item.change_id if isinstance(item, Rendered) else item.change.id
                 # A cursor from a replica whose feed is ahead of ours can be past what we fan out.
-                if change_id > position:
-                    position = change_id
+                if change_id > subscriber.position:
+                    subscriber.position = change_id
                     yield item
         finally:
             self._leave(subscriber)
 
-    def _join(self, subscriber: Subscriber, audience: tuple[Hashable, Render] | None) -> None:
+    def _join(
+        self,
+        subscriber: Subscriber,
+        audience: tuple[Hashable, Render] | None,
+        sink: Sink | None,
+    ) -> None:
         self._subscribers.add(subscriber)
         if audience is not None:
+            subscriber.sink = sink
             key, render = audience
             subscriber.audience = self._audiences.setdefault(key, Audience(key, render))
             subscriber.audience.members.add(subscriber)
@@ -214,17 +258,32 @@ class ChangeFeed:
         # No await from here on: a subscriber joins between batches, never in the middle of
         # one. One who joined while the batch was rendered finds no rendering for its
         # audience and gets the event itself, to render on its own.
+        now = time.time()
+        direct: dict[Subscriber, list[bytes]] = {}
         for event in events:
+            change_id = event.change.id
             for subscriber in list(self._subscribers):
                 if not subscriber.wants(event):
                     continue
-                item = rendered.get((subscriber.audience, event.change.id), event)
+                item = rendered.get((subscriber.audience, change_id), event)
+                if isinstance(item, Rendered) and subscriber.takes_directly(now):
+                    if change_id > subscriber.position:
+                        subscriber.position = change_id
+                        direct.setdefault(subscriber, []).append(item.payload)
+                    continue
+                # Once one is queued, the rest of the batch follows it through the queue.
                 try:
                     subscriber.queue.put_nowait(item)
                 except asyncio.QueueFull:
                     self._cut_off(subscriber)
             # Monotonic: notifications may have moved it on while nobody subscribed.
-            self.position = max(event.change.id, self.position or 0)
+            self.position = max(change_id, self.position or 0)
+        # After the loop, so each socket gets one write for the whole batch.
+        for subscriber, payloads in direct.items():
+            try:
+                cast("Sink", subscriber.sink).write(payloads)
+            except Exception:  # a bug must not end live events for the others
+                logger.exception("writing events to a subscriber's socket failed")
 
     async def _render(
         self, events: list[LeadStageChanged]

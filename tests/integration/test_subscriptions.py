@@ -553,8 +553,11 @@ async def test_shared_execution_delivers_what_each_subscribers_own_execution_wou
                     graphql_websocket(replica_a.url, token=token_for(role))
                 )
                 live.append((ws, await ws.subscribe(document, variables)))
-        # leadId does not split an audience: three per role (BOARD, and DETAIL twice).
-        await wait_for_feed(replica_a, subscribers=len(live), audiences=9)
+        # leadId does not split an audience: three per role (BOARD, and DETAIL twice). Each
+        # socket gets its live events written straight to it (web/frames.py).
+        await wait_for_feed(
+            replica_a, subscribers=len(live), audiences=9, directSubscribers=len(live)
+        )
 
         await transfer_qualified(through_b, to_transfer)
         assert await advance(through_b, to_contact, "CONTACTED") == []
@@ -612,6 +615,7 @@ async def test_a_slow_subscriber_sharing_its_audience_is_cut_off_alone(
             "listening": True,
             "subscribers": 1,
             "audiences": 1,
+            "directSubscribers": 1,
             "position": None,
         }
 
