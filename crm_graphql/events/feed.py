@@ -110,9 +110,18 @@ class Subscriber:
     # Parked in `queue.get()`: everything it was given before has been sent, so a rendered
     # event written to its sink now cannot overtake one of its own.
     waiting: bool = False
+    # The task consuming its events; once it is being cancelled (the client completed the
+    # operation, or the socket ends), nothing more is written for it.
+    task: asyncio.Task[object] | None = None
 
     def takes_directly(self, now: float) -> bool:
-        return self.waiting and self.sink is not None and self.queue.empty() and self.sink.open(now)
+        return (
+            self.waiting
+            and self.sink is not None
+            and self.queue.empty()
+            and not (self.task is not None and self.task.cancelling())
+            and self.sink.open(now)
+        )
 
     def wants(self, event: LeadStageChanged) -> bool:
         # Events the actor may not see never take room in the queue.
@@ -212,8 +221,10 @@ class ChangeFeed:
                 if visible_to(actor, event):
                     yield event
             position = page[-1].change.id if len(page) == REPLAY_PAGE_SIZE else head
-        subscriber = Subscriber(actor, lead_id, asyncio.Queue(self.queue_size), on_overflow)
-        subscriber.position = self.position or 0 if position is None else position
+        subscriber = Subscriber(
+            actor, lead_id, asyncio.Queue(self.queue_size), on_overflow, task=asyncio.current_task()
+        )
+        subscriber.position = (self.position or 0) if position is None else position
         self._join(subscriber, audience, sink)
         try:
             while True:
