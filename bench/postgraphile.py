@@ -1,17 +1,22 @@
-"""Reads side by side with PostGraphile V4 on one database.
+"""Reads side by side with PostGraphile V4 on one database, this server once with its general
+(graphql-core) path only and once with its compiled read path (issue 18).
 
     CRM_BENCH_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres \\
         python -m bench.postgraphile --leads 2000 --rounds 3 --seconds 8
 
 Seeds leads through this server's API (half of them analyzed, advanced and transferred), starts
-PostGraphile V4 (pinned in bench/postgraphile/package-lock.json, installed here with `npm ci`
-when absent) on the same database with no plugins, checks that both return the same data, then
-measures three reads in alternating rounds: each round runs every query against each server in
-turn, with N keep-alive clients. What is compared is CPU per request of each server's process
-tree (from /proc), which the shared machine disturbs far less than throughput; PostgreSQL's CPU
-per request is printed beside it (it counts every backend on the machine, so it is only
-meaningful on a quiet one). This server runs with every feature on (authentication, per-role
-visibility, limits, request log); PostGraphile as `postgraphile -c DB --schema public`.
+two of this server's processes on the same database, one with CRM_COMPILED_READS=false
+("general", the path before issue 18) and one with it on ("compiled"), and PostGraphile V4
+(pinned in bench/postgraphile/package-lock.json, installed here with `npm ci` when absent) with
+no plugins; checks that all three return the same data and counts the SQL statements each of
+ours sends per query (in this process, with statement counting on), then measures three reads
+in rounds: each round runs every query against each server in turn, with N keep-alive clients,
+the servers' order rotating from round to round. What is compared is CPU per request of each
+server's process tree (from /proc), which the shared machine disturbs far less than
+throughput; PostgreSQL's CPU per request is printed beside it (it counts every backend on the
+machine, so it is only meaningful on a quiet one). This server runs with every feature on
+(authentication, per-role visibility, limits, request log); PostGraphile as
+`postgraphile -c DB --schema public`.
 """
 
 import argparse
@@ -37,6 +42,7 @@ from bench.cpu import cpu_seconds
 from bench.http_client import KeepAliveClient
 from bench.load import ADVANCE, ANALYZE, CREATE, LEADS_PAGE, ONE_LEAD, TRANSFER, bench_headers
 from tests.support.database import database_for_tests, recreate_database, with_database
+from tests.support.inprocess import app_client
 from tests.support.node import NodeMissing, installed_node_project
 from tests.support.server import ServerProcess, api_env, free_port
 
@@ -67,6 +73,8 @@ PEERS = {
   saleByLeadId { id stage }
   stageChangesByLeadId(orderBy: ID_ASC) { nodes { fromStage toStage at } } } }""",
 }
+# This server's two configurations: CRM_COMPILED_READS for each.
+OUR_PATHS = {"general": "false", "compiled": "true"}
 DESCRIPTIONS = {
     "leads50": "50 leads with score, sale and history",
     "scalars100": "100 leads, 12 scalar fields",
@@ -183,6 +191,7 @@ def normalised_lead(node: dict[str, Any], ours: bool) -> dict[str, Any]:
 
 
 async def check_same_data(ours: Server, peer: Server, lead_ids: list[str]) -> None:
+    """`ours` and `peer` return the same leads, sales and histories for each query."""
     for scenario in ("leads50", "scalars100"):
         mine = await fetch(ours, scenario, {})
         theirs = await fetch(peer, scenario, {})
@@ -262,51 +271,83 @@ def peer_process(database_url: str, log: Path) -> Iterator[tuple[int, int]]:
         process.wait(20)
 
 
+async def statements_per_query(database_url: str, lead_id: str) -> dict[str, dict[str, int]]:
+    """The SQL statements each of our paths sends for each query: one request each, through
+    an app in this process with statement counting on (what tests/integration counts)."""
+    counted: dict[str, dict[str, int]] = {}
+    for path, compiled in OUR_PATHS.items():
+        async with app_client(database_url, compiled_reads=compiled == "true") as http:
+            counted[path] = {}
+            for scenario, query in OURS.items():
+                variables = {"id": lead_id} if scenario == "lead" else {}
+                response = await http.post(
+                    "/graphql",
+                    json={"query": query, "variables": variables},
+                    headers=bench_headers(),
+                )
+                counted[path][scenario] = response.json()["extensions"]["sqlStatements"]
+    return counted
+
+
 async def compare(
-    servers: list[Server], args: argparse.Namespace
-) -> dict[str, dict[str, list[Measurement]]]:
-    lead_ids = await seed(servers[0], args.leads)
-    await check_same_data(servers[0], servers[1], lead_ids)
-    print(f"seeded {len(lead_ids)} leads; both servers return the same data", flush=True)
-    for server in servers:  # warm both: connections, caches, JIT
+    servers: list[Server], args: argparse.Namespace, database_url: str
+) -> tuple[dict[str, dict[str, list[Measurement]]], dict[str, dict[str, int]]]:
+    ours = [server for server in servers if server.name in OUR_PATHS]
+    peer = next(server for server in servers if server.name not in OUR_PATHS)
+    lead_ids = await seed(ours[0], args.leads)
+    for server in ours:
+        await check_same_data(server, peer, lead_ids)
+    print(f"seeded {len(lead_ids)} leads; the servers return the same data", flush=True)
+    statements = await statements_per_query(database_url, random.choice(lead_ids))
+    for server in servers:  # warm them all: connections, caches, plans, JIT
         for scenario in OURS:
             await load(server, scenario, lead_ids, args.clients, 2.0)
     results: dict[str, dict[str, list[Measurement]]] = {
         scenario: {server.name: [] for server in servers} for scenario in OURS
     }
     for round_number in range(args.rounds):
-        order = servers if round_number % 2 == 0 else servers[::-1]
+        shift = round_number % len(servers)
+        order = servers[shift:] + servers[:shift]
         for scenario in OURS:
             for server in order:
                 measured = await load(server, scenario, lead_ids, args.clients, args.seconds)
                 results[scenario][server.name].append(measured)
                 print(
-                    f"round {round_number + 1} {scenario:10} {server.name:11} "
+                    f"round {round_number + 1} {scenario:10} {server.name:12} "
                     f"{measured.requests / measured.seconds:7.1f} req/s  "
                     f"server {measured.server_ms():5.2f} ms CPU/request  "
                     f"postgres {measured.postgres_ms():5.2f} ms",
                     flush=True,
                 )
-    return results
+    return results, statements
 
 
-def report(results: dict[str, dict[str, list[Measurement]]]) -> None:
-    print("\nmedians over the rounds (CPU per request; ratio = this server / PostGraphile)")
+def report(
+    results: dict[str, dict[str, list[Measurement]]], statements: dict[str, dict[str, int]]
+) -> None:
+    print(
+        "\nmedians over the rounds: server CPU per request, requests/s, PostgreSQL CPU per "
+        "request; ratio = ours / PostGraphile; statements = SQL statements per request"
+    )
     for scenario, by_server in results.items():
-        ours = by_server["this"]
         peer = by_server["postgraphile"]
-        ours_ms = statistics.median(m.server_ms() for m in ours)
         peer_ms = statistics.median(m.server_ms() for m in peer)
-        ours_rate = statistics.median(m.requests / m.seconds for m in ours)
-        peer_rate = statistics.median(m.requests / m.seconds for m in peer)
-        ours_pg = statistics.median(m.postgres_ms() for m in ours)
-        peer_pg = statistics.median(m.postgres_ms() for m in peer)
-        print(
-            f"{DESCRIPTIONS[scenario]:38} this {ours_ms:6.2f} ms {ours_rate:7.1f} req/s | "
-            f"PostGraphile {peer_ms:6.2f} ms {peer_rate:7.1f} req/s | "
-            f"server CPU ratio {ours_ms / peer_ms:5.2f}x | "
-            f"postgres {ours_pg:.2f} vs {peer_pg:.2f} ms"
-        )
+        print(f"{DESCRIPTIONS[scenario]}:")
+        for name, measured in by_server.items():
+            server_ms = statistics.median(m.server_ms() for m in measured)
+            rate = statistics.median(m.requests / m.seconds for m in measured)
+            postgres_ms = statistics.median(m.postgres_ms() for m in measured)
+            line = (
+                f"  {name:12} {server_ms:6.2f} ms {rate:7.1f} req/s  postgres {postgres_ms:5.2f} ms"
+            )
+            if name in OUR_PATHS:
+                line += (
+                    f"  ratio {server_ms / peer_ms:5.2f}x  statements {statements[name][scenario]}"
+                )
+            print(line)
+        general = statistics.median(m.server_ms() for m in by_server["general"])
+        compiled = statistics.median(m.server_ms() for m in by_server["compiled"])
+        print(f"  compiled / general: {compiled / general:5.2f}x")
 
 
 def main() -> None:
@@ -315,22 +356,28 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=8.0, help="per query, server and round")
     parser.add_argument("--clients", type=int, default=16, help="keep-alive connections")
+    parser.add_argument(
+        "--database", default="crm_bench_peer", help="created (dropped first) on that server"
+    )
     args = parser.parse_args()
 
     with ExitStack() as stack:
         if "CRM_BENCH_DATABASE_URL" in os.environ:
             os.environ["CRM_TEST_DATABASE_URL"] = os.environ["CRM_BENCH_DATABASE_URL"]
-        database_url = with_database(stack.enter_context(database_for_tests()), "crm_bench_peer")
+        database_url = with_database(stack.enter_context(database_for_tests()), args.database)
         asyncio.run(recreate_database(database_url))
         logs = Path(tempfile.mkdtemp(prefix="crm-bench-peer-"))
-        ours = ServerProcess(
-            api_env(database_url, CRM_EXPOSE_SQL_COUNT="false"), logs / "server.log"
-        )
-        ours.start()  # applies the migrations before PostGraphile reads the schema
-        stack.callback(ours.stop)
+        servers = []
+        for path, compiled in OUR_PATHS.items():
+            settings = {"CRM_EXPOSE_SQL_COUNT": "false", "CRM_COMPILED_READS": compiled}
+            ours = ServerProcess(api_env(database_url, **settings), logs / f"{path}.log")
+            ours.start()  # the first applies the migrations before PostGraphile reads the schema
+            stack.callback(ours.stop)
+            servers.append(
+                Server(path, ours.pid, ours.port, bench_headers(), OURS, lambda id_: {"id": id_})
+            )
         peer_pid, peer_port = stack.enter_context(peer_process(database_url, logs / "peer.log"))
-        servers = [
-            Server("this", ours.pid, ours.port, bench_headers(), OURS, lambda id_: {"id": id_}),
+        servers.append(
             Server(
                 "postgraphile",
                 peer_pid,
@@ -338,9 +385,9 @@ def main() -> None:
                 {},
                 PEERS,
                 lambda id_: {"id": str(relay_to_row_id(id_))},
-            ),
-        ]
-        report(uvloop.run(compare(servers, args)))
+            )
+        )
+        report(*uvloop.run(compare(servers, args, database_url)))
 
 
 if __name__ == "__main__":
