@@ -27,10 +27,27 @@ def _cpu_seconds(fields: list[str]) -> float:
     return sum(int(value) for value in fields[11:15]) / TICKS_PER_SECOND
 
 
-def cpu_seconds(server_pid: int) -> dict[str, float]:
+def _serves_database(pid: int, database: str) -> bool:
+    """Whether a PostgreSQL process is a backend connected to `database`: a backend's title
+    (its command line) reads `postgres: [CLUSTER:] USER DATABASE HOST(PORT) STATE`."""
+    try:
+        title = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    words = title.replace(b"\0", b" ").split()
+    if words[:1] != [b"postgres:"]:
+        return False
+    words = words[2:] if len(words) > 1 and words[1].endswith(b":") else words[1:]
+    return len(words) > 1 and words[1] == database.encode()
+
+
+def cpu_seconds(server_pid: int, database: str | None = None) -> dict[str, float]:
     """Total CPU of the server process and its children (workers), of every process named
-    postgres on this machine, and of this process (the load generator shares the machine)."""
-    server = postgres = 0.0
+    postgres on this machine, and of this process (the load generator shares the machine).
+    With `database`, also `postgres_backends`: the backends connected to that database only,
+    which other work on a shared PostgreSQL does not move (while they live: the pool keeps
+    them for the whole measurement)."""
+    server = postgres = backends = 0.0
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -42,7 +59,12 @@ def cpu_seconds(server_pid: int) -> dict[str, float]:
             server += _cpu_seconds(fields)
         elif name == "postgres":
             postgres += _cpu_seconds(fields)
-    return {"server": server, "postgres": postgres, "client": time.process_time()}
+            if database is not None and _serves_database(int(entry), database):
+                backends += _cpu_seconds(fields)
+    seconds = {"server": server, "postgres": postgres, "client": time.process_time()}
+    if database is not None:
+        seconds["postgres_backends"] = backends
+    return seconds
 
 
 def rss_bytes(server_pid: int) -> int:

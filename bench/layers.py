@@ -283,7 +283,10 @@ def main() -> None:
     with ExitStack() as stack:
         if "CRM_BENCH_DATABASE_URL" in os.environ:
             os.environ["CRM_TEST_DATABASE_URL"] = os.environ["CRM_BENCH_DATABASE_URL"]
-        database_url = with_database(stack.enter_context(database_for_tests()), "crm_bench")
+        database_url = with_database(
+            stack.enter_context(database_for_tests()),
+            os.environ.get("CRM_BENCH_DATABASE", "crm_bench"),
+        )
         samples: dict[tuple[str, str], list[float]] = {}
         measure = instructions_in_child if args.instructions else measure_in_child
         unit = "M instructions" if args.instructions else "ms CPU"

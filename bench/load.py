@@ -6,7 +6,8 @@
 
 Scenarios: `flow` (create, analyze, advance to CONTACTED, advance to QUALIFIED, transfer: the
 REST service's main flow), `leads` (a page of 50 leads with sale, history and score), `lead`
-(one lead by ID). Starts its own `crm-graphql serve` on CRM_BENCH_DATABASE_URL's server or on a
+(one lead by ID). Starts its own `crm-graphql serve` on CRM_BENCH_DATABASE_URL's server (in the
+database CRM_BENCH_DATABASE names, crm_bench by default: it is dropped and created) or on a
 private embedded PostgreSQL, so one command measures the real path.
 
 With `--subscribers N` the flow runs while N WebSocket clients follow every lead's stage
@@ -27,6 +28,7 @@ from contextlib import AsyncExitStack, ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import uvloop
 
@@ -264,6 +266,7 @@ class LoadPlan:
     warmup: float
     duration: float
     subscribers: int  # following every lead's stage changes meanwhile
+    database: str  # whose backends' CPU is counted apart from the rest of PostgreSQL's
 
 
 async def measure(plan: LoadPlan) -> Result:
@@ -314,12 +317,12 @@ async def apply_load(plan: LoadPlan, lead_ids: list[str]) -> Result:
 
     async def cpu_while_measuring() -> dict[str, float]:
         await asyncio.sleep(plan.warmup)
-        return cpu_seconds(plan.server_pid)
+        return cpu_seconds(plan.server_pid, plan.database)
 
     cpu_before, *_ = await asyncio.gather(
         cpu_while_measuring(), *(worker() for _ in range(plan.clients))
     )
-    cpu_after = cpu_seconds(plan.server_pid)
+    cpu_after = cpu_seconds(plan.server_pid, plan.database)
     latencies = sorted(rec.latencies)
     return Result(
         scenario=plan.scenario,
@@ -382,6 +385,12 @@ def main() -> None:
         help="a checkout of another version (e.g. `git worktree add /tmp/base REV`): each "
         "scenario runs against it, then against this one, so the ratio comes from one run",
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="with --baseline: run the two versions alternately this many times each",
+    )
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args()
     if args.subscribers < 0:
@@ -391,11 +400,12 @@ def main() -> None:
     versions: list[tuple[str, Path | None]] = [("this", None)]
     if args.baseline:
         versions.insert(0, ("baseline", args.baseline.resolve()))
+    versions *= max(args.rounds, 1)
     with ExitStack() as stack:
         if "CRM_BENCH_DATABASE_URL" in os.environ:
             os.environ["CRM_TEST_DATABASE_URL"] = os.environ["CRM_BENCH_DATABASE_URL"]
         server_url = stack.enter_context(database_for_tests())
-        database_url = with_database(server_url, "crm_bench")
+        database_url = with_database(server_url, os.environ.get("CRM_BENCH_DATABASE", "crm_bench"))
         log = Path(tempfile.mkdtemp(prefix="crm-bench-")) / "server.log"
         results: list[dict[str, Any]] = []
         for scenario in scenarios:
@@ -410,6 +420,7 @@ def main() -> None:
                     f"p99 {result.latency_ms['p99']:6.2f} ms"
                     f"  cpu/{result.unit[:-1]}: server {result.cpu_ms_per_unit['server']:.2f} ms"
                     f" postgres {result.cpu_ms_per_unit['postgres']:.2f} ms"
+                    f" (its backends {result.cpu_ms_per_unit['postgres_backends']:.2f} ms)"
                     f" client {result.cpu_ms_per_unit['client']:.2f} ms"
                     f"  ({result.completed} ok, {result.failed} failed, {args.clients} clients)",
                     flush=True,
@@ -451,6 +462,7 @@ def run_scenario(
                     args.warmup,
                     args.duration,
                     subscribers=args.subscribers if scenario == "flow" else 0,
+                    database=urlsplit(database_url).path.lstrip("/"),
                 )
             )
         )
