@@ -90,6 +90,8 @@ def cmd_migrate(_: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from crm_graphql.web.http_protocol import OneSendHttpToolsProtocol
+
     settings = get_settings()
     resolve_jwt_secret(settings)
     development = settings.database_url is None
@@ -114,7 +116,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         port=port,
         workers=args.workers or settings.workers,
         loop="uvloop",
-        http="httptools",
+        http=OneSendHttpToolsProtocol,  # uvicorn's httptools protocol, one send per response
         log_level=settings.log_level,
         log_config=logging_config(settings.log_level, settings.log_format),
         access_log=False,  # crm_graphql.access logs each request (web/middleware.py)
