@@ -332,7 +332,7 @@ class LeadService:
 
     async def _current(self, conn: AsyncConnection, lead_id: int) -> Lead:
         """The lead as it is now, to say why a conditional write found it otherwise."""
-        lead = (await repo.leads_by_ids(conn, [lead_id])).get(lead_id)
+        lead = await repo.lead_by_id(conn, lead_id)
         if lead is None:
             raise not_found("lead", "lead_id")
         return lead
