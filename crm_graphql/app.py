@@ -90,7 +90,11 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
             "directSubscribers": services.changes.direct_subscriber_count,
             "position": services.changes.position,
         }
-        return JSONResponse({"status": "ok", "schema": version, "changeFeed": feed})
+        body = {"status": "ok", "schema": version, "changeFeed": feed}
+        if graphql.compiled is not None:
+            # Queries answered by the read compiler, and why the others were not.
+            body["compiledReads"] = dict(graphql.compiled.counts)
+        return JSONResponse(body)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

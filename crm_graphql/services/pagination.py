@@ -56,8 +56,10 @@ def _invalid(message: str, field: str) -> RuleViolation:
 
 
 def encode_cursor(sort: SortKey, value: Any, row_id: int) -> str:
-    wire = value.isoformat() if isinstance(value, datetime) else value
-    raw = json.dumps([sort.name, wire, row_id], separators=(",", ":")).encode()
+    # The compact JSON of [name, value, id], written out: every edge of every page has one.
+    # Names are identifiers and ISO dates need no escaping; json.dumps writes floats by repr.
+    wire = f'"{value.isoformat()}"' if isinstance(value, datetime) else json.dumps(value)
+    raw = f'["{sort.name}",{wire},{row_id}]'.encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
@@ -100,6 +102,44 @@ def _page_size(value: int | None, field: str, maximum: int) -> int | None:
 
 
 @dataclass(frozen=True)
+class Window:
+    """The rows a page asks for: up to `limit` from `cursor` on, walking backwards or not."""
+
+    limit: int
+    backwards: bool
+    cursor: str | None
+    cursor_field: str  # the argument the cursor came in: "after" or "before"
+
+    def has_next_and_previous(self, has_more: bool) -> tuple[bool, bool]:
+        """hasNextPage and hasPreviousPage, given whether rows beyond `limit` exist."""
+        if self.backwards:
+            return self.cursor is not None, has_more
+        return has_more, self.cursor is not None
+
+
+def page_window(args: PageArgs, default_page_size: int, max_page_size: int) -> Window:
+    """The window `args` describe, or INVALID_INPUT for arguments that do not make one."""
+    first = _page_size(args.first, "first", max_page_size)
+    last = _page_size(args.last, "last", max_page_size)
+    if first is not None and last is not None:
+        raise _invalid("Pass either `first` or `last`, not both.", "last")
+    backwards = last is not None or (args.before is not None and first is None)
+    limit = last if backwards else first
+    other_cursor = args.after if backwards else args.before
+    if other_cursor is not None:
+        raise _invalid(
+            "Use `after` with `first` and `before` with `last`.",
+            "after" if backwards else "before",
+        )
+    return Window(
+        limit=default_page_size if limit is None else limit,
+        backwards=backwards,
+        cursor=args.before if backwards else args.after,
+        cursor_field="before" if backwards else "after",
+    )
+
+
+@dataclass(frozen=True)
 class KeysetQuery(Generic[T]):
     engine: AsyncEngine
     table: Table
@@ -111,22 +151,8 @@ class KeysetQuery(Generic[T]):
     max_page_size: int
 
     async def page(self, args: PageArgs) -> Page[T]:
-        first = _page_size(args.first, "first", self.max_page_size)
-        last = _page_size(args.last, "last", self.max_page_size)
-        if first is not None and last is not None:
-            raise _invalid("Pass either `first` or `last`, not both.", "last")
-        backwards = last is not None or (args.before is not None and first is None)
-        limit = last if backwards else first
-        if limit is None:
-            limit = self.default_page_size
-        cursor_field = "before" if backwards else "after"
-        cursor = args.before if backwards else args.after
-        other_cursor = args.after if backwards else args.before
-        if other_cursor is not None:
-            raise _invalid(
-                "Use `after` with `first` and `before` with `last`.",
-                "after" if backwards else "before",
-            )
+        window = page_window(args, self.default_page_size, self.max_page_size)
+        limit, backwards, cursor = window.limit, window.backwards, window.cursor
 
         # Walking backwards is walking forwards in the opposite order, then reversing.
         descending = self.descending != backwards
@@ -134,7 +160,7 @@ class KeysetQuery(Generic[T]):
         key = self.sort.expression
         statement = select(*self.table.c, key.label("sort_key")).where(*self.conditions)
         if cursor is not None:
-            value, row_id = decode_cursor(self.sort, cursor, cursor_field)
+            value, row_id = decode_cursor(self.sort, cursor, window.cursor_field)
             position = tuple_(key, id_column)
             bound = tuple_(value, row_id)
             statement = statement.where(position < bound if descending else position > bound)
@@ -154,10 +180,11 @@ class KeysetQuery(Generic[T]):
             Edge(self.to_node(row._mapping), encode_cursor(self.sort, row.sort_key, row.id))
             for row in rows
         ]
+        has_next_page, has_previous_page = window.has_next_and_previous(has_more)
         return Page(
             edges=edges,
-            has_next_page=has_more if not backwards else cursor is not None,
-            has_previous_page=has_more if backwards else cursor is not None,
+            has_next_page=has_next_page,
+            has_previous_page=has_previous_page,
             total_count=self.count,
         )
 

@@ -23,16 +23,22 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
-from strawberry.http import GraphQLHTTPResponse
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UnsetType
 
+from crm_graphql.api import compiled_reads
 from crm_graphql.api.authentication import (
     authenticate_connection,
     authenticate_header,
 )
+from crm_graphql.api.compiled_reads import CompiledReads, Unsupported
 from crm_graphql.api.context import Context
 from crm_graphql.api.faults import SERVICE_UNAVAILABLE, TIMEOUT
+from crm_graphql.api.schema import CrmSchema
+from crm_graphql.db.statements import counting_statements
+from crm_graphql.domain.access import Forbidden
+from crm_graphql.domain.errors import RuleViolation
 from crm_graphql.services.container import Services
 from crm_graphql.strawberry_overrides import (
     JSON,
@@ -40,6 +46,7 @@ from crm_graphql.strawberry_overrides import (
     SubscribeRefused,
     TransportWSHandler,
     content_type_of,
+    graphql_schema,
 )
 from crm_graphql.tokens import Authentication, InvalidToken, TokenCodec
 from crm_graphql.web.persisted import PersistedDocuments, PersistedQueryError
@@ -92,6 +99,19 @@ def negotiate_media_type(accept: str | None) -> str:
         elif media == JSON and q > best_q:
             best, best_q = JSON, q
     return best
+
+
+def fallback_reason(error: Exception) -> str:
+    """Why a query went to the general path, in words from a small set (they are counted)."""
+    if isinstance(error, Unsupported):
+        return str(error)
+    if isinstance(error, GraphQLError):
+        return error_code(error) or "graphql error"
+    if isinstance(error, Forbidden):
+        return "forbidden"
+    if isinstance(error, RuleViolation):
+        return "invalid input"
+    return type(error).__name__
 
 
 def error_body(message: str, code: str) -> bytes:
@@ -205,6 +225,13 @@ class CrmGraphQL(OverriddenGraphQL[Context, None]):
         self.origin_allowed = origin_allowed
         self.persisted = persisted
         self.ide_page = ide_page
+        self.compiled = (
+            CompiledReads(
+                graphql_schema(self.schema), services.queries.engine, services.queries.settings
+            )
+            if services.queries.settings.compiled_reads
+            else None
+        )
 
     def document_of(self, query: object, extensions: object, document_id: object) -> object:
         """The document to run (see crm_graphql.web.persisted), or an HTTP refusal."""
@@ -237,11 +264,61 @@ class CrmGraphQL(OverriddenGraphQL[Context, None]):
             if operation is None:
                 response = await self.run(request)
             else:
-                result = await self.execute_json_operation(request, operation)
-                response = self.json_response(result, media_type)
+                compiled = await self.compiled_response(request, operation, media_type)
+                if compiled is None:
+                    result = await self.execute_json_operation(request, operation)
+                    compiled = self.json_response(result, media_type)
+                response = compiled
         except HTTPException as error:
             response = self.http_error(error, media_type)
         await response(scope, receive, send)
+
+    async def compiled_response(
+        self, request: Request, operation: GraphQLRequestData, media_type: str
+    ) -> Response | None:
+        """The response of a query the read compiler covers (api/compiled_reads.py), or None
+        for the general path to answer: the same bytes, without the general executor. The
+        document is parsed, limited and validated by the general path's functions first."""
+        if self.compiled is None:
+            return None
+        record = current_record.get()
+        try:
+            data, extensions, name = await self.compiled_data(request, operation)
+        except Exception as error:  # any error: the general path answers it
+            reason = fallback_reason(error)
+            self.compiled.count(f"general: {reason}")
+            if record:
+                record.read_path = f"general: {reason}"
+            return None
+        self.compiled.count("compiled")
+        if record:
+            record.read_path = "compiled"
+            record.note_operation(name, "query")
+            record.note_outcome(Outcome.OK)
+        return Response(
+            compiled_reads.encode(data, extensions),
+            media_type=f"{media_type}; charset=utf-8",
+        )
+
+    async def compiled_data(
+        self, request: Request, operation: GraphQLRequestData
+    ) -> tuple[dict[str, Any], dict[str, Any] | None, str | None]:
+        assert self.compiled is not None
+        query = operation.query
+        if not query:
+            raise Unsupported("no query")
+        schema = cast("CrmSchema", self.schema)
+        document = schema.documents.parse(query)  # GraphQLError: the general path reports it
+        if schema.documents.validate(graphql_schema(schema), query):
+            raise Unsupported("invalid document")
+        authentication = authenticate_header(self.tokens, request.headers.get("authorization"))
+        actor = Context(self.services, authentication).actor  # UNAUTHENTICATED: a GraphQLError
+        with counting_statements(schema.count_statements) as statements:
+            data, name = await self.compiled.execute(
+                document, query, operation.operation_name, operation.variables, actor
+            )
+        extensions = {"sqlStatements": statements.count} if schema.count_statements else None
+        return data, extensions, name
 
     def http_error(self, error: HTTPException, media_type: str) -> Response:
         record = current_record.get()

@@ -54,6 +54,7 @@ class RequestLog:
                     "operation_type": record.operation_type,
                     "status": status,
                     "outcome": str(outcome),
+                    "read_path": record.read_path,
                     "duration_ms": round((time.perf_counter() - started) * 1000, 2),
                 },
             )

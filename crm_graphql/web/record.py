@@ -23,6 +23,8 @@ class RequestRecord:
     operation_name: str | None = None
     operation_type: str | None = None
     outcome: Outcome | None = None
+    # A query: "compiled", or "general" and why the compiled path did not answer it.
+    read_path: str | None = None
 
     def note_operation(self, name: str | None, operation_type: str | None) -> None:
         self.operation_name = name if name and SAFE_NAME.fullmatch(name) else None

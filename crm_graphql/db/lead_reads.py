@@ -1,0 +1,106 @@
+"""One statement for a page of leads (or one lead) with everything a compiled read selects of
+each: its columns, its sale, the users it names and its histories, as one row per lead.
+
+The general path reads a page in three statements or more (the page, then a DataLoader batch
+per kind of nested object); here the nested objects are joins and lateral aggregates, so a
+page costs one round trip and its rows are decoded once, by asyncpg. A history arrives as
+parallel arrays (one per column, ordered alike), which asyncpg decodes without a record type.
+
+Columns are read by the names given here (`LeadColumns.add`), so a statement's select list is
+built from what the selection needs and nothing else.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from crm_graphql.db import driver
+from crm_graphql.db.sql import Sql, sql
+from crm_graphql.db.tables import POSTGRESQL, STAGE_CHANGE_ORIGIN
+
+_ORIGIN = str(STAGE_CHANGE_ORIGIN.compile(dialect=POSTGRESQL)).replace("stage_changes.", "change.")
+
+
+@dataclass
+class LeadColumns:
+    """The select list and joins of a statement over `leads` (the table keeps its own name, so
+    conditions written for it apply unchanged)."""
+
+    expressions: dict[str, str] = field(default_factory=dict)  # name -> SQL expression
+    joins: dict[str, str] = field(default_factory=dict)  # alias -> join clause
+
+    def add(self, name: str, expression: str) -> str:
+        """Select `expression` as `name` (once); returns the name to read it by."""
+        self.expressions.setdefault(name, expression)
+        return name
+
+    def lead(self, column: str) -> str:
+        return self.add(column, f"leads.{column}")
+
+    def sale(self, column: str) -> str:
+        """A column of the lead's sale (NULL when it has none)."""
+        self.joins.setdefault("sale", "LEFT JOIN sales AS sale ON sale.lead_id = leads.id")
+        return self.add(f"sale__{column}", f"sale.{column}")
+
+    def user(self, alias: str, user_id: str, column: str) -> str:
+        """A column of the user whose id is the SQL expression `user_id` (NULL for none)."""
+        self.joins.setdefault(alias, f"LEFT JOIN users AS {alias} ON {alias}.id = {user_id}")
+        return self.add(f"{alias}__{column}", f"{alias}.{column}")
+
+    def history(self, alias: str, of: str, columns: Sequence[str]) -> list[str]:
+        """Arrays of `columns` of stage_changes (`change.<column>`, `by_user.<column>`), one
+        element per change, in order: `of` is "lead", "lead_with_merged" or "sale". Each
+        array is NULL for no changes."""
+        if of == "lead":
+            where = f"change.lead_id IS NOT NULL AND {_ORIGIN} = leads.id"
+            order = "change.id"
+        elif of == "lead_with_merged":
+            where = (
+                f"change.lead_id IS NOT NULL "
+                f"AND ({_ORIGIN} = leads.id OR change.lead_id = leads.id)"
+            )
+            order = "change.at, change.id"
+        else:
+            self.sale("id")
+            where, order = "change.sale_id = sale.id", "change.id"
+        names = [f"{alias}__{index}" for index in range(len(columns))]
+        aggregates = ", ".join(
+            f"array_agg({column} ORDER BY {order}) AS {name}"
+            for name, column in zip(names, columns, strict=True)
+        )
+        users = (
+            "LEFT JOIN users AS by_user ON by_user.id = change.by"
+            if any(column.startswith("by_user.") for column in columns)
+            else ""
+        )
+        self.joins.setdefault(
+            alias,
+            f"LEFT JOIN LATERAL (SELECT {aggregates} FROM stage_changes AS change {users} "
+            f"WHERE {where}) AS {alias} ON TRUE",
+        )
+        return [self.add(name, f"{alias}.{name}") for name in names]
+
+    def select(self) -> str:
+        listed = ", ".join(f"{sql_text} AS {name}" for name, sql_text in self.expressions.items())
+        return f"SELECT {listed} FROM leads {' '.join(self.joins.values())}"
+
+
+def lead_statement(
+    columns: LeadColumns, conditions: Sequence[str], order_by: str = "", limit: bool = False
+) -> Sql:
+    """The statement reading `columns` of the leads meeting `conditions` (SQL over `leads`
+    with `:name` parameters), in `order_by`, up to `:limit` rows."""
+    text = columns.select()
+    if conditions:
+        text += " WHERE " + " AND ".join(conditions)
+    if order_by:
+        text += f" ORDER BY {order_by}"
+    if limit:
+        text += " LIMIT :limit"
+    return sql(text)
+
+
+async def fetch_leads(conn: AsyncConnection, statement: Sql, values: dict[str, Any]) -> list[Any]:
+    return await driver.fetch(conn, statement, **values)

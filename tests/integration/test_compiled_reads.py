@@ -1,0 +1,252 @@
+"""The read compiler (api/compiled_reads.py) answers the queries it covers with the bytes the
+general executor gives, for every role, and hands everything else to the general executor.
+
+Two servers on the test database, one with CRM_COMPILED_READS off: each document goes to both
+and the responses (status, content type, body) must be identical; the compiled server's log
+says which path answered."""
+
+import asyncio
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support.graphql import CREATE_LEAD, GraphQLClient, token_for
+from tests.support.leads import advance, analyze, ok, transferred_lead
+from tests.support.server import ServerProcess, api_server
+
+LEAD_SELECTION = """
+  __typename id source stage businessDomain activityCount createdAt updatedAt contactName
+  companyName email phone website lostReason nextFollowUpAt
+  score { __typename value recommendation reasons scorer scorerVersion scoredAt stale
+          factors { __typename name contribution explanation } }
+  sale { __typename id stage createdAt transferredBy { id name role }
+         history { __typename from to at by { __typename id name role } } }
+  owner { id name role } createdBy { __typename id name role }
+  history { __typename from to at note by { id name role } }
+  merged: history(includeMerged: true) { from to at note }
+"""
+# Documents the compiler covers, with their variables.
+COVERED: list[tuple[str, dict[str, Any]]] = [
+    (
+        """query { leads(first: 50) { totalCount edges { cursor node {
+  id stage source businessDomain
+  score { value recommendation stale }
+  sale { id stage }
+  history { from to at } } } } }""",
+        {},
+    ),
+    (
+        "query { leads(first: 100) { edges { node { id source stage businessDomain "
+        "activityCount createdAt updatedAt contactName companyName email phone website } } } }",
+        {},
+    ),
+    (f"query {{ leads(first: 7) {{ __typename edges {{ node {{ {LEAD_SELECTION} }} }} }} }}", {}),
+    (
+        """query Page($first: Int, $after: String, $merged: Boolean!) {
+  leads(first: $first, after: $after) {
+    pageInfo { hasNextPage hasPreviousPage startCursor endCursor __typename }
+    totalCount __typename
+    edges { __typename cursor node { ...LeadBits ... on Node { id } } }
+  }
+}
+fragment LeadBits on Lead {
+  stage alias: stage score { value } score { stale reasons }
+  history(includeMerged: $merged) @include(if: $merged) { from to }
+  owner @skip(if: $merged) { name }
+}""",
+        {"first": 3, "merged": True},
+    ),
+    (
+        """query($first: Int) { leads(first: $first) { pageInfo { hasNextPage endCursor } } }""",
+        {"first": 0},
+    ),
+    (
+        """query { leads(last: 4, orderBy: {field: SCORE, direction: ASC}) {
+  pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
+  edges { cursor node { id score { value } } } } }""",
+        {},
+    ),
+    (
+        """query($filter: LeadFilter) { leads(first: 5, filter: $filter) {
+  totalCount edges { node { id stage source } } } }""",
+        {"filter": {"stage": ["NEW", "TRANSFERRED"], "source": ["PARTNER"], "search": "gmbh"}},
+    ),
+    (
+        """query { leads(filter: {hasBusinessDomain: false, minScore: 0.1}) { totalCount
+  edges { node { id } } } }""",
+        {},
+    ),
+    (
+        """query { empty: leads(filter: {search: "no such lead anywhere"}) { totalCount
+  pageInfo { startCursor endCursor hasNextPage } edges { cursor } } __typename }""",
+        {},
+    ),
+    (f"query($id: ID!) {{ lead(id: $id) {{ {LEAD_SELECTION} }} }}", {"id": "LEAD"}),
+    (
+        """query($id: ID!) { lead(id: $id) {
+  id stage source businessDomain activityCount
+  score { value recommendation reasons stale }
+  sale { id stage }
+  history { from to at } } }""",
+        {"id": "LEAD"},
+    ),
+    ('query { lead(id: "TGVhZDo5OTk5OTk=") { id } }', {}),
+]
+# Documents the compiler hands on, and what the general path makes of them.
+GENERAL: list[tuple[str, dict[str, Any]]] = [
+    ("query { viewer { id } leads(first: 2) { totalCount } }", {}),
+    ("query { leads(first: 2) { edges { node { mergedInto { id } } } } }", {}),
+    ("query { leads(first: 1000) { totalCount } }", {}),
+    ('query { leads(after: "not a cursor") { totalCount } }', {}),
+    ("query($id: ID!) { lead(id: $id) { id } }", {"id": "not an id"}),
+    ("query($first: Int) { leads(first: $first) { totalCount } }", {"first": "many"}),
+    ("query { leads { nope } }", {}),
+    ("query A { leads(first: 1) { totalCount } } query B { leads { totalCount } }", {}),
+]
+ROLES = ["manager", "sales", "admin", None]
+
+
+@pytest.fixture(scope="module")
+def twins(
+    database_url: str, server: ServerProcess, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[ServerProcess, ServerProcess]]:
+    """A compiled and a general server on the test database, without statement counts."""
+    off = {"CRM_EXPOSE_SQL_COUNT": "false"}
+    with (
+        api_server(database_url, tmp_path_factory.mktemp("compiled"), **off) as compiled,
+        api_server(
+            database_url,
+            tmp_path_factory.mktemp("general"),
+            CRM_COMPILED_READS="false",
+            **off,
+        ) as general,
+    ):
+        yield compiled, general
+
+
+@pytest.fixture
+async def seeded(gql: GraphQLClient) -> str:
+    """Leads in every state: new, analyzed, contacted, lost, transferred (with a sale moved
+    on), merged; returns a transferred lead's id."""
+    transferred, _ = await transferred_lead(gql)
+    for index in range(6):
+        lead = await new_lead(
+            gql,
+            businessDomain=None if index % 3 == 0 else "retail",
+            companyName=f"Ex {index} GmbH",
+            email=f"ex{index}@example.com",
+            website=f"ex{index}.example",
+            nextFollowUpAt=f"2027-01-0{index + 1}T09:30:00.25+01:00" if index % 2 else None,
+        )
+        if index % 2:
+            await analyze(gql, lead)
+        if index == 3:
+            await advance(gql, lead, "CONTACTED")
+    keep = await new_lead(gql, companyName="Keep GmbH")
+    gone = await new_lead(gql, companyName="Gone GmbH")
+    merged = await gql(
+        """mutation($input: MergeLeadsInput!) { mergeLeads(input: $input) {
+          errors { code message } } }""",
+        {"input": {"keepId": keep, "mergeId": gone}},
+    )
+    assert not merged["mergeLeads"]["errors"], merged
+    return transferred
+
+
+async def new_lead(gql: GraphQLClient, **fields: Any) -> str:
+    data = await gql(CREATE_LEAD, {"input": {"source": "PARTNER", **fields}})
+    return ok(data["createLead"])["lead"]["id"]
+
+
+async def post(
+    server: ServerProcess, query: str, variables: dict[str, Any], role: str | None
+) -> tuple[int, str, bytes]:
+    headers = {"content-type": "application/json"}
+    if role:
+        headers["authorization"] = f"Bearer {token_for(role)}"
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        response = await http.post(
+            "/graphql",
+            content=json.dumps({"query": query, "variables": variables}),
+            headers=headers,
+        )
+    return response.status_code, response.headers["content-type"], response.content
+
+
+def read_paths(log: Path) -> list[str]:
+    return re.findall(r"read_path=(compiled|general: [^=]*?)(?= \w+=|$)", log.read_text(), re.M)
+
+
+async def test_covered_documents_answer_with_the_general_paths_bytes_for_every_role(
+    twins: tuple[ServerProcess, ServerProcess], seeded: str
+):
+    compiled, general = twins
+    before = len(read_paths(compiled.log_path))
+    compared = 0
+    for query, variables in COVERED:
+        given = {k: seeded if v == "LEAD" else v for k, v in variables.items()}
+        for role in ROLES:
+            ours, theirs = await asyncio.gather(
+                post(compiled, query, given, role), post(general, query, given, role)
+            )
+            assert ours == theirs, (query, role, ours[2][:400], theirs[2][:400])
+            compared += 1
+    paths = read_paths(compiled.log_path)[before:]
+    assert len(paths) == compared
+    # Sales may read transferred leads only; nobody without a token: the general path
+    # answers the refusals. Every document a manager or an admin sends is compiled.
+    by_role = dict(zip([role for _ in COVERED for role in ROLES], paths, strict=True))
+    assert by_role["manager"] == by_role["admin"] == "compiled", paths
+    assert paths.count("general: UNAUTHENTICATED") == len(COVERED)
+
+
+async def test_a_page_walks_on_from_its_cursors_as_on_the_general_path(
+    twins: tuple[ServerProcess, ServerProcess], seeded: str
+):
+    compiled, general = twins
+    page = """query($after: String, $before: String, $first: Int, $last: Int) {
+      leads(first: $first, after: $after, last: $last, before: $before) {
+        pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
+        edges { cursor node { id } } } }"""
+    variables: dict[str, Any] = {"first": 3}
+    for _ in range(4):
+        ours = await post(compiled, page, variables, "manager")
+        assert ours == await post(general, page, variables, "manager")
+        info = json.loads(ours[2])["data"]["leads"]["pageInfo"]
+        variables = {"first": 3, "after": info["endCursor"]}
+    backwards = {"last": 2, "before": variables["after"]}
+    assert await post(compiled, page, backwards, "manager") == await post(
+        general, page, backwards, "manager"
+    )
+
+
+async def test_what_the_compiler_does_not_cover_goes_to_the_general_path(
+    twins: tuple[ServerProcess, ServerProcess], seeded: str
+):
+    compiled, general = twins
+    before = len(read_paths(compiled.log_path))
+    for query, variables in GENERAL:
+        ours, theirs = await asyncio.gather(
+            post(compiled, query, variables, "manager"), post(general, query, variables, "manager")
+        )
+        assert ours == theirs, (query, ours, theirs)
+    paths = read_paths(compiled.log_path)[before:]
+    assert paths == [
+        "general: Query.viewer",
+        "general: Lead.mergedInto",
+        "general: invalid input",
+        "general: invalid input",
+        "general: invalid input",
+        "general: variables",
+        "general: invalid document",
+        "general: operation not chosen",
+    ]
+    async with httpx.AsyncClient(base_url=compiled.url) as http:
+        counts = (await http.get("/readyz")).json()["compiledReads"]
+    assert counts["compiled"] >= 1
+    assert counts["general: Query.viewer"] >= 1
