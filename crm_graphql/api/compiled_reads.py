@@ -23,8 +23,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from enum import Enum
-from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from graphql import (
@@ -48,9 +47,9 @@ from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.ext.asyncio import AsyncEngine
 from strawberry.utils.str_converters import to_camel_case
 
-from crm_graphql.api.ids import decode_id_of, encode_global_id
-from crm_graphql.db import lead_reads
-from crm_graphql.db.lead_reads import LeadColumns
+from crm_graphql.api.ids import decode_global_id, decode_id_of
+from crm_graphql.db import driver, lead_reads
+from crm_graphql.db.lead_reads import LeadColumns, global_id_text, iso_text
 from crm_graphql.db.sql import Sql
 from crm_graphql.domain.access import (
     Actor,
@@ -61,7 +60,13 @@ from crm_graphql.domain.access import (
 )
 from crm_graphql.domain.enums import LeadSource, LeadStage, SaleStage, ScoreRecommendation
 from crm_graphql.domain.lead import LEAD_FIELDS
-from crm_graphql.services.pagination import PageArgs, SortKey, decode_cursor, encode_cursor
+from crm_graphql.services.pagination import (
+    PageArgs,
+    SortKey,
+    cursor_of,
+    decode_cursor,
+    encode_cursor,
+)
 from crm_graphql.services.pagination import page_window as window_of
 from crm_graphql.services.queries import LEAD_SORT_KEYS, LeadFilter, LeadOrder
 from crm_graphql.settings import Settings
@@ -72,7 +77,6 @@ logger = logging.getLogger(__name__)
 CACHED_PLANS = 512
 
 Row = Any  # an asyncpg record, read by column name
-Build = Callable[[Any], Any]
 ASYNCPG = asyncpg_dialect()  # type: ignore[no-untyped-call]
 
 
@@ -93,16 +97,55 @@ RECOMMENDATIONS = enum_names(ScoreRecommendation)
 ROLES = enum_names(Role)
 
 
-def iso(value: datetime) -> str:
-    return value.isoformat()
+def reformatted_instant(text: str) -> str:
+    """A stored ISO 8601 instant as the general path writes it (parsed, then isoformat)."""
+    return datetime.fromisoformat(text).isoformat()
 
 
-def iso_or_none(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat()
+def strings(values: list[Any]) -> list[str]:
+    if not all(type(value) is str for value in values):
+        raise TypeError("not a list of strings")
+    return values
 
 
-def obj(fields: list[tuple[str, Build]], source: Any) -> dict[str, Any]:
-    return {key: build(source) for key, build in fields}
+def changes_of(arrays: list[list[Any] | None]) -> Any:
+    """A history's changes, one tuple each, from its parallel arrays (all NULL for none)."""
+    return () if arrays[0] is None else zip(*arrays, strict=True)
+
+
+class Source:
+    """Python source for a builder: one expression per selection (a dict display, a list
+    comprehension, a conditional), so building a page is one function call per root field,
+    with no call per field. Values the code refers to are named here."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+        self.loops = 0
+
+    def value(self, value: Any) -> str:
+        for name, known in self.values.items():
+            if known is value:
+                return name
+        name = f"value_{len(self.values)}"
+        self.values[name] = value
+        return name
+
+    def loop_variable(self) -> str:
+        self.loops += 1
+        return f"item_{self.loops}"
+
+    def function(self, parameter: str, expression: str) -> Callable[[Any], Any]:
+        code = compile(f"lambda {parameter}: {expression}", "<compiled read>", "eval")
+        return cast("Callable[[Any], Any]", eval(code, dict(self.values)))
+
+
+def display(fields: list[tuple[str, str]]) -> str:
+    """A dict display with the keys in selection order."""
+    return "{" + ", ".join(f"{key!r}: {expression}" for key, expression in fields) + "}"
+
+
+def column(row: str, name: str) -> str:
+    return f"{row}[{name!r}]"
 
 
 # --- compiling a selection --------------------------------------------------------------
@@ -113,6 +156,7 @@ class Compiler:
     schema: GraphQLSchema
     fragments: dict[str, FragmentDefinitionNode]
     variables: VariableValues
+    source: Source = field(default_factory=Source)
 
     def included(self, node: FieldNode | InlineFragmentNode | FragmentSpreadNode) -> bool:
         for directive in node.directives or ():
@@ -168,10 +212,12 @@ class Compiler:
 
     def subfields(
         self, nodes: list[FieldNode], type_name: str, interfaces: tuple[str, ...] = ()
-    ) -> dict[str, list[FieldNode]]:
-        return self.collect(
+    ) -> list[tuple[str, str, list[FieldNode]]]:
+        """(response key, field name, its nodes) of the fields selected below `nodes`."""
+        grouped = self.collect(
             [node.selection_set for node in nodes if node.selection_set], type_name, interfaces
         )
+        return [(key, group[0].name.value, group) for key, group in grouped.items()]
 
     def arguments(self, type_name: str, node: FieldNode) -> dict[str, Any]:
         definition = self.schema.get_type(type_name).fields[node.name.value]  # type: ignore[union-attr]
@@ -179,308 +225,259 @@ class Compiler:
 
     # --- Lead ------------------------------------------------------------------------------
 
-    def lead(self, nodes: list[FieldNode], columns: LeadColumns) -> list[tuple[str, Build]]:
-        built: list[tuple[str, Build]] = []
-        for key, group in self.subfields(nodes, "Lead", ("Node",)).items():
-            name = group[0].name.value
-            built.append((key, self.lead_field(name, group, columns)))
-        return built
+    def lead(self, nodes: list[FieldNode], columns: LeadColumns, row: str) -> str:
+        """The expression of a Lead selection over its row."""
+        return display(
+            [
+                (key, self.lead_field(name, group, columns, row))
+                for key, name, group in self.subfields(nodes, "Lead", ("Node",))
+            ]
+        )
 
-    def lead_field(self, name: str, group: list[FieldNode], columns: LeadColumns) -> Build:
+    def lead_field(self, name: str, group: list[FieldNode], columns: LeadColumns, row: str) -> str:
+        source = self.source
         if name == "__typename":
-            return constant("Lead")
+            return repr("Lead")
         if name == "id":
-            return partial(global_id, "Lead", columns.lead("id"))
-        if name in PLAIN_LEAD_FIELDS:
-            return PLAIN_LEAD_FIELDS[name](columns)
+            return column(row, columns.add("lead__global_id", global_id_text("Lead", "leads.id")))
+        if name in ("source", "stage"):
+            names = LEAD_SOURCES if name == "source" else LEAD_STAGES
+            return f"{source.value(names)}[{column(row, columns.lead(name))}]"
+        if name in LEAD_COLUMNS:
+            return column(row, columns.lead(LEAD_COLUMNS[name]))
+        if name in LEAD_INSTANTS:
+            instant = LEAD_INSTANTS[name]
+            return column(row, columns.add(f"{instant}__iso", iso_text(f"leads.{instant}")))
+        if name in SHOWN_COLUMNS:
+            shown = SHOWN_COLUMNS[name]
+            return column(row, columns.add(f"{shown}__shown", f"NULLIF(leads.{shown}, '')"))
         if name == "score":
-            return self.score(group, columns)
+            return self.score(group, columns, row)
         if name == "sale":
-            return self.sale(group, columns)
+            return self.sale(group, columns, row)
         if name in ("owner", "createdBy"):
-            column = "owner_id" if name == "owner" else "created_by"
-            return self.user(group, columns, f"{column}_user", f"leads.{column}")
+            user_column = "owner_id" if name == "owner" else "created_by"
+            alias = f"{user_column}_user"
+            fields = [columns.user(alias, f"leads.{user_column}", c) for c in USER_COLUMNS]
+            return self.user(group, *(column(row, f) for f in fields))
         if name == "history":
             include_merged = self.arguments("Lead", group[0])["includeMerged"]
             of = "lead_with_merged" if include_merged else "lead"
-            return self.history(group, columns, of, "LeadStageChange", LEAD_STAGES)
+            return self.history(group, columns, row, of, "LeadStageChange", LEAD_STAGES)
         raise Unsupported(f"Lead.{name}")
 
-    def score(self, nodes: list[FieldNode], columns: LeadColumns) -> Build:
-        value, data = columns.lead("score_value"), columns.lead("score")
-        current = (
-            columns.lead("source"),
-            columns.lead("business_domain"),
-            columns.lead("activity_count"),
-        )
-        built: list[tuple[str, Build]] = []
-        for key, group in self.subfields(nodes, "LeadScore").items():
-            name = group[0].name.value
-            if name == "factors":
-                factor = [
-                    (factor_key, FACTOR_FIELDS[factor_group[0].name.value])
-                    for factor_key, factor_group in self.subfields(group, "ScoreFactor").items()
-                ]
-                built.append((key, partial(factors, factor)))
-            elif name == "stale":
-                built.append((key, partial(stale, current)))
-            else:
-                built.append((key, SCORE_FIELDS[name]))
-        return partial(score, value, data, built)
-
-    def sale(self, nodes: list[FieldNode], columns: LeadColumns) -> Build:
-        sale_id = columns.sale("id")
-        built: list[tuple[str, Build]] = []
-        for key, group in self.subfields(nodes, "Sale", ("Node",)).items():
-            name = group[0].name.value
+    def score(self, nodes: list[FieldNode], columns: LeadColumns, row: str) -> str:
+        source = self.source
+        fields: list[tuple[str, str]] = []
+        for key, name, group in self.subfields(nodes, "LeadScore"):
             if name == "__typename":
-                built.append((key, constant("Sale")))
+                expression = repr("LeadScore")
+            elif name == "value":
+                expression = column(row, columns.lead("score_value"))
+            elif name == "factors":
+                factor = source.loop_variable()
+                factor_fields = [
+                    (
+                        factor_key,
+                        FACTOR_FIELDS[factor_name].format(factor, float=source.value(float)),
+                    )
+                    for factor_key, factor_name, _ in self.subfields(group, "ScoreFactor")
+                ]
+                stored = column(row, columns.add("score__factors", "leads.score->'factors'"))
+                expression = f"[{display(factor_fields)} for {factor} in ({stored} or ())]"
+            elif name in SCORE_FIELDS:
+                sql_expression, convert = SCORE_FIELDS[name]
+                value = column(row, columns.add(f"score__{name.lower()}", sql_expression))
+                expression = f"{source.value(convert)}({value})" if convert else value
+            else:
+                raise Unsupported(f"LeadScore.{name}")
+            fields.append((key, expression))
+        missing = column(
+            row, columns.add("score__missing", "(leads.score IS NULL OR leads.score_value IS NULL)")
+        )
+        return f"(None if {missing} else {display(fields)})"
+
+    def sale(self, nodes: list[FieldNode], columns: LeadColumns, row: str) -> str:
+        sale_id = column(row, columns.sale("id"))
+        fields: list[tuple[str, str]] = []
+        for key, name, group in self.subfields(nodes, "Sale", ("Node",)):
+            if name == "__typename":
+                expression = repr("Sale")
             elif name == "id":
-                built.append((key, partial(global_id, "Sale", sale_id)))
+                expression = column(
+                    row, columns.add("sale__global_id", global_id_text("Sale", "sale.id"))
+                )
             elif name == "stage":
-                built.append((key, partial(named, SALE_STAGES, columns.sale("stage"))))
+                stage = column(row, columns.sale("stage"))
+                expression = f"{self.source.value(SALE_STAGES)}[{stage}]"
             elif name == "createdAt":
-                built.append((key, partial(read, iso, columns.sale("created_at"))))
+                expression = column(
+                    row, columns.add("sale__created_at__iso", iso_text("sale.created_at"))
+                )
             elif name == "transferredBy":
-                built.append((key, self.user(group, columns, "transferrer", "sale.transferred_by")))
+                user = [columns.user("transferrer", "sale.transferred_by", c) for c in USER_COLUMNS]
+                expression = self.user(group, *(column(row, f) for f in user))
             elif name == "history":
-                built.append(
-                    (key, self.history(group, columns, "sale", "SaleStageChange", SALE_STAGES))
+                expression = self.history(
+                    group, columns, row, "sale", "SaleStageChange", SALE_STAGES
                 )
             else:
                 raise Unsupported(f"Sale.{name}")
-        return partial(present_if, sale_id, built)
+            fields.append((key, expression))
+        return f"(None if {sale_id} is None else {display(fields)})"
 
-    def user(self, nodes: list[FieldNode], columns: LeadColumns, alias: str, user_id: str) -> Build:
-        names = [columns.user(alias, user_id, column) for column in ("id", "name", "role")]
-        built = self.user_fields(nodes)
-        return partial(user_of_row, names, built)
-
-    def user_fields(self, nodes: list[FieldNode]) -> list[tuple[str, Build]]:
-        """Over (id, name, role) as stored."""
-        return [
-            (key, USER_FIELDS[group[0].name.value])
-            for key, group in self.subfields(nodes, "User").items()
+    def user(self, nodes: list[FieldNode], user_id: str, name: str, role: str) -> str:
+        """A User from the expressions of its stored id, name and role (id None: no user)."""
+        stored = {"id": user_id, "name": name, "role": f"{self.source.value(ROLES)}[{role}]"}
+        fields = [
+            (key, repr("User") if field_name == "__typename" else stored[field_name])
+            for key, field_name, _ in self.subfields(nodes, "User")
         ]
+        return f"(None if {user_id} is None else {display(fields)})"
 
     def history(
         self,
         nodes: list[FieldNode],
         columns: LeadColumns,
+        row: str,
         of: str,
         type_name: str,
         stages: dict[Any, str],
-    ) -> Build:
+    ) -> str:
         wanted = ["change.id"]
+        change = self.source.loop_variable()
 
-        def position(column: str) -> int:
-            if column not in wanted:
-                wanted.append(column)
-            return wanted.index(column)
+        def element(sql_expression: str) -> str:
+            if sql_expression not in wanted:
+                wanted.append(sql_expression)
+            return f"{change}[{wanted.index(sql_expression)}]"
 
-        built: list[tuple[str, Build]] = []
-        for key, group in self.subfields(nodes, type_name).items():
-            name = group[0].name.value
+        names = self.source.value(stages)
+        fields: list[tuple[str, str]] = []
+        for key, name, group in self.subfields(nodes, type_name):
             if name == "__typename":
-                built.append((key, constant(type_name)))
+                expression = repr(type_name)
             elif name == "from":
-                built.append((key, partial(stage_or_none, stages, position("change.from_stage"))))
+                # As the domain reads it: an empty from-stage is none.
+                from_stage = element("change.from_stage")
+                expression = f"({names}[{from_stage}] if {from_stage} else None)"
             elif name == "to":
-                built.append((key, partial(named, stages, position("change.to_stage"))))
+                expression = f"{names}[{element('change.to_stage')}]"
             elif name == "at":
-                built.append((key, partial(read, iso, position("change.at"))))
+                expression = element(iso_text("change.at"))
             elif name == "note" and of != "sale":
-                built.append((key, partial(item, position("change.note"))))
+                expression = element("change.note")
             elif name == "by":
-                user = [position(f"by_user.{column}") for column in ("id", "name", "role")]
-                built.append((key, partial(user_of_row, user, self.user_fields(group))))
+                user = [element(f"by_user.{c}") for c in USER_COLUMNS]
+                expression = self.user(group, *user)
             else:
                 raise Unsupported(f"{type_name}.{name}")
-        alias = f"history_{len(columns.joins)}"
-        arrays = columns.history(alias, of, wanted)
-        return partial(changes, arrays, built)
+            fields.append((key, expression))
+        arrays = columns.history(f"history_{len(columns.joins)}", of, wanted)
+        listed = ", ".join(column(row, name) for name in arrays)
+        return f"[{display(fields)} for {change} in {self.source.value(changes_of)}([{listed}])]"
 
     # --- LeadConnection ------------------------------------------------------------------
 
     def connection(self, nodes: list[FieldNode], columns: LeadColumns) -> "ConnectionPlan":
-        plan = ConnectionPlan(columns)
-        columns.lead("id")
-        for key, group in self.subfields(nodes, "LeadConnection").items():
-            name = group[0].name.value
+        """A LeadConnection selection, as a function of its page."""
+        columns.lead("id")  # for cursors
+        counts = False
+        fields: list[tuple[str, str]] = []
+        for key, name, group in self.subfields(nodes, "LeadConnection"):
             if name == "__typename":
-                plan.fields.append((key, constant("LeadConnection")))
+                expression = repr("LeadConnection")
             elif name == "totalCount":
-                plan.counts = True
-                plan.fields.append((key, total_count))
+                counts = True
+                expression = "page.total"
             elif name == "pageInfo":
-                info = [
-                    (info_key, PAGE_INFO_FIELDS[info_group[0].name.value])
-                    for info_key, info_group in self.subfields(group, "PageInfo").items()
-                ]
-                plan.fields.append((key, partial(obj, info)))
+                expression = display(
+                    [
+                        (info_key, PAGE_INFO_FIELDS[info_name])
+                        for info_key, info_name, _ in self.subfields(group, "PageInfo")
+                    ]
+                )
             elif name == "edges":
-                plan.fields.append((key, self.edges(group, columns)))
+                expression = self.edges(group, columns)
             else:
                 raise Unsupported(f"LeadConnection.{name}")
-        return plan
+            fields.append((key, expression))
+        return ConnectionPlan(columns, self.source.function("page", display(fields)), counts)
 
-    def edges(self, nodes: list[FieldNode], columns: LeadColumns) -> Build:
-        built: list[tuple[str, Callable[[LeadPage, Row], Any]]] = []
-        for key, group in self.subfields(nodes, "LeadEdge").items():
-            name = group[0].name.value
+    def edges(self, nodes: list[FieldNode], columns: LeadColumns) -> str:
+        row = self.source.loop_variable()
+        fields: list[tuple[str, str]] = []
+        for key, name, group in self.subfields(nodes, "LeadEdge"):
             if name == "__typename":
-                built.append((key, edge_typename))
+                expression = repr("LeadEdge")
             elif name == "cursor":
-                built.append((key, LeadPage.cursor))
+                expression = f"page.cursor({row})"
             elif name == "node":
-                node = self.lead(group, columns)
-                built.append((key, partial(edge_node, node)))
+                expression = self.lead(group, columns, row)
             else:
                 raise Unsupported(f"LeadEdge.{name}")
-        return partial(edges, built)
+            fields.append((key, expression))
+        return f"[{display(fields)} for {row} in page.rows]"
 
 
-def constant(value: str) -> Build:
-    return lambda _: value
-
-
-def read(convert: Callable[[Any], Any], column: Any, row: Row) -> Any:
-    return convert(row[column])
-
-
-def item(column: Any, row: Row) -> Any:
-    return row[column]
-
-
-def named(names: dict[Any, str], column: Any, row: Row) -> str:
-    return names[row[column]]
-
-
-def stage_or_none(names: dict[Any, str], column: Any, row: Row) -> str | None:
-    # As the domain reads it: an empty or missing from-stage is none.
-    value = row[column]
-    return names[value] if value else None
-
-
-def global_id(type_name: str, column: str, row: Row) -> str:
-    return encode_global_id(type_name, row[column])
-
-
-def present_if(column: str, built: list[tuple[str, Build]], row: Row) -> dict[str, Any] | None:
-    return None if row[column] is None else obj(built, row)
-
-
-def user_of_row(
-    columns: list[Any], built: list[tuple[str, Build]], row: Row
-) -> dict[str, Any] | None:
-    user_id, name, role = (row[column] for column in columns)
-    return None if user_id is None else obj(built, (user_id, name, role))
-
-
-USER_FIELDS: dict[str, Build] = {
-    "__typename": constant("User"),
-    "id": lambda user: user[0],
-    "name": lambda user: user[1],
-    "role": lambda user: ROLES[user[2]],
-}
-
-
-def changes(arrays: list[str], built: list[tuple[str, Build]], row: Row) -> list[dict[str, Any]]:
-    columns = [row[name] for name in arrays]
-    if columns[0] is None:
-        return []
-    return [obj(built, change) for change in zip(*columns, strict=True)]
-
-
-def plain_lead_field(column: str, kind: str) -> Callable[[LeadColumns], Build]:
-    def compile_field(columns: LeadColumns) -> Build:
-        name = columns.lead(column)
-        if kind == "datetime":
-            return partial(read, iso, name)
-        if kind == "datetime?":
-            return partial(read, iso_or_none, name)
-        if kind == "source":
-            return partial(named, LEAD_SOURCES, name)
-        if kind == "stage":
-            return partial(named, LEAD_STAGES, name)
-        return partial(item, name)
-
-    return compile_field
-
-
-def stored_lead_field(lead_field: Any) -> Callable[[LeadColumns], Build]:
-    """A field stored in several columns: read as the domain reads and shows it."""
-    storage = lead_field.spec.storage
-
-    def compile_field(columns: LeadColumns) -> Build:
-        for column in lead_field.columns(None):
-            columns.lead(column)
-        return lambda row: storage.shown(storage.from_row(row))
-
-    return compile_field
-
-
-PLAIN_LEAD_FIELDS: dict[str, Callable[[LeadColumns], Build]] = {
-    "source": plain_lead_field("source", "source"),
-    "stage": plain_lead_field("stage", "stage"),
-    "activityCount": plain_lead_field("activity_count", "int"),
-    "createdAt": plain_lead_field("created_at", "datetime"),
-    "updatedAt": plain_lead_field("updated_at", "datetime"),
-    "lostReason": plain_lead_field("lost_reason", "str"),
+USER_COLUMNS = ("id", "name", "role")
+# Lead fields read from a column as they are, and instants written as isoformat() does.
+LEAD_COLUMNS = {
+    "activityCount": "activity_count",
+    "lostReason": "lost_reason",
     **{
-        to_camel_case(f.name): (
-            stored_lead_field(f)
-            if f.spec.storage is not None
-            else plain_lead_field(f.name, "datetime?" if f.spec.type is datetime else "str")
-        )
+        to_camel_case(f.name): f.name
         for f in LEAD_FIELDS
+        if f.spec.storage is None and f.spec.type is not datetime
     },
 }
-
-
-# A score is (value, its stored data, the lead's row).
-def score(value: str, data: str, built: list[tuple[str, Build]], row: Row) -> dict[str, Any] | None:
-    stored_value, stored = row[value], row[data]
-    if stored_value is None or stored is None:
-        return None
-    return obj(built, (stored_value, stored, row))
-
-
-def stale(current: tuple[str, str, str], score: tuple[float, Any, Row]) -> bool:
-    inputs, row = score[1]["inputs"], score[2]
-    source, business_domain, activity_count = current
-    return (inputs["source"], inputs["business_domain"], inputs["activity_count"]) != (
-        row[source],
-        row[business_domain],
-        row[activity_count],
-    )
-
-
-def strings(values: list[Any]) -> list[str]:
-    if not all(type(value) is str for value in values):
-        raise TypeError("not a list of strings")
-    return list(values)
-
-
-SCORE_FIELDS: dict[str, Build] = {
-    "__typename": constant("LeadScore"),
-    "value": lambda score: float(score[0]),
-    "recommendation": lambda score: RECOMMENDATIONS[score[1]["recommendation"]],
-    "reasons": lambda score: strings(score[1]["reasons"]),
-    "scorer": lambda score: score[1]["scorer"],
-    "scorerVersion": lambda score: score[1].get("scorer_version"),
-    "scoredAt": lambda score: datetime.fromisoformat(score[1]["scored_at"]).isoformat(),
+LEAD_INSTANTS = {
+    "createdAt": "created_at",
+    "updatedAt": "updated_at",
+    **{
+        to_camel_case(f.name): f.name
+        for f in LEAD_FIELDS
+        if f.spec.storage is None and f.spec.type is datetime
+    },
 }
-FACTOR_FIELDS: dict[str, Build] = {
-    "__typename": constant("ScoreFactor"),
-    "name": lambda factor: factor["name"],
-    "contribution": lambda factor: float(factor["contribution"]),
-    "explanation": lambda factor: factor["explanation"],
+# Fields stored in several columns, one of which holds what clients read (others fall back).
+SHOWN_COLUMNS = {
+    to_camel_case(f.name): f.spec.storage.shown_column
+    for f in LEAD_FIELDS
+    if f.spec.storage is not None and f.spec.storage.shown_column is not None
 }
 
 
-def factors(built: list[tuple[str, Build]], score: tuple[float, Any, Row]) -> list[Any]:
-    return [obj(built, factor) for factor in score[1].get("factors", ())]
+# LeadScore fields: the SQL that reads each from the stored score, and what converts it.
+_INPUTS = "leads.score->'inputs'"
+SCORE_FIELDS: dict[str, tuple[str, Callable[[Any], Any] | None]] = {
+    "recommendation": ("leads.score->>'recommendation'", RECOMMENDATIONS.__getitem__),
+    "reasons": ("leads.score->'reasons'", strings),
+    "scorer": ("leads.score->>'scorer'", None),
+    "scorerVersion": ("leads.score->>'scorer_version'", None),
+    "scoredAt": ("leads.score->>'scored_at'", reformatted_instant),
+    # Score.is_stale_for: the inputs it was computed on differ from the lead's.
+    "stale": (
+        f"(({_INPUTS}->>'source', {_INPUTS}->>'business_domain', "
+        f"({_INPUTS}->>'activity_count')::numeric) IS DISTINCT FROM "
+        "(leads.source::text, leads.business_domain::text, leads.activity_count::numeric))",
+        None,
+    ),
+}
+# ScoreFactor fields over a stored factor `{0}`.
+FACTOR_FIELDS = {
+    "__typename": repr("ScoreFactor"),
+    "name": "{0}['name']",
+    "contribution": "{float}({0}['contribution'])",
+    "explanation": "{0}['explanation']",
+}
+PAGE_INFO_FIELDS = {
+    "__typename": repr("PageInfo"),
+    "hasNextPage": "page.has_next_page",
+    "hasPreviousPage": "page.has_previous_page",
+    "startCursor": "page.start_cursor",
+    "endCursor": "page.end_cursor",
+}
 
 
 # --- pages ------------------------------------------------------------------------------
@@ -495,40 +492,24 @@ class LeadPage:
     total: int | None
 
     def cursor(self, row: Row) -> str:
+        if self.sort.kind is datetime:  # selected as isoformat() writes it
+            return cursor_of(self.sort, f'"{row["sort_key"]}"', row["id"])
         return encode_cursor(self.sort, row["sort_key"], row["id"])
 
+    @property
+    def start_cursor(self) -> str | None:
+        return self.cursor(self.rows[0]) if self.rows else None
 
-def edge_typename(page: LeadPage, row: Row) -> str:
-    return "LeadEdge"
-
-
-def edge_node(node: list[tuple[str, Build]], page: LeadPage, row: Row) -> dict[str, Any]:
-    return obj(node, row)
-
-
-def edges(built: list[tuple[str, Callable[[LeadPage, Row], Any]]], page: LeadPage) -> list[Any]:
-    return [{key: build(page, row) for key, build in built} for row in page.rows]
-
-
-def total_count(page: LeadPage) -> int:
-    assert page.total is not None, "counted when selected"
-    return page.total
-
-
-PAGE_INFO_FIELDS: dict[str, Build] = {
-    "__typename": constant("PageInfo"),
-    "hasNextPage": lambda page: page.has_next_page,
-    "hasPreviousPage": lambda page: page.has_previous_page,
-    "startCursor": lambda page: page.cursor(page.rows[0]) if page.rows else None,
-    "endCursor": lambda page: page.cursor(page.rows[-1]) if page.rows else None,
-}
+    @property
+    def end_cursor(self) -> str | None:
+        return self.cursor(self.rows[-1]) if self.rows else None
 
 
 @dataclass
 class ConnectionPlan:
     columns: LeadColumns
-    fields: list[tuple[str, Build]] = field(default_factory=list)
-    counts: bool = False
+    build: Callable[[LeadPage], Any]
+    counts: bool
 
 
 # --- root fields ------------------------------------------------------------------------
@@ -604,7 +585,7 @@ class LeadsField:
             values["readable"] = sorted(stage.value for stage in readable)
         sort = LEAD_SORT_KEYS[order.field]
         descending = order.descending != window.backwards
-        key = sort_sql(sort)
+        key = SORT_SQL[order.field]
         counted = list(conditions)
         if window.cursor is not None:
             value, row_id = decode_cursor(sort, window.cursor, window.cursor_field)
@@ -621,7 +602,7 @@ class LeadsField:
             columns = LeadColumns(
                 dict(self.plan.columns.expressions), dict(self.plan.columns.joins)
             )
-            columns.add("sort_key", key)
+            columns.add("sort_key", iso_text(key) if sort.kind is datetime else key)
             if self.plan.counts:
                 where = f" WHERE {' AND '.join(counted)}" if counted else ""
                 columns.add("total__count", f"(SELECT count(*) FROM leads{where})")
@@ -641,7 +622,7 @@ class LeadsField:
         if self.plan.counts:
             total = rows[0]["total__count"] if rows else await self.count(request, counted, values)
         page = LeadPage(rows, sort, has_next, has_previous, total)
-        return obj(self.plan.fields, page)
+        return self.plan.build(page)
 
     async def count(self, request: Request, conditions: list[str], values: dict[str, Any]) -> int:
         """The total of an empty page, which has no row to carry it."""
@@ -658,21 +639,43 @@ def sort_sql(sort: SortKey) -> str:
     return str(sort.expression.compile(dialect=ASYNCPG, compile_kwargs={"literal_binds": True}))
 
 
+SORT_SQL = {field: sort_sql(sort) for field, sort in LEAD_SORT_KEYS.items()}
+
+
 @dataclass
-class LeadField:
+class LeadByIdField:
+    """`lead(id:)`, or `node(id:)` (`any_type`), for an ID of a Lead."""
+
     definition: GraphQLField
     node: FieldNode
-    fields: list[tuple[str, Build]]
+    build: Callable[[Row], Any]
     statement: Sql
+    any_type: bool
 
     async def __call__(self, request: Request) -> Any:
         args = get_argument_values(self.definition, self.node, request.variables)
-        pk = decode_id_of("Lead", args["id"], "id")
+        if self.any_type:
+            decoded = decode_global_id(args["id"])
+            if decoded is None or decoded[0] == "Sale":
+                raise Unsupported("Query.node: not the ID of a Lead")
+            type_name, pk = decoded
+            if type_name != "Lead":
+                return None
+        else:
+            pk = decode_id_of("Lead", args["id"], "id")
         readable_lead_stages(request.actor)  # Forbidden for a role that reads no lead
         rows = await lead_reads.fetch_leads(request.conn, self.statement, {"id": pk})
         if not rows or not may_read_lead(request.actor, LeadStage(rows[0]["stage"])):
             return None
-        return obj(self.fields, rows[0])
+        return self.build(rows[0])
+
+
+@dataclass
+class ViewerField:
+    build: Callable[[Actor], Any]
+
+    async def __call__(self, request: Request) -> Any:
+        return self.build(request.actor)
 
 
 @dataclass
@@ -708,11 +711,17 @@ def compile_plan(
         if name == "leads":
             plan = compiler.connection(group, columns)
             root.append((key, LeadsField(query_type.fields[name], group[0], plan)))
-        elif name == "lead":
+        elif name in ("lead", "node"):
             columns.lead("stage")
-            built = compiler.lead(group, columns)
+            build = compiler.source.function("row", compiler.lead(group, columns, "row"))
             statement = lead_reads.lead_statement(columns, ["leads.id = :id"])
-            root.append((key, LeadField(query_type.fields[name], group[0], built, statement)))
+            definition = query_type.fields[name]
+            lead = LeadByIdField(definition, group[0], build, statement, any_type=name == "node")
+            root.append((key, lead))
+        elif name == "viewer":
+            # The caller as the token names them.
+            user = compiler.user(group, "actor.user_id", "actor.name", "actor.role.value")
+            root.append((key, ViewerField(compiler.source.function("actor", user))))
         else:
             raise Unsupported(f"Query.{name}")
         needs_sales = needs_sales or "sale" in columns.joins
@@ -838,7 +847,7 @@ class CompiledReads:
             raise Unsupported("forbidden")
         request = Request(self.engine, self.settings, actor, variables)
         data: dict[str, Any] = {}
-        async with self.engine.connect() as conn:
+        async with driver.pooled(self.engine) as conn:
             request.conn = conn
             for key, root in plan.root:
                 data[key] = root if isinstance(root, str) else await root(request)

@@ -10,17 +10,38 @@ Columns are read by the names given here (`LeadColumns.add`), so a statement's s
 built from what the selection needs and nothing else.
 """
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
+import asyncpg
 
 from crm_graphql.db import driver
 from crm_graphql.db.sql import Sql, sql
 from crm_graphql.db.tables import POSTGRESQL, STAGE_CHANGE_ORIGIN
 
 _ORIGIN = str(STAGE_CHANGE_ORIGIN.compile(dialect=POSTGRESQL)).replace("stage_changes.", "change.")
+
+
+def iso_text(instant: str) -> str:
+    """SQL writing a timestamptz as Python's isoformat() writes the datetime asyncpg reads: in
+    UTC, microseconds only when there are any; the infinities as asyncpg reads them
+    (datetime.min and datetime.max, without a zone)."""
+    return (
+        f"CASE WHEN {instant} = '-infinity' THEN '0001-01-01T00:00:00' "
+        f"WHEN {instant} = 'infinity' THEN '9999-12-31T23:59:59.999999' "
+        f"ELSE replace(to_char({instant} AT TIME ZONE 'UTC', "
+        "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"'), '.000000+', '+') END"
+    )
+
+
+def global_id_text(type_name: str, primary_key: str) -> str:
+    """SQL writing api/ids.py's global ID: base64 of "Type:pk" (short: no line breaks)."""
+    return f"encode(convert_to('{type_name}:' || {primary_key}, 'UTF8'), 'base64')"
+
+
+_NAME = re.compile(r"[a-z_][a-z0-9_]*")
 
 
 @dataclass
@@ -33,6 +54,8 @@ class LeadColumns:
 
     def add(self, name: str, expression: str) -> str:
         """Select `expression` as `name` (once); returns the name to read it by."""
+        if not _NAME.fullmatch(name):
+            raise ValueError(f"{name!r}: a column name is lower case (PostgreSQL folds it)")
         self.expressions.setdefault(name, expression)
         return name
 
@@ -102,5 +125,11 @@ def lead_statement(
     return sql(text)
 
 
-async def fetch_leads(conn: AsyncConnection, statement: Sql, values: dict[str, Any]) -> list[Any]:
-    return await driver.fetch(conn, statement, **values)
+async def fetch_leads(
+    raw: asyncpg.Connection, statement: Sql, values: dict[str, Any]
+) -> list[driver.Row]:
+    """The rows of a statement on a driver connection (`driver.pooled`)."""
+    arguments = statement.arguments(values)
+    return await driver.run_on(
+        raw, asyncpg.Connection.fetch, statement.text, *arguments, record_class=driver.Row
+    )

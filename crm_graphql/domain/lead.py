@@ -148,6 +148,9 @@ class Storage:
     from_row: Callable[[Columns], Any]
     shown: Callable[[Any], Any]
     compared: Callable[[Any], Any]
+    # The column whose value clients read, an empty one as none (shown(from_row(row)) without
+    # the calls: the compiled reads read it so), when one column holds it.
+    shown_column: str | None = None
 
 
 # A website is stored with its domain, which the duplicate guard compares.
@@ -159,6 +162,7 @@ WEBSITE_STORAGE = Storage(
     from_row=lambda row: Website(row["website"], row["website_domain"]) if row["website"] else None,
     shown=lambda website: website.url if website else None,
     compared=lambda website: website.domain if website else None,
+    shown_column="website",
 )
 
 

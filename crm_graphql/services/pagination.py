@@ -56,9 +56,14 @@ def _invalid(message: str, field: str) -> RuleViolation:
 
 
 def encode_cursor(sort: SortKey, value: Any, row_id: int) -> str:
-    # The compact JSON of [name, value, id], written out: every edge of every page has one.
     # Names are identifiers and ISO dates need no escaping; json.dumps writes floats by repr.
     wire = f'"{value.isoformat()}"' if isinstance(value, datetime) else json.dumps(value)
+    return cursor_of(sort, wire, row_id)
+
+
+def cursor_of(sort: SortKey, wire: str, row_id: int) -> str:
+    """The cursor of a row whose sort key is `wire` in JSON: the compact JSON of [name, value,
+    id], written out (every edge of every page has one), in unpadded URL-safe base64."""
     raw = f'["{sort.name}",{wire},{row_id}]'.encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 

@@ -7,14 +7,19 @@ says which path answered."""
 
 import asyncio
 import json
+import random
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 
+from crm_graphql.api.ids import encode_global_id
+from crm_graphql.db.lead_reads import global_id_text, iso_text
 from tests.support.graphql import CREATE_LEAD, GraphQLClient, token_for
 from tests.support.leads import advance, analyze, ok, transferred_lead
 from tests.support.server import ServerProcess, api_server
@@ -96,10 +101,17 @@ fragment LeadBits on Lead {
         {"id": "LEAD"},
     ),
     ('query { lead(id: "TGVhZDo5OTk5OTk=") { id } }', {}),
+    (
+        """query($id: ID!) { viewer { __typename id name role } node(id: $id) {
+  __typename id ... on Lead { stage sale { id } } ... on Sale { saleStage: stage } }
+  other: node(id: "Rm9vOjE=") { id } }""",
+        {"id": "LEAD"},
+    ),
 ]
 # Documents the compiler hands on, and what the general path makes of them.
 GENERAL: list[tuple[str, dict[str, Any]]] = [
-    ("query { viewer { id } leads(first: 2) { totalCount } }", {}),
+    ("query { viewer { id } sales(first: 2) { totalCount } }", {}),
+    ('query { node(id: "U2FsZTox") { id } }', {}),
     ("query { leads(first: 2) { edges { node { mergedInto { id } } } } }", {}),
     ("query { leads(first: 1000) { totalCount } }", {}),
     ('query { leads(after: "not a cursor") { totalCount } }', {}),
@@ -147,6 +159,8 @@ async def seeded(gql: GraphQLClient) -> str:
             await analyze(gql, lead)
         if index == 3:
             await advance(gql, lead, "CONTACTED")
+    # Stored as -infinity, read back as datetime.min.
+    await new_lead(gql, contactName="Early", nextFollowUpAt="0001-01-01T00:00:00Z")
     keep = await new_lead(gql, companyName="Keep GmbH")
     gone = await new_lead(gql, companyName="Gone GmbH")
     merged = await gql(
@@ -198,10 +212,11 @@ async def test_covered_documents_answer_with_the_general_paths_bytes_for_every_r
             compared += 1
     paths = read_paths(compiled.log_path)[before:]
     assert len(paths) == compared
-    # Sales may read transferred leads only; nobody without a token: the general path
-    # answers the refusals. Every document a manager or an admin sends is compiled.
-    by_role = dict(zip([role for _ in COVERED for role in ROLES], paths, strict=True))
-    assert by_role["manager"] == by_role["admin"] == "compiled", paths
+    # Without a token the general path answers the refusal; every other request is compiled.
+    roles = [role for _ in COVERED for role in ROLES]
+    assert [path for role, path in zip(roles, paths, strict=True) if role] == ["compiled"] * (
+        len(COVERED) * (len(ROLES) - 1)
+    )
     assert paths.count("general: UNAUTHENTICATED") == len(COVERED)
 
 
@@ -237,7 +252,8 @@ async def test_what_the_compiler_does_not_cover_goes_to_the_general_path(
         assert ours == theirs, (query, ours, theirs)
     paths = read_paths(compiled.log_path)[before:]
     assert paths == [
-        "general: Query.viewer",
+        "general: Query.sales",
+        "general: Query.node: not the ID of a Lead",
         "general: Lead.mergedInto",
         "general: invalid input",
         "general: invalid input",
@@ -249,4 +265,48 @@ async def test_what_the_compiler_does_not_cover_goes_to_the_general_path(
     async with httpx.AsyncClient(base_url=compiled.url) as http:
         counts = (await http.get("/readyz")).json()["compiledReads"]
     assert counts["compiled"] >= 1
-    assert counts["general: Query.viewer"] >= 1
+    assert counts["general: Query.sales"] >= 1
+
+
+async def test_instants_and_ids_written_by_postgresql_are_the_bytes_python_writes(
+    db: asyncpg.Connection,
+):
+    """The compiled statements write instants (isoformat) and global IDs in SQL."""
+    chance = random.Random(18)
+    instants = [
+        datetime(1, 1, 1, tzinfo=UTC),
+        datetime(999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+        datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC),
+        datetime.max.replace(tzinfo=UTC),  # asyncpg stores these two as the infinities
+        None,
+        datetime(2026, 12, 6, 13, 0, 0, 10, tzinfo=timezone(timedelta(hours=-7))),
+    ]
+    for _ in range(2000):
+        instant = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(
+            seconds=chance.randrange(0, 4_000_000_000),
+            microseconds=chance.choice([0, 1, 500_000, chance.randrange(1_000_000)]),
+        )
+        instants.append(instant)
+    rows = await db.fetch(
+        f"SELECT {iso_text('instant')} AS written, instant "
+        "FROM unnest($1::timestamptz[]) AS instant",
+        instants,
+    )
+    assert [row["written"] for row in rows] == [
+        row["instant"] and row["instant"].isoformat() for row in rows
+    ]
+
+    ids = [
+        1,
+        9,
+        10,
+        99,
+        2**31,
+        2**53 + 1,
+        2**63 - 1,
+        *(chance.randrange(1, 2**63) for _ in range(500)),
+    ]
+    rows = await db.fetch(
+        f"SELECT {global_id_text('Lead', 'id')} AS written FROM unnest($1::bigint[]) AS id", ids
+    )
+    assert [row["written"] for row in rows] == [encode_global_id("Lead", i) for i in ids]
