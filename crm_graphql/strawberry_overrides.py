@@ -577,6 +577,41 @@ class OverriddenGraphQL(GraphQL[ContextT, RootValueT]):
             return None
         return operation
 
+    def single_get_operation(self, request: Request) -> GraphQLRequestData | None:
+        """The operation of a GET that names its document in `query` (urql's and Apollo's
+        queries), as Strawberry's view reads it (`parse_query_params`), when it takes no
+        further checks: no streaming, no persisted-document parameters, variables (if any) a
+        JSON object. Anything else gets None and the view's own path.
+
+        Relies on: the view reading a GET's `query`, `variables` (JSON, decoded unless empty),
+        `operationName` and `extensions` from the last value of each parameter, and running
+        only queries over GET."""
+        params = request.query_params
+        if (
+            request.method != "GET"
+            or self._get_stream_transport_from_headers(request.headers)
+            or not params.get("query")
+            or "extensions" in params
+            or "documentId" in params
+        ):
+            return None
+        variables: dict[str, Any] | None = None
+        if "variables" in params:
+            try:
+                decoded = self.decode_json(params["variables"])
+            except json.JSONDecodeError:
+                return None
+            if not isinstance(decoded, dict):
+                return None
+            variables = decoded
+        return GraphQLRequestData(
+            query=cast("str", self.document_of(params["query"], None, None)),
+            variables=variables,
+            operation_name=params.get("operationName"),
+            extensions=None,
+            protocol="http",
+        )
+
     async def execute_json_operation(
         self, request: Request, operation: GraphQLRequestData
     ) -> GraphQLHTTPResponse:

@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from enum import Enum
+from functools import lru_cache
 from typing import Any, cast
 
 import orjson
@@ -75,6 +76,9 @@ logger = logging.getLogger(__name__)
 
 # Plans kept, per distinct document, operation and shaping variables.
 CACHED_PLANS = 512
+# Statements kept per page field: one per filter shape (fields given, list lengths), ordering,
+# direction, cursor or none, role's visibility.
+CACHED_STATEMENTS = 64
 
 Row = Any  # an asyncpg record, read by column name
 ASYNCPG = asyncpg_dialect()  # type: ignore[no-untyped-call]
@@ -531,18 +535,26 @@ RootField = Callable[[Request], Awaitable[Any]]
 LEAD_FILTER_FIELDS = {to_camel_case(f.name): f.name for f in fields(LeadFilter)}
 
 
-def lead_filter(value: Mapping[str, Any] | None) -> LeadFilter:
-    return LeadFilter(**{LEAD_FILTER_FIELDS[name]: v for name, v in (value or {}).items()})
-
-
 def lead_order(value: Mapping[str, Any] | None) -> LeadOrder:
     return LeadOrder(**value) if value else LeadOrder()
 
 
-def filter_sql(lead_filter: LeadFilter) -> tuple[str | None, dict[str, Any]]:
-    """The filter's conditions (the general path's, compiled for asyncpg) with `:filter_n`
-    parameters, and their values."""
-    conditions = lead_filter.conditions()
+def filter_sql(value: Mapping[str, Any] | None) -> tuple[str | None, dict[str, Any]]:
+    """A `filter` argument's conditions (the general path's, compiled for asyncpg) with
+    `:filter_n` parameters, and their values; the same filter sent again (the next page, or
+    another caller) is compiled once."""
+    given = tuple(
+        (name, tuple(v) if isinstance(v, list) else v) for name, v in (value or {}).items()
+    )
+    return _filter_sql(given)
+
+
+@lru_cache(maxsize=256)
+def _filter_sql(given: tuple[tuple[str, Any], ...]) -> tuple[str | None, dict[str, Any]]:
+    fields: dict[str, Any] = {
+        LEAD_FILTER_FIELDS[name]: list(v) if isinstance(v, tuple) else v for name, v in given
+    }
+    conditions = LeadFilter(**fields).conditions()
     if not conditions:
         return None, {}
     compiled = and_(*conditions).compile(
@@ -566,7 +578,6 @@ class LeadsField:
 
     async def __call__(self, request: Request) -> Any:
         args = get_argument_values(self.definition, self.node, request.variables)
-        filter_given = lead_filter(args["filter"])
         order = lead_order(args["orderBy"])
         settings = request.settings
         window = window_of(
@@ -575,7 +586,7 @@ class LeadsField:
             settings.max_page_size,
         )
         conditions, values = [], {}
-        filter_text, filter_values = filter_sql(filter_given)
+        filter_text, filter_values = filter_sql(args["filter"])
         if filter_text:
             conditions.append(filter_text)
             values.update(filter_values)
@@ -609,7 +620,7 @@ class LeadsField:
             statement = lead_reads.lead_statement(
                 columns, conditions, f"{key} {direction}, leads.id {direction}", limit=True
             )
-            if filter_text is None:  # a filter's text holds its values' count: not kept
+            if len(self.statements) < CACHED_STATEMENTS:
                 self.statements[shape] = statement
         values["limit"] = window.limit + 1
         rows = await lead_reads.fetch_leads(request.conn, statement, values)

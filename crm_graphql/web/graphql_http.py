@@ -260,15 +260,18 @@ class CrmGraphQL(OverriddenGraphQL[Context, None]):
                     f"with any non-empty value: {', '.join(PREFLIGHT_HEADERS)}. Or POST "
                     "application/json.",
                 )
-            operation = await self.single_json_operation(request)
-            if operation is None:
+            posted = await self.single_json_operation(request)
+            operation = posted or self.single_get_operation(request)
+            compiled = None
+            if operation is not None:
+                compiled = await self.compiled_response(request, operation, media_type)
+            if compiled is not None:
+                response = compiled
+            elif posted is None:
                 response = await self.run(request)
             else:
-                compiled = await self.compiled_response(request, operation, media_type)
-                if compiled is None:
-                    result = await self.execute_json_operation(request, operation)
-                    compiled = self.json_response(result, media_type)
-                response = compiled
+                result = await self.execute_json_operation(request, posted)
+                response = self.json_response(result, media_type)
         except HTTPException as error:
             response = self.http_error(error, media_type)
         await response(scope, receive, send)

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import orjson
 import pytest
@@ -26,6 +27,7 @@ from strawberry.extensions import (
     MaskErrors,
     MaxTokensLimiter,
 )
+from strawberry.http import GraphQLRequestData
 from strawberry.schema import schema as strawberry_schema
 from strawberry.schema.config import StrawberryConfig
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
@@ -589,6 +591,61 @@ def test_the_fast_path_answers_as_strawberry_s_view(body: dict[str, Any]):
     fast = view_client(FastPathView).post("/", json=body)
     strawberrys = view_client(GraphQL).post("/", json=body)
     assert (fast.status_code, fast.json()) == (strawberrys.status_code, strawberrys.json())
+
+
+class RecordingView(GraphQL[None, None]):
+    """Strawberry's view, noting the operations it executes."""
+
+    executed: list[GraphQLRequestData] = []
+
+    async def execute_single(self, *args: Any, **kwargs: Any) -> ExecutionResult:
+        RecordingView.executed.append(kwargs.get("request_data") or args[-1])
+        return await super().execute_single(*args, **kwargs)
+
+
+def get_request(params: dict[str, str]) -> Request:
+    return Request(
+        {"type": "http", "method": "GET", "query_string": urlencode(params).encode(), "headers": []}
+    )
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"query": "{ hello }"},
+        {"query": "query Q($n: String!) { hello(name: $n) }", "variables": '{"n": "x"}'},
+        {"query": "query A { hello } query B { hello }", "operationName": "B"},
+        {"query": "{ hello }", "variables": "{}"},
+    ],
+)
+def test_a_get_s_operation_is_the_one_strawberry_s_view_executes(params: dict[str, str]):
+    schema = strawberry.Schema(query=Query)
+    RecordingView.executed.clear()
+    TestClient(RecordingView(schema)).get("/", params=params)
+    (executed,) = RecordingView.executed
+    read = OverriddenGraphQL(schema).single_get_operation(get_request(params))
+    assert read is not None
+    assert (read.query, read.variables, read.operation_name) == (
+        executed.query,
+        executed.variables,
+        executed.operation_name,
+    )
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"query": ""},
+        {"query": "{ hello }", "variables": ""},
+        {"query": "{ hello }", "variables": "[1]"},
+        {"query": "{ hello }", "variables": "{"},
+        {"query": "{ hello }", "extensions": "{}"},
+        {"documentId": "abc"},
+    ],
+)
+def test_any_other_get_is_left_to_strawberry_s_view(params: dict[str, str]):
+    schema = strawberry.Schema(query=Query)
+    assert OverriddenGraphQL(schema).single_get_operation(get_request(params)) is None
 
 
 def test_the_fast_path_leaves_streaming_requests_to_strawberry():
