@@ -107,8 +107,8 @@ class Subscriber:
     sink: Sink | None = None
     # The last change it was given; later ones only (a cursor may be ahead of the feed).
     position: int = 0
-    # Parked in `queue.get()`: everything it was given before has been sent, so a rendered
-    # event written to its sink now cannot overtake one of its own.
+    # Parked in `queue.get()` with nothing queued: everything it was given before has been
+    # sent, so a rendered event written to its sink now cannot overtake one of its own.
     waiting: bool = False
     # The task consuming its events; once it is being cancelled (the client completed the
     # operation, or the socket ends), nothing more is written for it.
@@ -118,15 +118,28 @@ class Subscriber:
         return (
             self.waiting
             and self.sink is not None
-            and self.queue.empty()
             and not (self.task is not None and self.task.cancelling())
             and self.sink.open(now)
         )
 
-    def wants(self, event: LeadStageChanged) -> bool:
+    def enqueue(self, item: "LeadStageChanged | Rendered") -> None:
+        """Raises asyncio.QueueFull when it has `queue_size` waiting."""
+        self.queue.put_nowait(item)
+        self.waiting = False  # until its task has taken what is queued
+
+    def wants(self, event: LeadStageChanged, seen_by: dict[Audience, bool] | None = None) -> bool:
+        """Whether the event is for this subscriber. `seen_by`: the event's visibility for each
+        audience so far, filled in as it goes (its members see alike: their key holds it)."""
+        if self.lead_id is not None and self.lead_id != event.lead.id:
+            return False
         # Events the actor may not see never take room in the queue.
-        wanted_lead = self.lead_id is None or self.lead_id == event.lead.id
-        return wanted_lead and visible_to(self.actor, event)
+        audience = self.audience
+        if audience is None or seen_by is None:
+            return visible_to(self.actor, event)
+        visible = seen_by.get(audience)
+        if visible is None:
+            visible = seen_by[audience] = visible_to(self.actor, event)
+        return visible
 
 
 @dataclass(eq=False)
@@ -273,8 +286,9 @@ class ChangeFeed:
         direct: dict[Subscriber, list[bytes]] = {}
         for event in events:
             change_id = event.change.id
+            seen_by: dict[Audience, bool] = {}
             for subscriber in list(self._subscribers):
-                if not subscriber.wants(event):
+                if not subscriber.wants(event, seen_by):
                     continue
                 item = rendered.get((subscriber.audience, change_id), event)
                 if isinstance(item, Rendered) and subscriber.takes_directly(now):
@@ -284,7 +298,7 @@ class ChangeFeed:
                     continue
                 # Once one is queued, the rest of the batch follows it through the queue.
                 try:
-                    subscriber.queue.put_nowait(item)
+                    subscriber.enqueue(item)
                 except asyncio.QueueFull:
                     self._cut_off(subscriber)
             # Monotonic: notifications may have moved it on while nobody subscribed.

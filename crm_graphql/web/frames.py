@@ -12,7 +12,8 @@ protocol implementation, a test client, deflate on) gets no writer and sends thr
 Relies on uvicorn's `WebSocketsSansIOProtocol` (checked against uvicorn 0.54): the ASGI `send`
 it hands the application is its bound method; its `transport`, `writable` (cleared while the
 transport's buffer is over its high-water mark), `close_sent`, `disconnected`,
-`handshake_complete` and `conn` (websockets' `ServerProtocol`: `state`, `extensions`). A server
+`handshake_complete` and `conn` (websockets' `ServerProtocol`: `extensions`); and that it
+sends its close frame, or closes the transport, whenever that connection leaves OPEN. A server
 frame is unmasked (RFC 6455, 5.1); tests/unit/test_frames.py checks the bytes against
 websockets' own framing.
 """
@@ -23,7 +24,6 @@ from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
-from websockets.protocol import State
 
 # Where ExposeFrameWriter leaves the server's own `send` in a WebSocket's scope.
 SERVER_SEND = "crm_graphql.server_send"
@@ -53,12 +53,12 @@ class FrameWriter:
         its transport is not holding back (over its high-water mark), where uvicorn's `send`
         would wait. When not, the caller sends through ASGI, which waits or fails as it should."""
         protocol = self._protocol
+        # Once its websockets connection leaves OPEN (a close frame either way, a protocol
+        # error, a keepalive timeout), uvicorn has sent its close or closed the transport: the
+        # connection's own state needs no check of its own.
         return (
-            protocol.writable.is_set()
-            and not protocol.close_sent
-            and not protocol.disconnected
-            and protocol.conn.state is State.OPEN
-            and not self._transport.is_closing()
+            not (protocol.close_sent or protocol.disconnected or self._transport.is_closing())
+            and protocol.writable.is_set()
         )
 
     def write_text(self, messages: Iterable[Sequence[bytes]]) -> None:

@@ -9,6 +9,7 @@ import pytest
 from uvicorn.config import Config
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from uvicorn.server import ServerState
+from websockets.protocol import State
 
 from crm_graphql.web.frames import SERVER_SEND, frame_writer
 
@@ -128,3 +129,19 @@ async def test_no_writer_where_frames_must_go_through_asgi():
 
     assert frame_writer({SERVER_SEND: other_send}) is None
     assert frame_writer({}) is None  # the app without ExposeFrameWriter
+
+
+CLIENT_CLOSE = bytes((0x88, 0x82)) + b"\x00\x00\x00\x00" + (1000).to_bytes(2, "big")  # masked
+UNMASKED_TEXT = bytes((0x81, 0x02)) + b"hi"  # a client must mask: a protocol error
+
+
+@pytest.mark.parametrize("received", [CLIENT_CLOSE, UNMASKED_TEXT], ids=["close", "error"])
+async def test_the_writer_closes_when_the_client_closes_or_breaks_the_protocol(received: bytes):
+    # The writer relies on uvicorn closing (or sending its close) whenever websockets'
+    # connection leaves OPEN, instead of checking that state itself.
+    protocol, _ = await accepted_socket()
+    writer = frame_writer({SERVER_SEND: protocol.send})
+    assert writer is not None
+    protocol.data_received(received)
+    assert protocol.conn.state is not State.OPEN
+    assert not writer.open()
