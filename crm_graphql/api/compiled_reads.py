@@ -50,7 +50,7 @@ from strawberry.utils.str_converters import to_camel_case
 
 from crm_graphql.api.ids import decode_global_id, decode_id_of
 from crm_graphql.db import driver, lead_reads
-from crm_graphql.db.lead_reads import LeadColumns, global_id_text, iso_text
+from crm_graphql.db.lead_reads import LeadColumns, global_id_text, iso_text, name_in
 from crm_graphql.db.sql import Sql
 from crm_graphql.domain.access import (
     Actor,
@@ -229,55 +229,75 @@ class Compiler:
 
     # --- Lead ------------------------------------------------------------------------------
 
-    def lead(self, nodes: list[FieldNode], columns: LeadColumns, row: str) -> str:
-        """The expression of a Lead selection over its row."""
+    def lead(
+        self, nodes: list[FieldNode], columns: LeadColumns, row: str, table: str = "leads"
+    ) -> str:
+        """The expression of a Lead selection over its row: the lead in `table`, `leads` or
+        the alias of a lead joined to it."""
         return display(
             [
-                (key, self.lead_field(name, group, columns, row))
+                (key, self.lead_field(name, group, columns, row, table))
                 for key, name, group in self.subfields(nodes, "Lead", ("Node",))
             ]
         )
 
-    def lead_field(self, name: str, group: list[FieldNode], columns: LeadColumns, row: str) -> str:
+    def lead_field(
+        self, name: str, group: list[FieldNode], columns: LeadColumns, row: str, table: str
+    ) -> str:
         source = self.source
+
+        def read(column_name: str, sql_expression: str) -> str:
+            return column(row, columns.add(name_in(table, column_name), sql_expression))
+
         if name == "__typename":
             return repr("Lead")
         if name == "id":
-            return column(row, columns.add("lead__global_id", global_id_text("Lead", "leads.id")))
+            return read("lead__global_id", global_id_text("Lead", f"{table}.id"))
         if name in ("source", "stage"):
             names = LEAD_SOURCES if name == "source" else LEAD_STAGES
-            return f"{source.value(names)}[{column(row, columns.lead(name))}]"
+            return f"{source.value(names)}[{column(row, columns.lead(name, table))}]"
         if name in LEAD_COLUMNS:
-            return column(row, columns.lead(LEAD_COLUMNS[name]))
+            return column(row, columns.lead(LEAD_COLUMNS[name], table))
         if name in LEAD_INSTANTS:
             instant = LEAD_INSTANTS[name]
-            return column(row, columns.add(f"{instant}__iso", iso_text(f"leads.{instant}")))
+            return read(f"{instant}__iso", iso_text(f"{table}.{instant}"))
         if name in SHOWN_COLUMNS:
             shown = SHOWN_COLUMNS[name]
-            return column(row, columns.add(f"{shown}__shown", f"NULLIF(leads.{shown}, '')"))
+            return read(f"{shown}__shown", f"NULLIF({table}.{shown}, '')")
         if name == "score":
-            return self.score(group, columns, row)
+            return self.score(group, columns, row, table)
         if name == "sale":
-            return self.sale(group, columns, row)
+            return self.sale(group, columns, row, table)
         if name in ("owner", "createdBy"):
             user_column = "owner_id" if name == "owner" else "created_by"
-            alias = f"{user_column}_user"
-            fields = [columns.user(alias, f"leads.{user_column}", c) for c in USER_COLUMNS]
+            alias = name_in(table, f"{user_column}_user")
+            fields = [columns.user(alias, f"{table}.{user_column}", c) for c in USER_COLUMNS]
             return self.user(group, *(column(row, f) for f in fields))
         if name == "history":
             include_merged = self.arguments("Lead", group[0])["includeMerged"]
             of = "lead_with_merged" if include_merged else "lead"
-            return self.history(group, columns, row, of, "LeadStageChange", LEAD_STAGES)
+            return self.history(group, columns, row, table, of, "LeadStageChange", LEAD_STAGES)
+        if name in ("mergedInto", "duplicateOf"):
+            # Joined only when the caller may read it: null otherwise, as the loader says.
+            lead_column = "merged_into" if name == "mergedInto" else "duplicate_of"
+            joined = columns.joined_lead(f"{table}.{lead_column}")
+            joined_id = column(row, columns.lead("id", joined))
+            return f"(None if {joined_id} is None else {self.lead(group, columns, row, joined)})"
         raise Unsupported(f"Lead.{name}")
 
-    def score(self, nodes: list[FieldNode], columns: LeadColumns, row: str) -> str:
+    def score(self, nodes: list[FieldNode], columns: LeadColumns, row: str, table: str) -> str:
         source = self.source
+
+        def read(column_name: str, sql_template: str) -> str:
+            sql_expression = sql_template.format(lead=table)
+            return column(row, columns.add(name_in(table, column_name), sql_expression))
+
         fields: list[tuple[str, str]] = []
         for key, name, group in self.subfields(nodes, "LeadScore"):
             if name == "__typename":
                 expression = repr("LeadScore")
             elif name == "value":
-                expression = column(row, columns.lead("score_value"))
+                expression = column(row, columns.lead("score_value", table))
             elif name == "factors":
                 factor = source.loop_variable()
                 factor_fields = [
@@ -287,44 +307,47 @@ class Compiler:
                     )
                     for factor_key, factor_name, _ in self.subfields(group, "ScoreFactor")
                 ]
-                stored = column(row, columns.add("score__factors", "leads.score->'factors'"))
+                stored = read("score__factors", "{lead}.score->'factors'")
                 expression = f"[{display(factor_fields)} for {factor} in ({stored} or ())]"
             elif name in SCORE_FIELDS:
-                sql_expression, convert = SCORE_FIELDS[name]
-                value = column(row, columns.add(f"score__{name.lower()}", sql_expression))
+                sql_template, convert = SCORE_FIELDS[name]
+                value = read(f"score__{name.lower()}", sql_template)
                 expression = f"{source.value(convert)}({value})" if convert else value
             else:
                 raise Unsupported(f"LeadScore.{name}")
             fields.append((key, expression))
-        missing = column(
-            row, columns.add("score__missing", "(leads.score IS NULL OR leads.score_value IS NULL)")
-        )
+        missing = read("score__missing", "({lead}.score IS NULL OR {lead}.score_value IS NULL)")
         return f"(None if {missing} else {display(fields)})"
 
-    def sale(self, nodes: list[FieldNode], columns: LeadColumns, row: str) -> str:
-        sale_id = column(row, columns.sale("id"))
+    def sale(self, nodes: list[FieldNode], columns: LeadColumns, row: str, table: str) -> str:
+        sale_id = column(row, columns.sale("id", table))
+        sale = name_in(table, "sale")
         fields: list[tuple[str, str]] = []
         for key, name, group in self.subfields(nodes, "Sale", ("Node",)):
             if name == "__typename":
                 expression = repr("Sale")
             elif name == "id":
                 expression = column(
-                    row, columns.add("sale__global_id", global_id_text("Sale", "sale.id"))
+                    row, columns.add(f"{sale}__global_id", global_id_text("Sale", f"{sale}.id"))
                 )
             elif name == "stage":
-                stage = column(row, columns.sale("stage"))
+                stage = column(row, columns.sale("stage", table))
                 expression = f"{self.source.value(SALE_STAGES)}[{stage}]"
             elif name == "createdAt":
                 expression = column(
-                    row, columns.add("sale__created_at__iso", iso_text("sale.created_at"))
+                    row, columns.add(f"{sale}__created_at__iso", iso_text(f"{sale}.created_at"))
                 )
             elif name == "transferredBy":
-                user = [columns.user("transferrer", "sale.transferred_by", c) for c in USER_COLUMNS]
+                alias = name_in(table, "transferrer")
+                user = [columns.user(alias, f"{sale}.transferred_by", c) for c in USER_COLUMNS]
                 expression = self.user(group, *(column(row, f) for f in user))
             elif name == "history":
                 expression = self.history(
-                    group, columns, row, "sale", "SaleStageChange", SALE_STAGES
+                    group, columns, row, table, "sale", "SaleStageChange", SALE_STAGES
                 )
+            elif name == "lead":
+                # The lead the sale was reached from: the caller reads it already.
+                expression = self.lead(group, columns, row, table)
             else:
                 raise Unsupported(f"Sale.{name}")
             fields.append((key, expression))
@@ -344,6 +367,7 @@ class Compiler:
         nodes: list[FieldNode],
         columns: LeadColumns,
         row: str,
+        table: str,
         of: str,
         type_name: str,
         stages: dict[Any, str],
@@ -377,7 +401,7 @@ class Compiler:
             else:
                 raise Unsupported(f"{type_name}.{name}")
             fields.append((key, expression))
-        arrays = columns.history(f"history_{len(columns.joins)}", of, wanted)
+        arrays = columns.history(f"history_{len(columns.joins)}", of, wanted, table)
         listed = ", ".join(column(row, name) for name in arrays)
         return f"[{display(fields)} for {change} in {self.source.value(changes_of)}([{listed}])]"
 
@@ -453,18 +477,18 @@ SHOWN_COLUMNS = {
 
 
 # LeadScore fields: the SQL that reads each from the stored score, and what converts it.
-_INPUTS = "leads.score->'inputs'"
+_INPUTS = "{lead}.score->'inputs'"
 SCORE_FIELDS: dict[str, tuple[str, Callable[[Any], Any] | None]] = {
-    "recommendation": ("leads.score->>'recommendation'", RECOMMENDATIONS.__getitem__),
-    "reasons": ("leads.score->'reasons'", strings),
-    "scorer": ("leads.score->>'scorer'", None),
-    "scorerVersion": ("leads.score->>'scorer_version'", None),
-    "scoredAt": ("leads.score->>'scored_at'", reformatted_instant),
+    "recommendation": ("{lead}.score->>'recommendation'", RECOMMENDATIONS.__getitem__),
+    "reasons": ("{lead}.score->'reasons'", strings),
+    "scorer": ("{lead}.score->>'scorer'", None),
+    "scorerVersion": ("{lead}.score->>'scorer_version'", None),
+    "scoredAt": ("{lead}.score->>'scored_at'", reformatted_instant),
     # Score.is_stale_for: the inputs it was computed on differ from the lead's.
     "stale": (
         f"(({_INPUTS}->>'source', {_INPUTS}->>'business_domain', "
         f"({_INPUTS}->>'activity_count')::numeric) IS DISTINCT FROM "
-        "(leads.source::text, leads.business_domain::text, leads.activity_count::numeric))",
+        "({lead}.source::text, {lead}.business_domain::text, {lead}.activity_count::numeric))",
         None,
     ),
 }
@@ -590,10 +614,11 @@ class LeadsField:
         if filter_text:
             conditions.append(filter_text)
             values.update(filter_values)
-        readable = readable_lead_stages(request.actor)
+        readable = readable_stages(request.actor)
         if readable is not None:
             conditions.append("leads.stage = ANY(:readable::varchar[])")
-            values["readable"] = sorted(stage.value for stage in readable)
+        if readable is not None or self.plan.columns.reads_visibility:
+            values["readable"] = readable
         sort = LEAD_SORT_KEYS[order.field]
         descending = order.descending != window.backwards
         key = SORT_SQL[order.field]
@@ -638,12 +663,17 @@ class LeadsField:
     async def count(self, request: Request, conditions: list[str], values: dict[str, Any]) -> int:
         """The total of an empty page, which has no row to carry it."""
         columns = LeadColumns({"total__count": "count(*)"})
-        names = [name for name in values if name not in ("cursor_value", "cursor_id", "limit")]
         statement = lead_reads.lead_statement(columns, conditions)
         rows = await lead_reads.fetch_leads(
-            request.conn, statement, {name: values[name] for name in names}
+            request.conn, statement, {name: values[name] for name in statement.names}
         )
         return int(rows[0]["total__count"])
+
+
+def readable_stages(actor: Actor) -> list[str] | None:
+    """The stages of the leads the actor may read, as a statement takes them (None: all)."""
+    readable = readable_lead_stages(actor)
+    return None if readable is None else sorted(stage.value for stage in readable)
 
 
 def sort_sql(sort: SortKey) -> str:
@@ -674,8 +704,11 @@ class LeadByIdField:
                 return None
         else:
             pk = decode_id_of("Lead", args["id"], "id")
-        readable_lead_stages(request.actor)  # Forbidden for a role that reads no lead
-        rows = await lead_reads.fetch_leads(request.conn, self.statement, {"id": pk})
+        readable = readable_stages(request.actor)  # Forbidden for a role that reads no lead
+        values = {"id": pk, "readable": readable}  # those of its joined leads
+        rows = await lead_reads.fetch_leads(
+            request.conn, self.statement, {name: values[name] for name in self.statement.names}
+        )
         if not rows or not may_read_lead(request.actor, LeadStage(rows[0]["stage"])):
             return None
         return self.build(rows[0])

@@ -44,10 +44,16 @@ def global_id_text(type_name: str, primary_key: str) -> str:
 _NAME = re.compile(r"[a-z_][a-z0-9_]*")
 
 
+def name_in(table: str, name: str) -> str:
+    """The name of a column (or an alias) of the lead in `table`: `leads` keeps plain names."""
+    return name if table == "leads" else f"{table}__{name}"
+
+
 @dataclass
 class LeadColumns:
     """The select list and joins of a statement over `leads` (the table keeps its own name, so
-    conditions written for it apply unchanged)."""
+    conditions written for it apply unchanged). A lead joined to it (`joined_lead`) has an
+    alias of its own; its columns' names start with it."""
 
     expressions: dict[str, str] = field(default_factory=dict)  # name -> SQL expression
     joins: dict[str, str] = field(default_factory=dict)  # alias -> join clause
@@ -59,35 +65,55 @@ class LeadColumns:
         self.expressions.setdefault(name, expression)
         return name
 
-    def lead(self, column: str) -> str:
-        return self.add(column, f"leads.{column}")
+    @property
+    def reads_visibility(self) -> bool:
+        """Whether the statement takes `:readable` (the stages the caller may read, or NULL
+        for all) for the leads it joins."""
+        return any(clause.startswith("LEFT JOIN leads ") for clause in self.joins.values())
 
-    def sale(self, column: str) -> str:
+    def lead(self, column: str, table: str = "leads") -> str:
+        return self.add(name_in(table, column), f"{table}.{column}")
+
+    def sale(self, column: str, table: str = "leads") -> str:
         """A column of the lead's sale (NULL when it has none)."""
-        self.joins.setdefault("sale", "LEFT JOIN sales AS sale ON sale.lead_id = leads.id")
-        return self.add(f"sale__{column}", f"sale.{column}")
+        alias = name_in(table, "sale")
+        self.joins.setdefault(alias, f"LEFT JOIN sales AS {alias} ON {alias}.lead_id = {table}.id")
+        return self.add(f"{alias}__{column}", f"{alias}.{column}")
 
     def user(self, alias: str, user_id: str, column: str) -> str:
         """A column of the user whose id is the SQL expression `user_id` (NULL for none)."""
         self.joins.setdefault(alias, f"LEFT JOIN users AS {alias} ON {alias}.id = {user_id}")
         return self.add(f"{alias}__{column}", f"{alias}.{column}")
 
-    def history(self, alias: str, of: str, columns: Sequence[str]) -> list[str]:
+    def joined_lead(self, lead_id: str) -> str:
+        """The alias of the lead whose id is the SQL expression `lead_id`, joined when the
+        caller may read it (its columns are NULL otherwise, as for no lead)."""
+        alias = f"lead_{len(self.joins)}"
+        self.joins[alias] = (
+            f"LEFT JOIN leads AS {alias} ON {alias}.id = {lead_id} AND "
+            "(CAST(:readable AS varchar[]) IS NULL "
+            f"OR {alias}.stage = ANY(CAST(:readable AS varchar[])))"
+        )
+        return alias
+
+    def history(
+        self, alias: str, of: str, columns: Sequence[str], table: str = "leads"
+    ) -> list[str]:
         """Arrays of `columns` of stage_changes (`change.<column>`, `by_user.<column>`), one
-        element per change, in order: `of` is "lead", "lead_with_merged" or "sale". Each
-        array is NULL for no changes."""
+        element per change, in order: `of` is "lead", "lead_with_merged" or "sale" (of the
+        lead in `table`). Each array is NULL for no changes."""
         if of == "lead":
-            where = f"change.lead_id IS NOT NULL AND {_ORIGIN} = leads.id"
+            where = f"change.lead_id IS NOT NULL AND {_ORIGIN} = {table}.id"
             order = "change.id"
         elif of == "lead_with_merged":
             where = (
                 f"change.lead_id IS NOT NULL "
-                f"AND ({_ORIGIN} = leads.id OR change.lead_id = leads.id)"
+                f"AND ({_ORIGIN} = {table}.id OR change.lead_id = {table}.id)"
             )
             order = "change.at, change.id"
         else:
-            self.sale("id")
-            where, order = "change.sale_id = sale.id", "change.id"
+            self.sale("id", table)
+            where, order = f"change.sale_id = {name_in(table, 'sale')}.id", "change.id"
         names = [f"{alias}__{index}" for index in range(len(columns))]
         aggregates = ", ".join(
             f"array_agg({column} ORDER BY {order}) AS {name}"

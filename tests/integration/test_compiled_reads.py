@@ -21,7 +21,7 @@ import pytest
 from crm_graphql.api.ids import encode_global_id
 from crm_graphql.db.lead_reads import global_id_text, iso_text
 from tests.support.graphql import CREATE_LEAD, GraphQLClient, token_for
-from tests.support.leads import advance, analyze, ok, transferred_lead
+from tests.support.leads import advance, analyze, ok, transfer, transferred_lead
 from tests.support.server import ServerProcess, api_server
 
 LEAD_SELECTION = """
@@ -102,6 +102,14 @@ fragment LeadBits on Lead {
     ),
     ('query { lead(id: "TGVhZDo5OTk5OTk=") { id } }', {}),
     (
+        """query { leads(first: 20) { edges { node { id
+  mergedInto { id stage owner { name } history { to } score { value }
+               mergedInto { id } duplicateOf { id } }
+  duplicateOf { id stage sale { id } createdAt }
+  sale { id lead { id stage sale { id } } } } } } }""",
+        {},
+    ),
+    (
         """query($id: ID!) { viewer { __typename id name role } node(id: $id) {
   __typename id ... on Lead { stage sale { id } } ... on Sale { saleStage: stage } }
   other: node(id: "Rm9vOjE=") { id } }""",
@@ -112,7 +120,7 @@ fragment LeadBits on Lead {
 GENERAL: list[tuple[str, dict[str, Any]]] = [
     ("query { viewer { id } sales(first: 2) { totalCount } }", {}),
     ('query { node(id: "U2FsZTox") { id } }', {}),
-    ("query { leads(first: 2) { edges { node { mergedInto { id } } } } }", {}),
+    ("query { leads(first: 2) { edges { node { history { mergedFrom { id } } } } } }", {}),
     ("query { leads(first: 1000) { totalCount } }", {}),
     ('query { leads(after: "not a cursor") { totalCount } }', {}),
     ("query($id: ID!) { lead(id: $id) { id } }", {"id": "not an id"}),
@@ -161,6 +169,13 @@ async def seeded(gql: GraphQLClient) -> str:
             await advance(gql, lead, "CONTACTED")
     # Stored as -infinity, read back as datetime.min.
     await new_lead(gql, contactName="Early", nextFollowUpAt="0001-01-01T00:00:00Z")
+    # A transferred duplicate of an open lead: sales reads it, but not the lead it duplicates.
+    original = await new_lead(gql, email="twice@example.com")
+    duplicate = await new_lead(
+        gql, email="twice@example.com", allowDuplicate=True, businessDomain="retail"
+    )
+    await transfer(gql, duplicate)
+    await advance(gql, original, "CONTACTED")
     keep = await new_lead(gql, companyName="Keep GmbH")
     gone = await new_lead(gql, companyName="Gone GmbH")
     merged = await gql(
@@ -267,7 +282,7 @@ async def test_what_the_compiler_does_not_cover_goes_to_the_general_path(
     assert paths == [
         "general: Query.sales",
         "general: Query.node: not the ID of a Lead",
-        "general: Lead.mergedInto",
+        "general: LeadStageChange.mergedFrom",
         "general: invalid input",
         "general: invalid input",
         "general: invalid input",
