@@ -75,6 +75,12 @@ def without_writer(text: str) -> str:
     return _WRITER_CTES.sub(stub, text)
 
 
+def recording(statement: Sql | repo.WriterStatement) -> Sql:
+    """A write's text that records its writer (what every write sent before the server kept
+    RecordedWriters; the variant without the writer CTEs is what it sends for a known one)."""
+    return statement.recording if isinstance(statement, repo.WriterStatement) else statement
+
+
 @dataclass(frozen=True)
 class Variant:
     name: str
@@ -125,8 +131,8 @@ VARIANTS = (
 async def run_flows(
     pool: asyncpg.Pool, rewrite: Callable[[str], str], seconds: float, connections: int
 ) -> int:
-    def text(statement: Sql) -> str:
-        return rewrite(statement.text)
+    def text(statement: Sql | repo.WriterStatement) -> str:
+        return rewrite(recording(statement).text)
 
     create, read = text(repo._CREATE_LEAD), text(repo._LEAD_BY_ID)
     score, move = text(repo._SAVE_SCORE), text(repo._MOVE_LEAD)
@@ -134,8 +140,8 @@ async def run_flows(
     deadline = time.perf_counter() + seconds
     flows = 0
 
-    def args(statement: Sql, **values: Any) -> list[Any]:
-        return statement.arguments(values)
+    def args(statement: Sql | repo.WriterStatement, **values: Any) -> list[Any]:
+        return recording(statement).arguments(values)
 
     async def client() -> None:
         nonlocal flows

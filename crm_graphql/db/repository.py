@@ -2,7 +2,8 @@
 caller decides the transaction. The hot path (the mutations and the DataLoaders) sends fixed
 SQL texts straight to asyncpg (db/driver.py); the rest is SQLAlchemy Core."""
 
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -176,6 +177,10 @@ def user_from_row(row: Columns) -> User:
 
 # How stale users.last_seen may get: refreshing it on every write would rewrite the row each time.
 LAST_SEEN_RESOLUTION = timedelta(minutes=1)
+# A process writes for a person without the writer CTEs for this long after recording them
+# (RecordedWriters), and the CTEs refresh last_seen when it is older than this: together they
+# keep last_seen within LAST_SEEN_RESOLUTION of the person's latest write.
+RECORDED_FOR = LAST_SEEN_RESOLUTION / 2
 
 
 @dataclass(frozen=True)
@@ -545,8 +550,7 @@ def _writer_ctes(only_if: str = "TRUE") -> str:
 _WRITER = "WITH " + _writer_ctes()
 # For a conditional write: the writer is recorded only when CTE `lead` (or `sale`) changed a
 # row, so a refused write leaves no trace.
-_WRITER_IF_LEAD_CHANGED = _writer_ctes(only_if="EXISTS (SELECT 1 FROM lead)")
-_WRITER_IF_SALE_CHANGED = _writer_ctes(only_if="EXISTS (SELECT 1 FROM sale)")
+_IF_LEAD_CHANGED = "EXISTS (SELECT 1 FROM lead)"
 
 
 def _writer(actor: Actor) -> dict[str, Any]:
@@ -555,8 +559,78 @@ def _writer(actor: Actor) -> dict[str, Any]:
         "writer_id": actor.user_id,
         "writer_name": actor.name,
         "writer_role": actor.role.value,
-        "last_seen_resolution": LAST_SEEN_RESOLUTION,
+        "last_seen_resolution": RECORDED_FOR,
     }
+
+
+# Refreshing the writer's row (the CTEs `due` and `refreshed`: the users row locked and
+# updated when due) is a third of a write statement's time in PostgreSQL (docs/benchmarks.md,
+# "Writes (issue 18)"), and for someone who keeps working it finds nothing to do. So a write
+# statement comes in two texts: one recording its writer as above, and one that only makes
+# sure the row exists (it inserts a missing one, as the first also does), for a writer this
+# process recorded lately with the same name and role.
+def _writer_ensured(only_if: str) -> str:
+    """The CTE `writer` of a write whose writer is known: inserts their users row only if it
+    is missing (a database emptied or restored under the running server)."""
+    return f"""writer AS (
+    INSERT INTO users (id, name, role)
+    SELECT :writer_id, :writer_name, :writer_role
+    WHERE NOT EXISTS (SELECT 1 FROM users WHERE id = :writer_id) AND {only_if}
+    ON CONFLICT (id) DO NOTHING
+    RETURNING id
+)"""
+
+
+@dataclass(frozen=True)
+class WriterStatement:
+    recording: Sql
+    recorded: Sql  # the same write, for a writer RecordedWriters knows
+
+
+def writer_statement(only_if: str, build: Callable[[str], str]) -> WriterStatement:
+    """`build(ctes)` is the statement's text with the writer CTEs `ctes` where they go."""
+    return WriterStatement(sql(build(_writer_ctes(only_if))), sql(build(_writer_ensured(only_if))))
+
+
+class RecordedWriters:
+    """The people this process recorded as writers (their users row refreshed with this name
+    and role) by a statement that committed, until RECORDED_FOR has passed. Held per process:
+    each process refreshes a person's row at most once per RECORDED_FOR."""
+
+    def __init__(self) -> None:
+        self._recorded: dict[str, tuple[str, Role, float]] = {}
+
+    def knows(self, actor: Actor) -> bool:
+        entry = self._recorded.get(actor.user_id)
+        return (
+            entry is not None
+            and entry[0] == actor.name
+            and entry[1] is actor.role
+            and entry[2] > time.monotonic()
+        )
+
+    def note(self, actor: Actor) -> None:
+        until = time.monotonic() + RECORDED_FOR.total_seconds()
+        self._recorded[actor.user_id] = (actor.name, actor.role, until)
+
+
+recorded_writers = RecordedWriters()
+
+
+async def write_as(
+    conn: AsyncConnection, statement: WriterStatement, actor: Actor, **values: Any
+) -> driver.Row | None:
+    """The write's row, recording its writer, or only making sure their row exists if this
+    process recorded them lately. Only a statement that commits on its own notes the writer
+    as recorded: inside a transaction the record could still roll back."""
+    if recorded_writers.knows(actor):
+        given = {**_writer(actor), **values}
+        chosen = {name: given[name] for name in statement.recorded.names}
+        return await driver.fetchrow(conn, statement.recorded, **chosen)
+    row = await driver.fetchrow(conn, statement.recording, **_writer(actor), **values)
+    if row is not None and not (await driver.driver(conn)).is_in_transaction():
+        recorded_writers.note(actor)
+    return row
 
 
 _RECORD_USER = sql(f"{_WRITER} SELECT 1")
@@ -608,17 +682,20 @@ def _audit(by: str, note: str | None = None) -> dict[str, Any]:
     return {"by": by, "note": note, "channel": LEAD_STAGE_CHANNEL}
 
 
-_CREATE_LEAD = sql(
-    f"""WITH lead AS (
+_CREATE_LEAD = writer_statement(
+    _IF_LEAD_CHANGED,
+    lambda writer: (
+        f"""WITH lead AS (
     INSERT INTO leads ({", ".join(NEW_LEAD_COLUMNS)}, created_by, owner_id, duplicate_of)
     VALUES ({", ".join(f":{name}" for name in NEW_LEAD_COLUMNS)},
             :writer_id, :writer_id, :duplicate_of)
     ON CONFLICT DO NOTHING
     RETURNING *, NULL::text AS from_stage
 ),
-{_WRITER_IF_LEAD_CHANGED},
+{writer},
 {_AUDIT_LEAD_CHANGE}
 SELECT {_LEAD_COLUMNS_OF_CTE}, {_NOTIFY_CHANGE} FROM lead, change"""
+    ),
 )
 
 
@@ -632,10 +709,10 @@ async def create_lead(
     """The new lead, owned by its creator, with its (none -> NEW) audit row and notification, in
     one statement; or None when it would duplicate an open lead the guard covers (the unique
     indexes decide, so concurrent inserts of the same email leave exactly one lead)."""
-    row = await driver.fetchrow(
+    row = await write_as(
         conn,
         _CREATE_LEAD,
-        **_writer(actor),
+        actor,
         **_audit(actor.user_id),
         **new_lead_values(source, fields),
         duplicate_of=duplicate_of,
@@ -710,16 +787,19 @@ async def add_activity(
 # lock, and a refused write changes nothing. They return nothing when the check fails; the use
 # case then reads the row to say why.
 
-_MOVE_LEAD = sql(
-    f"""WITH old AS (SELECT id, stage FROM leads WHERE id = :lead_id FOR UPDATE),
+_MOVE_LEAD = writer_statement(
+    _IF_LEAD_CHANGED,
+    lambda writer: (
+        f"""WITH old AS (SELECT id, stage FROM leads WHERE id = :lead_id FOR UPDATE),
 lead AS (
     UPDATE leads SET stage = :to_stage, updated_at = now() FROM old
     WHERE leads.id = old.id AND old.stage = ANY(:allowed_from::text[])
     RETURNING leads.*, old.stage AS from_stage
 ),
-{_WRITER_IF_LEAD_CHANGED},
+{writer},
 {_AUDIT_LEAD_CHANGE}
 SELECT {_LEAD_COLUMNS_OF_CTE}, {_NOTIFY_CHANGE} FROM lead, change"""
+    ),
 )
 
 
@@ -732,10 +812,10 @@ async def move_lead(
 ) -> Lead | None:
     """Move the lead to to_stage if its stage is one of allowed_from, with the writer, the audit
     row and the notification, in one statement; None if it is missing or in another stage."""
-    row = await driver.fetchrow(
+    row = await write_as(
         conn,
         _MOVE_LEAD,
-        **_writer(actor),
+        actor,
         **_audit(actor.user_id),
         lead_id=lead_id,
         to_stage=to_stage.value,
@@ -744,14 +824,17 @@ async def move_lead(
     return lead_from_row(row) if row else None
 
 
-_SAVE_SCORE = sql(
-    f"""WITH lead AS (
+_SAVE_SCORE = writer_statement(
+    _IF_LEAD_CHANGED,
+    lambda writer: (
+        f"""WITH lead AS (
     UPDATE leads SET score_value = :score_value, score = :score, updated_at = now()
     WHERE id = :lead_id AND stage = ANY(:allowed_in::text[])
     RETURNING {LEAD_COLUMNS}
 ),
-{_WRITER_IF_LEAD_CHANGED}
+{writer}
 SELECT * FROM lead"""
+    ),
 )
 
 
@@ -764,10 +847,10 @@ async def save_score(
 ) -> Lead | None:
     """Store the score if the lead's stage is one of allowed_in, with the writer, in one
     statement; None if it is missing or in another stage."""
-    row = await driver.fetchrow(
+    row = await write_as(
         conn,
         _SAVE_SCORE,
-        **_writer(actor),
+        actor,
         lead_id=lead_id,
         score_value=score.value,
         score=json_text(score_to_json(score)),
@@ -815,8 +898,10 @@ async def lead_with_version(
 
 
 _SALE_OF_CTE = ", ".join(f"sale.{name} AS sale_{name}" for name in _SALE_COLUMN_NAMES)
-_TRANSFER_LEAD = sql(
-    f"""WITH lead AS (
+_TRANSFER_LEAD = writer_statement(
+    _IF_LEAD_CHANGED,
+    lambda writer: (
+        f"""WITH lead AS (
     UPDATE leads SET stage = :to_stage, updated_at = now()
     WHERE id = :lead_id AND xmin = :version
     RETURNING *, :from_stage::text AS from_stage
@@ -828,9 +913,10 @@ _TRANSFER_LEAD = sql(
     INSERT INTO stage_changes (sale_id, from_stage, to_stage, by)
     SELECT id, NULL, stage, :writer_id FROM sale
 ),
-{_WRITER_IF_LEAD_CHANGED},
+{writer},
 {_AUDIT_LEAD_CHANGE}
 SELECT {_LEAD_COLUMNS_OF_CTE}, {_NOTIFY_CHANGE}, {_SALE_OF_CTE} FROM lead, change, sale"""
+    ),
 )
 
 
@@ -840,10 +926,10 @@ async def transfer_lead(
     """Mark the lead TRANSFERRED and create its Sale in stage NEW with its first history row,
     with the writer and the lead's audit row and notification, in one statement, if the lead's
     row is still at `version`; None if it changed since."""
-    row = await driver.fetchrow(
+    row = await write_as(
         conn,
         _TRANSFER_LEAD,
-        **_writer(actor),
+        actor,
         **_audit(actor.user_id),
         lead_id=lead.id,
         to_stage=LeadStage.TRANSFERRED.value,
@@ -857,8 +943,10 @@ async def transfer_lead(
     return lead_from_row(row), sale
 
 
-_ADVANCE_SALE = sql(
-    f"""WITH old AS (SELECT id, stage FROM sales WHERE id = :sale_id FOR UPDATE),
+_ADVANCE_SALE = writer_statement(
+    "EXISTS (SELECT 1 FROM sale)",
+    lambda writer: (
+        f"""WITH old AS (SELECT id, stage FROM sales WHERE id = :sale_id FOR UPDATE),
 sale AS (
     UPDATE sales SET stage = :to_stage, updated_at = now() FROM old
     WHERE sales.id = old.id AND old.stage = ANY(:allowed_from::text[])
@@ -867,8 +955,9 @@ sale AS (
     INSERT INTO stage_changes (sale_id, from_stage, to_stage, by)
     SELECT id, from_stage, stage, :writer_id FROM sale
 ),
-{_WRITER_IF_SALE_CHANGED}
+{writer}
 SELECT {SALE_COLUMNS} FROM sale"""
+    ),
 )
 
 
@@ -881,10 +970,10 @@ async def advance_sale(
 ) -> Sale | None:
     """Move the sale to to_stage if its stage is one of allowed_from, with the writer and the
     audit row, in one statement; None if it is missing or in another stage."""
-    row = await driver.fetchrow(
+    row = await write_as(
         conn,
         _ADVANCE_SALE,
-        **_writer(actor),
+        actor,
         sale_id=sale_id,
         to_stage=to_stage.value,
         allowed_from=[stage.value for stage in allowed_from],

@@ -7,6 +7,7 @@ import asyncpg
 import jwt
 import pytest
 
+from tests.conftest import TABLES
 from tests.support.auth import error_codes, new_lead
 from tests.support.graphql import (
     ADVANCE_SALE,
@@ -163,6 +164,21 @@ async def test_a_new_name_in_the_token_is_stored_with_the_next_change(gql: Graph
     await renamed(ADVANCE_STAGE, {"input": {"leadId": lead_id, "to": "CONTACTED"}})
     lead = (await gql(LEAD_WITH_PEOPLE, {"id": lead_id}))["lead"]
     assert lead["createdBy"]["name"] == "David Smith"
+
+
+async def test_a_person_whose_users_row_is_gone_is_recorded_again_by_their_next_change(
+    gql: GraphQLClient, db: asyncpg.Connection
+):
+    # The server refreshes a person's row once, not with each of their changes that follow;
+    # if the row is gone meanwhile (a database emptied or restored under the running server),
+    # their next change still records them instead of failing.
+    await new_lead(gql)
+    await db.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
+    created = await gql(CREATE_LEAD, {"input": {"source": "MANUAL"}})
+    assert created["createLead"]["errors"] == []
+    assert [tuple(u) for u in await db.fetch("SELECT id, name FROM users")] == [
+        ("test-manager", "Test Manager")
+    ]
 
 
 async def test_a_new_persons_concurrent_first_changes_all_succeed(

@@ -189,14 +189,17 @@ async def test_a_move_waiting_for_its_writer_holds_up_no_other_writer(
 ):
     """A move takes the lock that orders audit ids only after its writer is recorded: while
     another transaction is updating that person's users row, their move waits, and everyone
-    else's audited writes go on (taking the global lock first would stall them all)."""
+    else's audited writes go on (taking the global lock first would stall them all). The
+    move comes under a new name, so the server records its writer again (a writer it recorded
+    lately under the same name and role is not recorded by each write)."""
     mine = (await create_lead(gql))["id"]
+    renamed = gql.as_role("manager", name="Test Manager, renamed")
     someone_else = gql.as_role("manager", sub="someone-else")
     theirs = (await create_lead(someone_else))["id"]
     async with db.transaction():
         await db.execute("UPDATE users SET last_seen = last_seen WHERE id = 'test-manager'")
         waiting = asyncio.create_task(
-            gql(ADVANCE_STAGE, {"input": {"leadId": mine, "to": "CONTACTED"}})
+            renamed(ADVANCE_STAGE, {"input": {"leadId": mine, "to": "CONTACTED"}})
         )
         await wait_until_blocked(db, "WITH old AS")
         other = await someone_else(ADVANCE_STAGE, {"input": {"leadId": theirs, "to": "LOST"}})
