@@ -1,6 +1,6 @@
-"""Where PostgreSQL's CPU goes in the main flow's writes: the flow's seven statements, as the
-repository sends them, straight from asyncpg (no server), then with one part taken out at a
-time, on a scratch database of their own.
+"""Where PostgreSQL's CPU goes in the main flow's writes: the flow's seven statements, as a
+server sends them for a writer it recorded lately, straight from asyncpg (no server), then with
+one part taken out at a time, on a scratch database of their own.
 
     CRM_BENCH_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres \\
         .venv/bin/python -m bench.write_costs --seconds 8 --rounds 3
@@ -48,7 +48,8 @@ AUDIT = {"by": "bench-writes", "note": None, "channel": repo.LEAD_STAGE_CHANNEL}
 
 _NOTIFY = re.compile(r"pg_notify\((\$\d+), json_build_object\([^)]*\)::text\)")
 _LOCK = re.compile(r"pg_advisory_xact_lock\((hashtextextended\(\$\d+, 0\))\)")
-_WRITER_CTES = re.compile(r"due AS \(.*?writer AS \(.*?RETURNING id\n\)", re.DOTALL)
+# The writer CTEs: `due`, `refreshed` and `writer` recording a writer, or `writer` alone.
+_WRITER_CTES = re.compile(r"(?:due AS \(.*?)?writer AS \(.*?RETURNING id\n\)", re.DOTALL)
 
 
 def without_notify(text: str) -> str:
@@ -75,17 +76,19 @@ def without_writer(text: str) -> str:
     return _WRITER_CTES.sub(stub, text)
 
 
-def recording(statement: Sql | repo.WriterStatement) -> Sql:
-    """A write's text that records its writer (what every write sent before the server kept
-    RecordedWriters; the variant without the writer CTEs is what it sends for a known one)."""
-    return statement.recording if isinstance(statement, repo.WriterStatement) else statement
-
-
 @dataclass(frozen=True)
 class Variant:
     name: str
     rewrite: Callable[[str], str] = lambda text: text
     ddl: tuple[str, str] | None = None  # (take out, put back)
+    # The writes' texts that record their writer (what each write sent before issue 18), not
+    # the ones a server sends for a writer it recorded lately (repository.write_as).
+    recording: bool = False
+
+    def statement(self, statement: Sql | repo.WriterStatement) -> Sql:
+        if isinstance(statement, repo.WriterStatement):
+            return statement.recording if self.recording else statement.recorded
+        return statement
 
 
 WEBHOOK_TRIGGER = (
@@ -114,12 +117,13 @@ SEARCH_INDEX = (
 )
 
 VARIANTS = (
-    Variant("as sent"),
+    Variant("as sent (a writer recorded lately)"),
+    Variant("recording the writer each time (before)", recording=True),
     Variant("without pg_notify", without_notify),
     Variant("without the audit-order lock", without_lock),
-    Variant("without the writer CTEs (users row)", without_writer),
+    Variant("without the writer CTE (users row)", without_writer),
     Variant(
-        "without notify, lock and writer CTEs",
+        "without notify, lock and writer CTE",
         lambda t: without_writer(without_lock(without_notify(t))),
     ),
     Variant("without the foreign keys to users", ddl=USER_KEYS),
@@ -128,11 +132,9 @@ VARIANTS = (
 )
 
 
-async def run_flows(
-    pool: asyncpg.Pool, rewrite: Callable[[str], str], seconds: float, connections: int
-) -> int:
+async def run_flows(pool: asyncpg.Pool, variant: Variant, seconds: float, connections: int) -> int:
     def text(statement: Sql | repo.WriterStatement) -> str:
-        return rewrite(recording(statement).text)
+        return variant.rewrite(variant.statement(statement).text)
 
     create, read = text(repo._CREATE_LEAD), text(repo._LEAD_BY_ID)
     score, move = text(repo._SAVE_SCORE), text(repo._MOVE_LEAD)
@@ -141,7 +143,8 @@ async def run_flows(
     flows = 0
 
     def args(statement: Sql | repo.WriterStatement, **values: Any) -> list[Any]:
-        return recording(statement).arguments(values)
+        sent = variant.statement(statement)
+        return sent.arguments({name: values[name] for name in sent.names})
 
     async def client() -> None:
         nonlocal flows
@@ -216,9 +219,9 @@ async def measure(
     try:
         if variant.ddl:
             await admin.execute(variant.ddl[0])
-        await run_flows(pool, variant.rewrite, 1.0, connections)  # warm: statements prepared
+        await run_flows(pool, variant, 1.0, connections)  # warm: statements prepared
         before = cpu_seconds(os.getpid(), database)["postgres_backends"]
-        flows = await run_flows(pool, variant.rewrite, seconds, connections)
+        flows = await run_flows(pool, variant, seconds, connections)
         after = cpu_seconds(os.getpid(), database)["postgres_backends"]
     finally:
         await pool.close()
