@@ -2,11 +2,11 @@
 
 A query document is compiled once (per operation, and per value of the variables that shape
 it: @skip/@include conditions, nested arguments) into a plan: one SQL statement per root field
-(db/lead_reads.py: a page of leads with their score, sale, users and histories in one row
-each), and for every selected field a function from that row to its output value, with the
-arguments converted at compile time. Executing a plan reads the rows, builds the response in
-plain loops and encodes it once with orjson: no resolver call, no task, no argument
-conversion per field.
+(db/lead_reads.py: a page of leads with their score, sale, users, histories and joined leads
+in one row each) and one Python function per root field that builds its output from the rows
+(a single expression: dict displays, comprehensions, conditionals), with the arguments
+converted at compile time. Executing a plan reads the rows, calls that function and encodes
+the response once with orjson: no resolver call, no task, no argument conversion per field.
 
 The response is byte for byte the one the general path gives (tests/integration/
 test_compiled_reads.py, and the differential test). The plan does not try to reproduce
@@ -17,7 +17,6 @@ Reading twice is harmless. Every fallback is counted with its reason (`CompiledR
 in /readyz) and named in the request log line (`read_path`).
 """
 
-import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
@@ -67,12 +66,10 @@ from crm_graphql.services.pagination import (
     cursor_of,
     decode_cursor,
     encode_cursor,
+    page_window,
 )
-from crm_graphql.services.pagination import page_window as window_of
 from crm_graphql.services.queries import LEAD_SORT_KEYS, LeadFilter, LeadOrder
 from crm_graphql.settings import Settings
-
-logger = logging.getLogger(__name__)
 
 # Plans kept, per distinct document, operation and shaping variables.
 CACHED_PLANS = 512
@@ -547,11 +544,10 @@ class ConnectionPlan:
 class Request:
     """What executing a plan needs of one request."""
 
-    engine: AsyncEngine
     settings: Settings
     actor: Actor
     variables: VariableValues
-    conn: Any = None  # the connection, taken on first use
+    conn: Any = None  # the driver connection the plan's statements run on
 
 
 RootField = Callable[[Request], Awaitable[Any]]
@@ -604,7 +600,7 @@ class LeadsField:
         args = get_argument_values(self.definition, self.node, request.variables)
         order = lead_order(args["orderBy"])
         settings = request.settings
-        window = window_of(
+        window = page_window(
             PageArgs(args["first"], args["after"], args["last"], args["before"]),
             settings.default_page_size,
             settings.max_page_size,
@@ -889,7 +885,7 @@ class CompiledReads:
         plan = self.plan(document, analysed, variables)
         if plan.needs_sales and not actor.may(Permission.READ_SALES):
             raise Unsupported("forbidden")
-        request = Request(self.engine, self.settings, actor, variables)
+        request = Request(self.settings, actor, variables)
         data: dict[str, Any] = {}
         async with driver.pooled(self.engine) as conn:
             request.conn = conn
