@@ -4,6 +4,9 @@
     CRM_BENCH_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres \\
         python -m bench.postgraphile --leads 2000 --rounds 3 --seconds 8
 
+On that server it drops and creates the database CRM_BENCH_DATABASE (crm_bench_peer by
+default; give each concurrent run its own).
+
 Seeds leads through this server's API (half of them analyzed, advanced and transferred), starts
 two of this server's processes on the same database, one with CRM_COMPILED_READS=false
 ("general", the path before issue 18) and one with it on ("compiled"), and PostGraphile V4
@@ -73,6 +76,8 @@ PEERS = {
   saleByLeadId { id stage }
   stageChangesByLeadId(orderBy: ID_ASC) { nodes { fromStage toStage at } } } }""",
 }
+# Dropped and created on the server CRM_BENCH_DATABASE_URL names (as bench.load's).
+BENCH_DATABASE = os.environ.get("CRM_BENCH_DATABASE", "crm_bench_peer")
 # This server's two configurations: CRM_COMPILED_READS for each.
 OUR_PATHS = {"general": "false", "compiled": "true"}
 DESCRIPTIONS = {
@@ -356,15 +361,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=8.0, help="per query, server and round")
     parser.add_argument("--clients", type=int, default=16, help="keep-alive connections")
-    parser.add_argument(
-        "--database", default="crm_bench_peer", help="created (dropped first) on that server"
-    )
     args = parser.parse_args()
 
     with ExitStack() as stack:
         if "CRM_BENCH_DATABASE_URL" in os.environ:
             os.environ["CRM_TEST_DATABASE_URL"] = os.environ["CRM_BENCH_DATABASE_URL"]
-        database_url = with_database(stack.enter_context(database_for_tests()), args.database)
+        database_url = with_database(stack.enter_context(database_for_tests()), BENCH_DATABASE)
         asyncio.run(recreate_database(database_url))
         logs = Path(tempfile.mkdtemp(prefix="crm-bench-peer-"))
         servers = []
