@@ -37,15 +37,10 @@ async def lifespan(app: ASGIApp) -> AsyncIterator[None]:
 
 @asynccontextmanager
 async def app_client(database_url: str, **settings: Any) -> AsyncIterator[httpx.AsyncClient]:
-    """An HTTP client for a fresh app on `database_url` (already migrated)."""
-    app = create_app(
-        Settings(
-            CRM_DATABASE_URL=database_url,
-            jwt_secret=TEST_JWT_SECRET,
-            expose_sql_count=True,
-            **settings,
-        )
-    )
+    """An HTTP client for a fresh app on `database_url` (already migrated); `settings`
+    override the test defaults (statement counts in responses)."""
+    defaults: dict[str, Any] = {"jwt_secret": TEST_JWT_SECRET, "expose_sql_count": True}
+    app = create_app(Settings(CRM_DATABASE_URL=database_url, **{**defaults, **settings}))
     async with lifespan(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://app") as http:

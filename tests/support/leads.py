@@ -67,10 +67,11 @@ async def transferred_lead(gql: GraphQLClient) -> tuple[str, str]:
     return lead_id, payload["sale"]["id"]
 
 
-async def transfer(gql: GraphQLClient, lead_id: str) -> None:
-    """Hand a NEW PARTNER lead with a business domain to sales."""
+async def transfer(gql: GraphQLClient, lead_id: str) -> str:
+    """Hand a NEW PARTNER lead with a business domain to sales; the Sale's ID."""
     await qualify(gql, lead_id)
-    ok((await gql(TRANSFER, {"input": {"leadId": lead_id}}))["transferToSales"])
+    payload = ok((await gql(TRANSFER, {"input": {"leadId": lead_id}}))["transferToSales"])
+    return str(payload["sale"]["id"])
 
 
 async def all_rows(db: asyncpg.Connection) -> dict[str, list[dict[str, Any]]]:
