@@ -861,19 +861,27 @@ class CompiledReads:
             raise Unsupported(plan)
         return plan
 
+    def compilable(
+        self, document: DocumentNode, query: str, operation_name: str | None
+    ) -> Analysed:
+        """The analysis of a query operation; Unsupported for anything else (a mutation, for
+        one), decided once per document and before any per-request work."""
+        analysed = self.analyse(document, query, operation_name)
+        if analysed.operation is None:
+            raise Unsupported(analysed.unsupported or "operation")
+        return analysed
+
     async def execute(
         self,
         document: DocumentNode,
-        query: str,
+        analysed: Analysed,
         operation_name: str | None,
         raw_variables: dict[str, Any] | None,
         actor: Actor,
     ) -> tuple[dict[str, Any], str | None]:
-        """The response's `data` and the operation's name; Unsupported (or any other error)
-        to fall back."""
-        analysed = self.analyse(document, query, operation_name)
-        if analysed.operation is None:
-            raise Unsupported(analysed.unsupported or "operation")
+        """The response's `data` and the operation's name (`analysed` from `compilable`);
+        Unsupported (or any other error) to fall back."""
+        assert analysed.operation is not None, "only compilable operations are executed"
         variables = get_variable_values(
             self.schema,
             analysed.operation.variable_definitions or (),

@@ -314,11 +314,13 @@ class CrmGraphQL(OverriddenGraphQL[Context, None]):
         document = schema.documents.parse(query)  # GraphQLError: the general path reports it
         if schema.documents.validate(graphql_schema(schema), query):
             raise Unsupported("invalid document")
+        # A mutation stops here, before its token is checked (the general path checks it).
+        analysed = self.compiled.compilable(document, query, operation.operation_name)
         authentication = authenticate_header(self.tokens, request.headers.get("authorization"))
         actor = Context(self.services, authentication).actor  # UNAUTHENTICATED: a GraphQLError
         with counting_statements(schema.count_statements) as statements:
             data, name = await self.compiled.execute(
-                document, query, operation.operation_name, operation.variables, actor
+                document, analysed, operation.operation_name, operation.variables, actor
             )
         extensions = {"sqlStatements": statements.count} if schema.count_statements else None
         return data, extensions, name
