@@ -4,7 +4,7 @@ Two apps on one seeded database, one with CRM_COMPILED_READS on and one with it 
 same generated read requests (tests/support/read_documents.py) as each role and without a
 token; status, content type, body bytes and the request log's outcome must be identical.
 
-CRM_DIFFERENTIAL_DOCUMENTS sets how many documents hypothesis-graphql generates (default 600,
+CRM_DIFFERENTIAL_DOCUMENTS sets how many documents hypothesis-graphql generates (default 450,
 what CI runs); each is varied three ways, and each request sent as two or three callers
 (docs/testing.md).
 """
@@ -39,7 +39,7 @@ from tests.support.inprocess import app_client
 from tests.support.leads import advance, analyze, ok, transfer
 from tests.support.read_documents import ReadRequest, SeededData, read_requests
 
-DOCUMENTS = int(os.environ.get("CRM_DIFFERENTIAL_DOCUMENTS", "600"))
+DOCUMENTS = int(os.environ.get("CRM_DIFFERENTIAL_DOCUMENTS", "450"))
 VARIANTS = 3
 # Where every mismatch is written (markdown), when set; the assertion shows the first few.
 REPORT = os.environ.get("CRM_DIFFERENTIAL_REPORT")
