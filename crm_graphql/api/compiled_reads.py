@@ -71,11 +71,13 @@ from crm_graphql.services.pagination import (
 from crm_graphql.services.queries import LEAD_SORT_KEYS, LeadFilter, LeadOrder
 from crm_graphql.settings import Settings
 
-# Plans kept, per distinct document, operation and shaping variables.
+# Documents analysed, and plans kept in all (per document, operation and shaping variables):
+# bounded in total, so that a client sending ever new variable values costs compile time,
+# not memory (a plan is about 8 KiB).
 CACHED_PLANS = 512
 # Statements kept per page field: one per filter shape (fields given, list lengths), ordering,
 # direction, cursor or none, role's visibility.
-CACHED_STATEMENTS = 64
+CACHED_STATEMENTS = 16
 
 Row = Any  # an asyncpg record, read by column name
 ASYNCPG = asyncpg_dialect()  # type: ignore[no-untyped-call]
@@ -818,6 +820,7 @@ class CompiledReads:
         self.engine = engine
         self.settings = settings
         self.analysed: dict[tuple[str, str | None], Analysed] = {}
+        self.plans_kept = 0  # across all analysed documents, at most CACHED_PLANS
         self.counts: Counter[str] = Counter()
 
     def analyse(self, document: DocumentNode, query: str, operation_name: str | None) -> Analysed:
@@ -842,7 +845,8 @@ class CompiledReads:
         else:
             analysed = Analysed(chosen[0], shaping_variables(document, chosen[0]))
         if len(self.analysed) >= CACHED_PLANS:
-            self.analysed.pop(next(iter(self.analysed)))
+            evicted = self.analysed.pop(next(iter(self.analysed)))
+            self.plans_kept -= len(evicted.plans)
         self.analysed[key] = analysed
         return analysed
 
@@ -855,8 +859,9 @@ class CompiledReads:
                 plan = compile_plan(self.schema, document, analysed.operation, variables)
             except Unsupported as unsupported:
                 plan = str(unsupported)
-            if len(analysed.plans) < CACHED_PLANS:
+            if self.plans_kept < CACHED_PLANS:
                 analysed.plans[key] = plan
+                self.plans_kept += 1
         if isinstance(plan, str):
             raise Unsupported(plan)
         return plan
