@@ -13,6 +13,7 @@
   uses no cookies: without `Authorization` a request acts for nobody anyway).
 """
 
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any, cast
 
@@ -34,7 +35,7 @@ from crm_graphql.api.authentication import (
 )
 from crm_graphql.api.compiled_reads import CompiledReads, Unsupported
 from crm_graphql.api.context import Context
-from crm_graphql.api.faults import SERVICE_UNAVAILABLE, TIMEOUT
+from crm_graphql.api.faults import SERVICE_UNAVAILABLE, TIMEOUT, fault_code
 from crm_graphql.api.schema import CrmSchema
 from crm_graphql.db.statements import counting_statements
 from crm_graphql.domain.access import Forbidden
@@ -53,6 +54,8 @@ from crm_graphql.web.persisted import PersistedDocuments, PersistedQueryError
 from crm_graphql.web.record import Outcome, current_record
 
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
+# Where unexpected failures go with their trace, as the schema logs them (api/schema.py).
+errors_logger = logging.getLogger("crm_graphql.errors")
 
 # Any one of these, with a non-empty value, marks a request a browser would have preflighted.
 # `apollo-require-preflight` and `x-apollo-operation-name` are what Apollo clients send.
@@ -101,8 +104,9 @@ def negotiate_media_type(accept: str | None) -> str:
     return best
 
 
-def fallback_reason(error: Exception) -> str:
-    """Why a query went to the general path, in words from a small set (they are counted)."""
+def fallback_reason(error: Exception) -> str | None:
+    """Why a query went to the general path, in words from a small set (they are counted);
+    None for an error the compiled path should not have met (a defect in it)."""
     if isinstance(error, Unsupported):
         return str(error)
     if isinstance(error, GraphQLError):
@@ -111,7 +115,7 @@ def fallback_reason(error: Exception) -> str:
         return "forbidden"
     if isinstance(error, RuleViolation):
         return "invalid input"
-    return type(error).__name__
+    return fault_code(error)  # the database's state: the general path reports it
 
 
 def error_body(message: str, code: str) -> bytes:
@@ -289,6 +293,10 @@ class CrmGraphQL(OverriddenGraphQL[Context, None]):
             data, extensions, name = await self.compiled_data(request, operation)
         except Exception as error:  # any error: the general path answers it
             reason = fallback_reason(error)
+            if reason is None:
+                # The client still gets the general path's answer; the defect is logged.
+                errors_logger.exception("compiled read failed; the general path answers")
+                reason = type(error).__name__
             self.compiled.count(f"general: {reason}")
             if record:
                 record.read_path = f"general: {reason}"
