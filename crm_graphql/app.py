@@ -94,6 +94,9 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         if graphql.compiled is not None:
             # Queries answered by the read compiler, and why the others were not.
             body["compiledReads"] = dict(graphql.compiled.counts)
+        if graphql.writes is not None:
+            # Mutations answered by the write compiler, and why the others were not.
+            body["compiledWrites"] = dict(graphql.writes.counts)
         return JSONResponse(body)
 
     @asynccontextmanager

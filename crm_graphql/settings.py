@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     # Queries the read compiler covers (api/compiled_reads.py) skip the general executor: off,
     # every operation runs on it. The responses are the same bytes either way.
     compiled_reads: bool = True
+    # Mutations the write compiler covers (api/compiled_writes.py) skip the general executor:
+    # off, every mutation runs on it. The responses are the same bytes either way.
+    compiled_writes: bool = True
 
     # Tokens: HS256 with this secret (at least 32 bytes). Unset with the embedded database, the
     # server keeps a generated one in data_dir; with an external database it must be set.

@@ -270,11 +270,18 @@ class DirectExecutionSchema(strawberry.Schema):
                 else GraphQLError(str(error), original_error=error)
             ]
         if errors:
-            self._process_errors(errors, context)  # logs the originals, before masking
-            errors = mask_errors(self.masking, errors)
+            errors = self.client_errors(errors, context)
         result = ExecutionResult(data=data, errors=errors or None)
         context.result = result
         return result
+
+    def client_errors(
+        self, errors: list[GraphQLError], context: ExecutionContext
+    ) -> list[GraphQLError]:
+        """The errors as a result carries them: the originals logged (`process_errors`),
+        then masked."""
+        self._process_errors(errors, context)
+        return mask_errors(self.masking, errors)
 
     async def _run(
         self, context: ExecutionContext, query: str

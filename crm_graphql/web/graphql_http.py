@@ -19,13 +19,14 @@ from typing import Any, cast
 
 import orjson
 from cross_web import HTTPException
-from graphql import GraphQLError, GraphQLSyntaxError
+from graphql import GraphQLError, GraphQLSyntaxError, located_error
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.types import ExecutionResult
+from strawberry.types.graphql import OperationType
 from strawberry.types.unset import UnsetType
 
 from crm_graphql.api import compiled_reads
@@ -34,6 +35,7 @@ from crm_graphql.api.authentication import (
     authenticate_header,
 )
 from crm_graphql.api.compiled_reads import CompiledReads, Unsupported
+from crm_graphql.api.compiled_writes import CompiledWrites, NotAMutation
 from crm_graphql.api.context import Context
 from crm_graphql.api.faults import SERVICE_UNAVAILABLE, TIMEOUT, fault_code
 from crm_graphql.api.schema import CrmSchema
@@ -229,11 +231,15 @@ class CrmGraphQL(OverriddenGraphQL[Context, None]):
         self.origin_allowed = origin_allowed
         self.persisted = persisted
         self.ide_page = ide_page
+        settings = services.queries.settings
         self.compiled = (
-            CompiledReads(
-                graphql_schema(self.schema), services.queries.engine, services.queries.settings
-            )
-            if services.queries.settings.compiled_reads
+            CompiledReads(graphql_schema(self.schema), services.queries.engine, settings)
+            if settings.compiled_reads
+            else None
+        )
+        self.writes = (
+            CompiledWrites(cast("CrmSchema", self.schema), settings.production)
+            if settings.compiled_writes
             else None
         )
 
@@ -267,7 +273,9 @@ class CrmGraphQL(OverriddenGraphQL[Context, None]):
             posted = await self.single_json_operation(request)
             operation = posted or self.single_get_operation(request)
             compiled = None
-            if operation is not None:
+            if posted is not None and self.writes is not None:
+                compiled = await self.compiled_write(request, posted, media_type)
+            if operation is not None and compiled is None:
                 compiled = await self.compiled_response(request, operation, media_type)
             if compiled is not None:
                 response = compiled
@@ -310,6 +318,61 @@ class CrmGraphQL(OverriddenGraphQL[Context, None]):
             compiled_reads.encode(data, extensions),
             media_type=f"{media_type}; charset=utf-8",
         )
+
+    async def compiled_write(
+        self, request: Request, operation: GraphQLRequestData, media_type: str
+    ) -> Response | None:
+        """The response of a mutation the write compiler covers (api/compiled_writes.py), or
+        None for the general path to answer: the same bytes, without the general executor.
+        Whether it is covered is decided before the resolver runs; once it runs, whatever it
+        raises is answered here as the general executor answers it."""
+        assert self.writes is not None
+        schema = cast("CrmSchema", self.schema)
+        query = operation.query
+        if not query:
+            return None
+        try:
+            document = schema.documents.parse(query)
+        except GraphQLError:  # the general path reports it
+            return None
+        if schema.documents.validate(graphql_schema(schema), query):
+            return None
+        try:
+            plan = self.writes.plan(document, query, operation.operation_name)
+            authentication = authenticate_header(self.tokens, request.headers.get("authorization"))
+            context = Context(self.services, authentication, request=request)
+            run = self.writes.prepare(plan, operation.variables, context)
+        except NotAMutation:
+            return None
+        except Exception as error:  # not covered: the general path answers it
+            self.writes.count(f"general: {fallback_reason(error) or type(error).__name__}")
+            return None
+        self.writes.count("compiled")
+        record = current_record.get()
+        named = plan.operation.name
+        name = operation.operation_name or (named.value if named else None)
+        if record:
+            record.read_path = "compiled"
+            record.note_operation(name, "mutation")
+        errors: list[GraphQLError] | None = None
+        with counting_statements(schema.count_statements) as statements:
+            try:
+                data: dict[str, Any] | None = {plan.key: plan.build(await run())}
+            except Exception as error:
+                data, errors = None, [located_error(error, [plan.node], [plan.key])]
+        if errors:
+            execution = schema._create_execution_context(
+                query=query,
+                allowed_operation_types=(OperationType.MUTATION,),
+                variable_values=operation.variables,
+                context_value=context,
+                operation_name=operation.operation_name,
+            )
+            execution.graphql_document = document
+            errors = schema.client_errors(errors, execution)
+        extensions = {"sqlStatements": statements.count} if schema.count_statements else None
+        result = ExecutionResult(data=data, errors=errors, extensions=extensions)
+        return self.json_response(await self.process_result(request, result), media_type)
 
     async def compiled_data(
         self, request: Request, operation: GraphQLRequestData

@@ -1,0 +1,287 @@
+"""Compiled writes: the mutations of api/mutations.py answered without the general executor.
+
+Through graphql-core's executor and Strawberry's resolver wrapping, a mutation of the main
+flow cost about 0.5 ms of CPU in the GraphQL layer, more than its use case (issue 18). A
+mutation document is analysed once into a plan: the root field's resolver (the general
+path's own, called as Strawberry calls it: arguments coerced by graphql-core and converted by
+Strawberry) and a function per payload selection that reads the payload's attributes and
+serializes each leaf with the schema's own scalar and enum types. The response is then made
+by the general path's own `process_result` from a result shaped as graphql-core shapes it.
+
+Unlike a read, a write cannot be run twice, so everything that could make the plan answer
+otherwise than the general path is decided before the resolver runs: a document or field the
+plan does not cover, variables that do not fit, no or an expired token: those requests go to
+the general path, counted with their reason (`CompiledWrites.counts`, in /readyz, and the
+request log's `read_path`). Once the resolver runs, an error it raises is answered as the
+general executor answers it: located at the root field, logged and masked by the schema's own
+`client_errors`, `data` null (every payload is non-null).
+"""
+
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from inspect import isawaitable
+from operator import attrgetter
+from typing import Any, cast
+
+from graphql import (
+    DirectiveNode,
+    DocumentNode,
+    FieldNode,
+    FragmentDefinitionNode,
+    GraphQLEnumType,
+    GraphQLField,
+    GraphQLList,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLOutputType,
+    GraphQLScalarType,
+    GraphQLSchema,
+    NamedTypeNode,
+    NonNullTypeNode,
+    OperationDefinitionNode,
+    OperationType,
+    VariableNode,
+)
+from graphql.execution.values import VariableValues, get_argument_values, get_variable_values
+from graphql.language import Visitor, visit
+from strawberry.schema.schema_converter import GraphQLCoreConverter, get_arguments
+from strawberry.types.field import StrawberryField
+
+from crm_graphql.api.compiled_reads import CACHED_PLANS, Compiler, Unsupported
+from crm_graphql.api.context import Context
+from crm_graphql.api.mutations import Mutation
+from crm_graphql.api.schema import CrmSchema
+
+# The mutations whose resolvers read nothing of their Info but its context (api/mutations.py),
+# by their Python names: the plan hands them a ContextInfo.
+COVERED = frozenset(field.name for field in Mutation.__strawberry_definition__.fields)  # type: ignore[attr-defined]
+
+Build = Callable[[Any], Any]
+
+
+class NotAMutation(Unsupported):
+    """A query or subscription, or no one operation chosen: not for this compiler."""
+
+
+@dataclass(frozen=True)
+class ContextInfo:
+    """The Info a covered resolver gets: those resolvers read only `info.context`."""
+
+    context: Context
+
+
+def strawberry_field(definition: GraphQLField) -> StrawberryField:
+    field: StrawberryField = definition.extensions[GraphQLCoreConverter.DEFINITION_BACKREF]
+    return field
+
+
+class Directives(Visitor):
+    """Finds any directive: a plan is compiled once per document, so nothing in its selection
+    may depend on the variables (@skip, @include)."""
+
+    found = False
+
+    def enter_directive(self, node: DirectiveNode, *_: Any) -> None:
+        self.found = True
+
+
+def has_directives(document: DocumentNode) -> bool:
+    finder = Directives()
+    visit(document, finder)
+    return finder.found
+
+
+def reader(definition: GraphQLField) -> Build:
+    """How the general path reads a field of its parent object: the attribute, or the field's
+    synchronous resolver when it takes nothing but the object."""
+    field = strawberry_field(definition)
+    if field.permission_classes or field.extensions:
+        raise Unsupported("field extension")
+    resolver = field.base_resolver
+    if resolver is None:
+        return attrgetter(field.python_name)
+    if (
+        resolver.is_async
+        or resolver.arguments
+        or resolver.info_parameter
+        or resolver.parent_parameter
+        or resolver.root_parameter
+        or not resolver.self_parameter
+    ):
+        raise Unsupported(f"resolver {field.python_name}")
+    return cast("Build", resolver.wrapped_func)  # a method: `self_parameter` above
+
+
+def not_null(build: Build) -> Build:
+    def checked(value: Any) -> Any:
+        if value is None:
+            # graphql-core would report a null in a non-null field; the plan cannot.
+            raise TypeError("null in a non-null field")
+        return build(value)
+
+    return checked
+
+
+def nullable(build: Build) -> Build:
+    return lambda value: None if value is None else build(value)
+
+
+def completion(compiler: Compiler, nodes: list[FieldNode], type_: GraphQLOutputType) -> Build:
+    """The function completing a field's value of `type_` as graphql-core does."""
+    if isinstance(type_, GraphQLNonNull):
+        return not_null(completion(compiler, nodes, type_.of_type))
+    if isinstance(type_, GraphQLList):
+        item = completion(compiler, nodes, type_.of_type)
+        return nullable(lambda values: [item(value) for value in values])
+    if isinstance(type_, GraphQLScalarType | GraphQLEnumType):
+        return nullable(type_.serialize)
+    if isinstance(type_, GraphQLObjectType):
+        return nullable(object_builder(compiler, nodes, type_))
+    raise Unsupported(f"type {type_}")
+
+
+def object_builder(compiler: Compiler, nodes: list[FieldNode], type_: GraphQLObjectType) -> Build:
+    """The function building an object's selection, keys in the general executor's order."""
+    interfaces = tuple(interface.name for interface in type_.interfaces)
+    fields: list[tuple[str, Build, Build]] = []
+    for key, name, group in compiler.subfields(nodes, type_.name, interfaces):
+        if name == "__typename":
+            fields.append((key, lambda _: type_.name, lambda name: name))
+            continue
+        definition = type_.fields[name]
+        if any(node.arguments for node in group):
+            raise Unsupported(f"arguments of {type_.name}.{name}")
+        fields.append((key, reader(definition), completion(compiler, group, definition.type)))
+    return lambda value: {key: complete(read(value)) for key, read, complete in fields}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A compiled mutation: its root field (response key, node, definitions), the resolver's
+    input variable, and the function building the payload."""
+
+    key: str
+    node: FieldNode
+    definition: GraphQLField
+    field: StrawberryField
+    operation: OperationDefinitionNode
+    build: Build
+
+
+def input_variable(operation: OperationDefinitionNode, node: FieldNode) -> None:
+    """Unsupported unless the root field's one argument is a variable of its exact input
+    type, non-null, without a default (what clients and generated code send)."""
+    arguments = node.arguments or ()
+    if len(arguments) != 1 or not isinstance(arguments[0].value, VariableNode):
+        raise Unsupported("arguments")
+    name = arguments[0].value.name.value
+    for definition in operation.variable_definitions or ():
+        if definition.variable.name.value == name:
+            type_ = definition.type
+            if (
+                definition.default_value is None
+                and isinstance(type_, NonNullTypeNode)
+                and isinstance(type_.type, NamedTypeNode)
+            ):
+                return
+    raise Unsupported("input variable")
+
+
+def compile_plan(schema: GraphQLSchema, document: DocumentNode, operation_name: str | None) -> Plan:
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    chosen = [
+        op
+        for op in operations
+        if operation_name is None or (op.name is not None and op.name.value == operation_name)
+    ]
+    if len(chosen) != 1 or (operation_name is None and len(operations) != 1):
+        raise NotAMutation("operation not chosen")
+    operation = chosen[0]
+    if operation.operation is not OperationType.MUTATION:
+        raise NotAMutation(operation.operation.value)
+    if has_directives(document):
+        raise Unsupported("directive")
+    selections = operation.selection_set.selections
+    if len(selections) != 1 or not isinstance(selections[0], FieldNode):
+        raise Unsupported("root fields")
+    node = selections[0]
+    name = node.name.value
+    mutation_type = schema.mutation_type
+    assert mutation_type is not None
+    definition = mutation_type.fields[name]
+    if strawberry_field(definition).python_name not in COVERED:
+        raise Unsupported(f"Mutation.{name}")
+    input_variable(operation, node)
+    fragments = {
+        d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+    }
+    # No directives: the selection does not read the variables.
+    compiler = Compiler(schema, fragments, VariableValues(sources={}, coerced={}))
+    build = completion(compiler, [node], definition.type)
+    key = node.alias.value if node.alias else name
+    return Plan(key, node, definition, strawberry_field(definition), operation, build)
+
+
+class CompiledWrites:
+    """The plans of the mutation documents seen, and the counts of requests served and not."""
+
+    def __init__(self, schema: CrmSchema, production: bool) -> None:
+        self.schema = schema
+        self.graphql = schema._schema
+        self.production = production
+        # A plan, or the kind of Unsupported and its reason.
+        self.plans: dict[tuple[str, str | None], Plan | tuple[type[Unsupported], str]] = {}
+        self.counts: Counter[str] = Counter()
+
+    def plan(self, document: DocumentNode, query: str, operation_name: str | None) -> Plan:
+        """The plan of a covered mutation; Unsupported for anything else, decided once per
+        document and operation name."""
+        key = (query, operation_name)
+        plan = self.plans.get(key)
+        if plan is None:
+            try:
+                plan = compile_plan(self.graphql, document, operation_name)
+            except Unsupported as unsupported:
+                plan = (type(unsupported), str(unsupported))
+            if len(self.plans) >= CACHED_PLANS:
+                del self.plans[next(iter(self.plans))]
+            self.plans[key] = plan
+        if isinstance(plan, tuple):
+            kind, reason = plan
+            raise kind(reason)
+        return plan
+
+    def prepare(
+        self, plan: Plan, raw_variables: dict[str, Any] | None, context: Context
+    ) -> Callable[[], Awaitable[Any]]:
+        """The resolver's call, its arguments coerced and converted as the general path does
+        them; Unsupported if they do not fit or the caller has no valid token (the general
+        path reports both), before anything runs."""
+        context.check_token()  # UNAUTHENTICATED: a GraphQLError
+        variables = get_variable_values(
+            self.graphql,
+            plan.operation.variable_definitions or (),
+            raw_variables or {},
+            hide_suggestions=self.production,
+        )
+        if isinstance(variables, list):
+            raise Unsupported("variables")
+        info = ContextInfo(context)
+        args, kwargs = get_arguments(
+            field=plan.field,
+            source=None,
+            info=info,  # type: ignore[arg-type]
+            kwargs=get_argument_values(plan.definition, plan.node, variables),
+            config=self.schema.config,
+            scalar_registry=self.schema.schema_converter.scalar_registry,
+        )
+
+        async def run() -> Any:
+            result = plan.field.get_result(None, info=info, args=args, kwargs=kwargs)  # type: ignore[arg-type]
+            return await result if isawaitable(result) else result
+
+        return run
+
+    def count(self, outcome: str) -> None:
+        self.counts[outcome] += 1
