@@ -8,10 +8,15 @@ subscriber that wants it. Subscribers who asked the same thing with the same rig
 audience: each event is rendered (executed and encoded) once per audience, and its members get
 that rendering. A member whose socket can take it now (its `Sink`: open, not held back, nothing
 of its own still queued or being sent) has it written straight from the fan-out loop, every
-event of the batch in one write; the others get it in their queue, sent by their own task. A
-subscriber whose queue is full is cut off, so a client that stops reading costs a bounded
-amount of memory. When the LISTEN connection is lost the feed reconnects
-with backoff and then reads everything committed meanwhile, so subscribers miss nothing.
+event of the batch in one write; the others get it in their queue, sent by their own task.
+Those writes are most of what hundreds of listening sockets cost (a system call each): they go
+out a chunk of sockets at a time with requests let in between, and while changes keep coming
+the feed rests after a batch for as long as the batch held the loop, so that requests keep
+about half of the process and the next batch carries every change committed meanwhile in the
+same one write per socket. A subscriber whose queue is full is cut off, so a client that stops
+reading costs a bounded amount of memory. When the LISTEN connection is lost the feed
+reconnects with backoff and then reads everything committed meanwhile, so subscribers miss
+nothing.
 
 Ordering: lead audit ids commit in id order (see `_order_lead_audit_ids` in
 db/repository.py), so "id > last delivered" is an exact position, and a subscriber's cursor is
@@ -47,6 +52,11 @@ LISTEN_APPLICATION_NAME = "crm-graphql-listen"
 FIRST_RECONNECT_DELAY = 0.1  # seconds; doubles per failed attempt up to the configured maximum
 READ_BATCH_SIZE = 500  # changes read per query; a longer backlog takes several reads
 REPLAY_PAGE_SIZE = 500  # changes per query when a subscriber replays history
+WRITE_CHUNK = 64  # sockets written between two chances for requests to run
+# When changes keep coming, the feed rests after a batch for as long as the batch held the loop,
+# up to this many seconds: requests keep about half of the process however many sockets listen,
+# and the changes committed meanwhile go out together, in one write per socket.
+MAX_REST = 0.01
 # The pool's errors, the driver's (the reads go straight to asyncpg), and whatever means the
 # connection is lost (db/driver.py).
 DATABASE_FAILURES = (
@@ -68,6 +78,15 @@ class Rendered:
 
     change_id: int
     payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class DirectWrite:
+    """A subscriber's events of one batch, to be written straight to its socket."""
+
+    subscriber: "Subscriber"
+    position_before: int  # its position before them, should its own task have to send them
+    items: list[Rendered]
 
 
 # The payload of each event, in order; it must depend only on the audience's key and the event.
@@ -127,19 +146,10 @@ class Subscriber:
         self.queue.put_nowait(item)
         self.waiting = False  # until its task has taken what is queued
 
-    def wants(self, event: LeadStageChanged, seen_by: dict[Audience, bool] | None = None) -> bool:
-        """Whether the event is for this subscriber. `seen_by`: the event's visibility for each
-        audience so far, filled in as it goes (its members see alike: their key holds it)."""
-        if self.lead_id is not None and self.lead_id != event.lead.id:
-            return False
-        # Events the actor may not see never take room in the queue.
-        audience = self.audience
-        if audience is None or seen_by is None:
-            return visible_to(self.actor, event)
-        visible = seen_by.get(audience)
-        if visible is None:
-            visible = seen_by[audience] = visible_to(self.actor, event)
-        return visible
+    def wants(self, event: LeadStageChanged) -> bool:
+        """Whether the event is for this subscriber. Events the actor may not see never take
+        room in the queue."""
+        return self.lead_id in (None, event.lead.id) and visible_to(self.actor, event)
 
 
 @dataclass(eq=False)
@@ -277,38 +287,87 @@ class ChangeFeed:
 
     # --- fan-out ------------------------------------------------------------------------------
 
-    async def _fan_out(self, events: list[LeadStageChanged]) -> None:
+    async def _fan_out(self, events: list[LeadStageChanged]) -> float:
+        """Gives each subscriber the events of the batch it wants, in order. Returns the
+        seconds it held the loop, its awaits left out."""
+        began = time.perf_counter()
         rendered = await self._render(events)
-        # No await from here on: a subscriber joins between batches, never in the middle of
-        # one. One who joined while the batch was rendered finds no rendering for its
-        # audience and gets the event itself, to render on its own.
+        held = time.perf_counter() - began
+        began = time.perf_counter()
+        # No await until each subscriber's events are queued or set aside for a direct write:
+        # a subscriber joins between batches, never in the middle of the decisions. One who
+        # joined while the batch was rendered finds no rendering for its audience and gets the
+        # events themselves, to render on its own.
         now = time.time()
-        direct: dict[Subscriber, list[bytes]] = {}
-        for event in events:
-            change_id = event.change.id
-            seen_by: dict[Audience, bool] = {}
-            for subscriber in list(self._subscribers):
-                if not subscriber.wants(event, seen_by):
-                    continue
-                item = rendered.get((subscriber.audience, change_id), event)
-                if isinstance(item, Rendered) and subscriber.takes_directly(now):
-                    if change_id > subscriber.position:
-                        subscriber.position = change_id
-                        direct.setdefault(subscriber, []).append(item.payload)
-                    continue
-                # Once one is queued, the rest of the batch follows it through the queue.
-                try:
-                    subscriber.enqueue(item)
-                except asyncio.QueueFull:
-                    self._cut_off(subscriber)
-            # Monotonic: notifications may have moved it on while nobody subscribed.
-            self.position = max(change_id, self.position or 0)
-        # After the loop, so each socket gets one write for the whole batch.
-        for subscriber, payloads in direct.items():
+        # Each audience's visible events, with their rendering: its members see alike.
+        shares: dict[Audience, list[tuple[LeadStageChanged, LeadStageChanged | Rendered]]] = {}
+        direct: list[DirectWrite] = []
+        for subscriber in list(self._subscribers):
+            audience = subscriber.audience
+            batch: list[tuple[LeadStageChanged, LeadStageChanged | Rendered]]
+            if audience is None:
+                batch = [(event, event) for event in events if visible_to(subscriber.actor, event)]
+            elif (share := shares.get(audience)) is not None:
+                batch = share
+            else:
+                batch = shares[audience] = [
+                    (event, rendered.get((audience, event.change.id), event))
+                    for event in events
+                    if visible_to(subscriber.actor, event)
+                ]
+            lead_id, position = subscriber.lead_id, subscriber.position
+            if lead_id is not None or (batch and batch[0][0].change.id <= position):
+                batch = [
+                    (event, item)
+                    for event, item in batch
+                    if event.change.id > position and lead_id in (None, event.lead.id)
+                ]
+            if not batch:
+                continue
+            items = [item for _, item in batch]
+            if isinstance(items[0], Rendered) and subscriber.takes_directly(now):
+                subscriber.position = batch[-1][0].change.id
+                direct.append(DirectWrite(subscriber, position, cast("list[Rendered]", items)))
+                continue
             try:
-                cast("Sink", subscriber.sink).write(payloads)
-            except Exception:  # a bug must not end live events for the others
-                logger.exception("writing events to a subscriber's socket failed")
+                for item in items:
+                    subscriber.enqueue(item)
+            except asyncio.QueueFull:
+                self._cut_off(subscriber)
+        if events:  # monotonic: notifications may have moved it on while nobody subscribed
+            self.position = max(events[-1].change.id, self.position or 0)
+        held += time.perf_counter() - began
+        return held + await self._write_directly(direct, now)
+
+    async def _write_directly(self, direct: list["DirectWrite"], now: float) -> float:
+        """Each socket's events of the batch in one write, WRITE_CHUNK sockets at a time with
+        the loop let go in between: the writes (a system call each) are most of a batch's
+        cost, and requests must not wait behind all of them. Returns the seconds it held the
+        loop."""
+        held = 0.0
+        for start in range(0, len(direct), WRITE_CHUNK):
+            if start:
+                await asyncio.sleep(0)
+            began = time.perf_counter()
+            for write in direct[start : start + WRITE_CHUNK]:
+                subscriber = write.subscriber
+                if subscriber not in self._subscribers:
+                    continue  # it left meanwhile: its operation is over
+                if not subscriber.takes_directly(now):
+                    # Held back or ending meanwhile: its own task sends them, as it should.
+                    subscriber.position = write.position_before
+                    try:
+                        for item in write.items:
+                            subscriber.enqueue(item)
+                    except asyncio.QueueFull:
+                        self._cut_off(subscriber)
+                    continue
+                try:
+                    cast("Sink", subscriber.sink).write([item.payload for item in write.items])
+                except Exception:  # a bug must not end live events for the others
+                    logger.exception("writing events to a subscriber's socket failed")
+            held += time.perf_counter() - began
+        return held
 
     async def _render(
         self, events: list[LeadStageChanged]
@@ -371,7 +430,9 @@ class ChangeFeed:
                 self._wake.set()
                 continue
             retry_delay = FIRST_RECONNECT_DELAY
-            await self._fan_out(events)
+            held = await self._fan_out(events)
+            if self._wake.is_set():  # changes came in while it went out: rest, then take them all
+                await asyncio.sleep(min(held, MAX_REST))
             if len(events) == READ_BATCH_SIZE:
                 self._wake.set()
 
