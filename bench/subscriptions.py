@@ -37,8 +37,10 @@ import tempfile
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import AsyncExitStack, ExitStack, asynccontextmanager, contextmanager
 from datetime import datetime
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -159,7 +161,40 @@ async def wait_until_every_socket_receives(
                     await receivers.until(lambda: len(receivers.sockets_reached) >= sockets)
 
 
-async def run(url: str, server_pid: int, subscribers: int) -> dict[str, Any]:
+async def write_for(http: httpx.AsyncClient, seconds: float) -> tuple[int, float]:
+    """WRITERS concurrent createLead loops for `seconds`: the changes made, and the seconds
+    taken."""
+    writes = 0
+    started = time.perf_counter()
+    deadline = started + seconds
+
+    async def writer() -> None:
+        nonlocal writes
+        while time.perf_counter() < deadline:
+            await create_lead(http)
+            writes += 1
+
+    await asyncio.gather(*(writer() for _ in range(WRITERS)))
+    return writes, time.perf_counter() - started
+
+
+def write_in_own_process(url: str, seconds: float) -> tuple[int, float]:
+    """`write_for` in the process of a ProcessPoolExecutor, once each writer's connection is
+    open: the writers are other people's browsers, whose responses do not wait while this
+    client's loop reads hundreds of sockets' frames."""
+
+    async def write() -> tuple[int, float]:
+        headers = {"Authorization": f"Bearer {token_for('manager')}"}
+        async with httpx.AsyncClient(base_url=url, timeout=60, headers=headers) as http:
+            await asyncio.gather(*(create_lead(http) for _ in range(WRITERS)))
+            return await write_for(http, seconds)
+
+    return uvloop.run(write())
+
+
+async def run(
+    url: str, server_pid: int, subscribers: int, writers: ProcessPoolExecutor | None
+) -> dict[str, Any]:
     receivers = Receivers()
     load_before = os.getloadavg()[0]
     result: dict[str, Any] = {"subscribers": subscribers}
@@ -200,19 +235,15 @@ async def run(url: str, server_pid: int, subscribers: int) -> dict[str, Any]:
                 await create_lead(http)
 
         delivered_before = receivers.deliveries
-        writes = 0
+        receivers.arrivals = []
         cpu_before = cpu_seconds(server_pid)
-        deadline = time.perf_counter() + THROUGHPUT_SECONDS
         started = time.perf_counter()
-
-        async def writer() -> None:
-            nonlocal writes
-            while time.perf_counter() < deadline:
-                await create_lead(http)
-                writes += 1
-
-        await asyncio.gather(*(writer() for _ in range(WRITERS)))
-        writing = time.perf_counter() - started
+        if writers is None:
+            writes, writing = await write_for(http, THROUGHPUT_SECONDS)
+        else:
+            writes, writing = await asyncio.get_running_loop().run_in_executor(
+                writers, write_in_own_process, url, THROUGHPUT_SECONDS
+            )
         # Until every subscriber has every event.
         expected = delivered_before + writes * subscribers
         async with asyncio.timeout(300):
@@ -236,6 +267,9 @@ async def run(url: str, server_pid: int, subscribers: int) -> dict[str, Any]:
         if deliveries
         else None,
     }
+    if subscribers:
+        # While the writers go flat out: what a board shows when the whole floor is busy.
+        result["throughput"]["commit_to_event_at_most"] = percentiles(receivers.after_start())
     result["load_average_1m"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
     return result
 
@@ -269,7 +303,13 @@ def checkout(path_or_ref: str) -> Iterator[Path]:
 
 
 def measure(
-    url: str, scratch: Path, subscribers: int, workers: int, code: Path | None, deflate: bool
+    url: str,
+    scratch: Path,
+    subscribers: int,
+    workers: int,
+    code: Path | None,
+    deflate: bool,
+    writers: ProcessPoolExecutor | None,
 ) -> dict[str, Any]:
     """One subscriber count on a fresh server and a fresh database (a baseline may not know
     this checkout's migrations): this checkout's code, or the package in `code` (put first on
@@ -285,7 +325,7 @@ def measure(
     server.start()
     try:
         # The client's loop as the server's: uvloop, lighter on the cores they share.
-        return uvloop.run(run(server.url, server.pid, subscribers))
+        return uvloop.run(run(server.url, server.pid, subscribers, writers))
     finally:
         server.stop()
 
@@ -299,12 +339,52 @@ def summary(version: str, run: dict[str, Any]) -> str:
     )
     if run["subscribers"]:
         latency = run["commit_to_event_at_most"]
+        loaded = throughput["commit_to_event_at_most"]
         line += (
             f"  commit->event p50 {latency['p50_ms']:7.2f} ms p99 {latency['p99_ms']:7.2f} ms"
+            f" (under load {loaded['p50_ms']:.1f} / {loaded['p99_ms']:.1f} ms)"
             f"  server cpu {throughput['server_cpu_us_per_delivery']:6.1f} us/delivery"
             f"  {run['server_memory']['kib_per_subscriber']:.1f} KiB/subscriber"
         )
     return line
+
+
+def median_of(runs: list[dict[str, Any]], *path: str) -> float:
+    """The median over runs of the figure at `path` in each run's result."""
+    values = []
+    for run in runs:
+        value: Any = run
+        for key in path:
+            value = value[key]
+        values.append(value)
+    return statistics.median(values)
+
+
+def medians(runs: list[dict[str, Any]]) -> str:
+    """Per version and subscriber count, the median over the rounds; and the share of their
+    rate with nobody listening that the writers keep."""
+    rounds: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
+    for run in runs:
+        rounds[run["version"], run["subscribers"]].append(run)
+    lines = [f"medians of {max(map(len, rounds.values()))} rounds:"]
+    for (version, subscribers), same in rounds.items():
+        changes = median_of(same, "throughput", "changes_per_s")
+        line = f"{subscribers:5} subscribers {version:12} {changes:7.1f} changes/s"
+        if subscribers:
+            alone = rounds.get((version, 0))
+            if alone:
+                kept = changes / median_of(alone, "throughput", "changes_per_s")
+                line += f" ({kept:.0%} of the rate with none)"
+            loaded = median_of(same, "throughput", "commit_to_event_at_most", "p99_ms")
+            line += (
+                f" {median_of(same, 'throughput', 'events_delivered_per_s'):9.1f} deliveries/s"
+                f"  p99 {median_of(same, 'commit_to_event_at_most', 'p99_ms'):6.2f} ms"
+                f" (under load {loaded:.1f} ms)  cpu per delivery:"
+                f" server {median_of(same, 'throughput', 'server_cpu_us_per_delivery'):5.1f} us,"
+                f" client {median_of(same, 'throughput', 'client_cpu_us_per_delivery'):5.1f} us"
+            )
+        lines.append(line)
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -323,29 +403,51 @@ def main() -> None:
         "always offers permessage-deflate, as browsers do; otherwise each server does what its "
         "default says: off since the setting exists, on before it)",
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run every subscriber count and version this many times, in turn, and print the "
+        "medians: rates on a shared machine drift with the neighbours",
+    )
+    parser.add_argument(
+        "--writers-beside-subscribers",
+        action="store_true",
+        help="run the writers in the subscribers' process and loop, as before 2026-12-06 "
+        "(their responses then wait while that loop reads every socket's frames)",
+    )
     parser.add_argument("--output", type=Path, default=Path("bench/results/subscriptions.json"))
     args = parser.parse_args()
     runs: list[dict[str, Any]] = []
     with ExitStack() as stack:
         scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="crm-bench-")))
+        writers = None
+        if not args.writers_beside_subscribers:
+            writers = stack.enter_context(ProcessPoolExecutor(1, get_context("spawn")))
+            writers.submit(int).result()  # started and imported before any measurement
         url = database_url(scratch)
         versions: list[tuple[str, Path | None, bool]] = [("this", None, False)]
         if args.deflate:
             versions.append(("this+deflate", None, True))
         if args.baseline:
             versions.insert(0, ("baseline", stack.enter_context(checkout(args.baseline)), False))
-        for subscribers in args.subscribers:
-            for version, code, deflate in versions:
-                run = measure(url, scratch, subscribers, args.workers, code, deflate)
-                runs.append({"version": version, **run})
-                print(summary(version, run), flush=True)
+        for _ in range(max(args.rounds, 1)):
+            for subscribers in args.subscribers:
+                for version, code, deflate in versions:
+                    run = measure(url, scratch, subscribers, args.workers, code, deflate, writers)
+                    runs.append({"version": version, **run})
+                    print(summary(version, run), flush=True)
+        if args.rounds > 1:
+            print(medians(runs), flush=True)
     result = {
         "benchmark": "subscriptions",
         "command": "python -m bench.subscriptions --subscribers "
         + " ".join(map(str, args.subscribers))
         + (f" --workers {args.workers}" if args.workers != 1 else "")
         + (f" --baseline {args.baseline}" if args.baseline else "")
-        + (" --deflate" if args.deflate else ""),
+        + (" --deflate" if args.deflate else "")
+        + (f" --rounds {args.rounds}" if args.rounds != 1 else "")
+        + (" --writers-beside-subscribers" if args.writers_beside_subscribers else ""),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "writers": WRITERS,
         "runs": runs,
