@@ -95,6 +95,21 @@ class Board:
             await asyncio.sleep(0)
 
 
+def on_first_write(board: Board, action: Callable[[int], None]) -> list[int]:
+    """When the first socket is written, `action` for the last socket not yet written (the
+    sockets go in the feed's order). The list returned holds that socket once chosen."""
+    chosen: list[int] = []
+
+    def first_write() -> None:
+        if not chosen:
+            chosen.append(max(i for i, sink in enumerate(board.sinks) if not sink.writes))
+            action(chosen[0])
+
+    for sink in board.sinks:
+        sink.on_write = first_write
+    return chosen
+
+
 async def test_each_socket_gets_a_batch_in_one_write() -> None:
     async with Board() as board:
         await board.fan_out(1, 2, 3)
@@ -109,25 +124,10 @@ async def test_requests_run_between_chunks_of_sockets() -> None:
         def another_request() -> None:
             written_when_others_ran.append(sum(1 for sink in board.sinks if sink.writes))
 
-        board.sinks[0].on_write = lambda: asyncio.get_running_loop().call_soon(another_request)
+        on_first_write(board, lambda _: asyncio.get_running_loop().call_soon(another_request))
         await board.fan_out(1)
         assert written_when_others_ran == [WRITE_CHUNK]
         assert all(board.received(socket) == [1] for socket in range(SOCKETS))
-
-
-def on_first_write(board: Board, action: Callable[[int], None]) -> list[int]:
-    """When the first socket is written, `action` for the last socket not yet written (the
-    sockets go in the feed's order). The list returned holds that socket once chosen."""
-    chosen: list[int] = []
-
-    def first_write() -> None:
-        if not chosen:
-            chosen.append(max(i for i, sink in enumerate(board.sinks) if not sink.writes))
-            action(chosen[0])
-
-    for sink in board.sinks:
-        sink.on_write = first_write
-    return chosen
 
 
 async def test_a_socket_held_back_before_its_write_gets_the_batch_through_its_task() -> None:
