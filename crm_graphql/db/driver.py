@@ -57,7 +57,14 @@ async def transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
         yield conn
 
 
-async def driver(conn: AsyncConnection) -> asyncpg.Connection:
+# A connection the hot path's statements run on: SQLAlchemy's, or a pooled driver connection
+# taken without it (`pooled`).
+Connection = AsyncConnection | asyncpg.Connection
+
+
+async def driver(conn: Connection) -> asyncpg.Connection:
+    if isinstance(conn, asyncpg.Connection):
+        return conn
     sync = conn.sync_connection
     if sync is not None and not sync.closed and not sync.invalidated:
         # Checked out and valid: reading it needs no I/O, so no greenlet (a third of the
@@ -95,7 +102,7 @@ def raise_if_lost(raw: asyncpg.Connection, error: asyncpg.InterfaceError) -> Non
 
 
 async def run(
-    conn: AsyncConnection, method: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any
+    conn: Connection, method: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any
 ) -> T:
     """One statement (asyncpg's `method`) on the connection, counted; ConnectionLost if the
     connection is gone by the time it fails."""
@@ -126,17 +133,17 @@ async def pooled(engine: AsyncEngine) -> AsyncIterator[asyncpg.Connection]:
         await greenlet_spawn(pooled_connection.close)  # a checkin may close it: I/O
 
 
-async def fetchrow(conn: AsyncConnection, statement: Sql, /, **values: Any) -> Row | None:
+async def fetchrow(conn: Connection, statement: Sql, /, **values: Any) -> Row | None:
     arguments = statement.arguments(values)
     return await run(
         conn, asyncpg.Connection.fetchrow, statement.text, *arguments, record_class=Row
     )
 
 
-async def fetch(conn: AsyncConnection, statement: Sql, /, **values: Any) -> list[Row]:
+async def fetch(conn: Connection, statement: Sql, /, **values: Any) -> list[Row]:
     arguments = statement.arguments(values)
     return await run(conn, asyncpg.Connection.fetch, statement.text, *arguments, record_class=Row)
 
 
-async def execute(conn: AsyncConnection, statement: Sql, /, **values: Any) -> None:
+async def execute(conn: Connection, statement: Sql, /, **values: Any) -> None:
     await run(conn, asyncpg.Connection.execute, statement.text, *statement.arguments(values))

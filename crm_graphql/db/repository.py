@@ -618,7 +618,7 @@ recorded_writers = RecordedWriters()
 
 
 async def write_as(
-    conn: AsyncConnection, statement: WriterStatement, actor: Actor, **values: Any
+    conn: driver.Connection, statement: WriterStatement, actor: Actor, **values: Any
 ) -> driver.Row | None:
     """The write's row, recording its writer, or only making sure their row exists if this
     process recorded them lately. Only a statement that commits on its own notes the writer
@@ -700,7 +700,7 @@ SELECT {_LEAD_COLUMNS_OF_CTE}, {_NOTIFY_CHANGE} FROM lead, change"""
 
 
 async def create_lead(
-    conn: AsyncConnection,
+    conn: driver.Connection,
     actor: Actor,
     source: LeadSource,
     fields: LeadFields,
@@ -804,7 +804,7 @@ SELECT {_LEAD_COLUMNS_OF_CTE}, {_NOTIFY_CHANGE} FROM lead, change"""
 
 
 async def move_lead(
-    conn: AsyncConnection,
+    conn: driver.Connection,
     actor: Actor,
     lead_id: int,
     allowed_from: Iterable[LeadStage],
@@ -839,7 +839,7 @@ SELECT * FROM lead"""
 
 
 async def save_score(
-    conn: AsyncConnection,
+    conn: driver.Connection,
     actor: Actor,
     lead_id: int,
     score: Score,
@@ -887,7 +887,7 @@ _LEAD_WITH_VERSION_LOCKED = sql(_LEAD_WITH_VERSION + " FOR UPDATE")
 
 
 async def lead_with_version(
-    conn: AsyncConnection, lead_id: int, lock: bool = False
+    conn: driver.Connection, lead_id: int, lock: bool = False
 ) -> tuple[Lead, int] | None:
     """The lead and its row version (PostgreSQL's xmin, which every update changes), for a
     write that must find the row as the rules saw it; `lock` keeps others from changing it
@@ -921,7 +921,7 @@ SELECT {_LEAD_COLUMNS_OF_CTE}, {_NOTIFY_CHANGE}, {_SALE_OF_CTE} FROM lead, chang
 
 
 async def transfer_lead(
-    conn: AsyncConnection, actor: Actor, lead: Lead, version: int
+    conn: driver.Connection, actor: Actor, lead: Lead, version: int
 ) -> tuple[Lead, Sale] | None:
     """Mark the lead TRANSFERRED and create its Sale in stage NEW with its first history row,
     with the writer and the lead's audit row and notification, in one statement, if the lead's
@@ -1009,7 +1009,7 @@ async def leads_by_ids(conn: AsyncConnection, ids: Sequence[int]) -> dict[int, L
 _LEAD_BY_ID = sql(f"SELECT {LEAD_COLUMNS} FROM leads WHERE id = :id")
 
 
-async def lead_by_id(conn: AsyncConnection, lead_id: int) -> Lead | None:
+async def lead_by_id(conn: driver.Connection, lead_id: int) -> Lead | None:
     row = await driver.fetchrow(conn, _LEAD_BY_ID, id=lead_id)
     return lead_from_row(row) if row else None
 

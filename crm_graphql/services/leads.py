@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from crm_graphql.db import repository as repo
+from crm_graphql.db.driver import Connection
 from crm_graphql.db.tables import DUPLICATE_GUARD_PREFIX
 from crm_graphql.db.unit_of_work import (
     Database,
@@ -98,7 +99,7 @@ class LeadService:
         if not keys:
             # Nothing the duplicate guard could refuse: the one statement is the use case, and
             # alone it is atomic, so it runs without BEGIN and COMMIT round trips.
-            async with self.db.single_statement() as conn:
+            async with self.db.driver_statements() as conn:
                 lead = await repo.create_lead(conn, actor, source, fields)
             if lead is None:
                 raise RuntimeError("an insert outside the duplicate guard was refused")
@@ -252,22 +253,22 @@ class LeadService:
                 else None
             )
         score = await scorer.score(current.snapshot, datetime.now(UTC), evidence)
-        async with self.db.single_statement() as conn:
+        async with self.db.driver_statements() as raw:
 
             async def why_not() -> Violation | None:
-                locked = (await self._current(conn, lead_id)).locked
+                locked = (await self._current(raw, lead_id)).locked
                 return lead_locked_violation() if locked else None
 
             return await conditional_write(
                 "lead",
-                partial(repo.save_score, conn, actor, lead_id, score, UNLOCKED_LEAD_STAGES),
+                partial(repo.save_score, raw, actor, lead_id, score, UNLOCKED_LEAD_STAGES),
                 why_not,
             )
 
     async def advance_stage(self, actor: Actor, lead_id: int, to: LeadStage) -> Lead:
         require(actor, Permission.ADVANCE_LEAD_STAGE)
         allowed_from = lead_stages_that_may_move_to(to)
-        async with self.db.single_statement() as conn:
+        async with self.db.driver_statements() as conn:
 
             async def why_not() -> Violation | None:
                 return check_lead_transition((await self._current(conn, lead_id)).stage, to)
@@ -293,7 +294,7 @@ class LeadService:
             raise
 
     async def _transfer(
-        self, conn: AsyncConnection, lock: bool, *, actor: Actor, lead_id: int
+        self, conn: Connection, lock: bool, *, actor: Actor, lead_id: int
     ) -> Transfer | None:
         found = await repo.lead_with_version(conn, lead_id, lock=lock)
         if found is None:
@@ -330,7 +331,7 @@ class LeadService:
                 )
             return await repo.update_lead(conn, lead_id, owner_id=owner_id)
 
-    async def _current(self, conn: AsyncConnection, lead_id: int) -> Lead:
+    async def _current(self, conn: Connection, lead_id: int) -> Lead:
         """The lead as it is now, to say why a conditional write found it otherwise."""
         lead = await repo.lead_by_id(conn, lead_id)
         if lead is None:
