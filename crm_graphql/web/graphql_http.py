@@ -306,7 +306,7 @@ class CrmGraphQL(OverriddenGraphQL[Context, None]):
                 errors_logger.exception("compiled read failed; the general path answers")
                 reason = type(error).__name__
             self.compiled.count(f"general: {reason}")
-            if record:
+            if record and record.read_path is None:  # a mutation's: the write compiler's reason
                 record.read_path = f"general: {reason}"
             return None
         self.compiled.count("compiled")
@@ -345,7 +345,15 @@ class CrmGraphQL(OverriddenGraphQL[Context, None]):
         except NotAMutation:
             return None
         except Exception as error:  # not covered: the general path answers it
-            self.writes.count(f"general: {fallback_reason(error) or type(error).__name__}")
+            reason = fallback_reason(error)
+            if reason is None:
+                # Nothing has run: the client gets the general path's answer; the defect is
+                # logged.
+                errors_logger.exception("compiled write failed; the general path answers")
+                reason = type(error).__name__
+            self.writes.count(f"general: {reason}")
+            if record := current_record.get():
+                record.read_path = f"general: {reason}"
             return None
         self.writes.count("compiled")
         record = current_record.get()
@@ -356,10 +364,18 @@ class CrmGraphQL(OverriddenGraphQL[Context, None]):
             record.note_operation(name, "mutation")
         errors: list[GraphQLError] | None = None
         with counting_statements(schema.count_statements) as statements:
+            data: dict[str, Any] | None
             try:
-                data: dict[str, Any] | None = {plan.key: plan.build(await run())}
+                value = await run()
             except Exception as error:
                 data, errors = None, [located_error(error, [plan.node], [plan.key])]
+            else:
+                try:
+                    data = {plan.key: plan.build(value)}
+                except Exception:  # completed as the general path would, errors and all
+                    data, errors = await self.writes.complete_generally(
+                        document, operation.operation_name, operation.variables, context, value
+                    )
         if errors:
             execution = schema._create_execution_context(
                 query=query,

@@ -17,8 +17,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
+from crm_graphql.api.types import LeadScore
 from crm_graphql.services.leads import LeadService
 from tests.inprocess.test_read_paths_differential import TOKENS, Answer, request_log
 from tests.support.inprocess import app_client
@@ -226,11 +228,17 @@ async def two_apps(database_url: str) -> AsyncIterator[tuple[httpx.AsyncClient, 
 
 async def test_the_compiled_path_answers_every_write_as_the_general_path(empty: str):
     mismatches = []
+    read_paths: list[str | None] = []
     async with two_apps(empty) as (general, compiled):
         with request_log() as log:
+
+            def compiled_log() -> tuple[Any, ...]:
+                read_paths.append(log.read_path)
+                return log.last
+
             for name, steps in SCENARIOS.items():
                 expected = await run(general, steps, lambda: log.last)
-                actual = await run(compiled, steps, lambda: log.last)
+                actual = await run(compiled, steps, compiled_log)
                 bodies = zip(
                     normalised([a.body for a in expected]),
                     normalised([a.body for a in actual]),
@@ -263,6 +271,9 @@ async def test_the_compiled_path_answers_every_write_as_the_general_path(empty: 
         "UNAUTHENTICATED",
     ):
         assert counts.get(f"general: {reason}"), (reason, counts)
+        # The request log names the write compiler's reason, not the read compiler's.
+        assert f"general: {reason}" in read_paths, (reason, read_paths)
+    assert "general: mutation" not in read_paths
 
 
 async def test_a_failing_use_case_is_answered_as_the_general_path_answers_it(
@@ -297,3 +308,31 @@ async def test_a_failing_use_case_is_answered_as_the_general_path_answers_it(
                 assert b'"data":null' in actual[-1].body
         counts = (await compiled.get("/readyz")).json()["compiledWrites"]
     assert counts == {"compiled": 6}
+
+
+async def test_a_payload_field_failing_after_the_write_is_answered_with_partial_data(
+    empty: str, monkeypatch: pytest.MonkeyPatch
+):
+    """The write has committed by the time its payload is built: a field that fails then is
+    null with an error at its own path, and the rest of the data stays, as on the general
+    path. A client shown `data: null` instead might send the write again."""
+
+    def fails(*_: Any) -> None:
+        raise RuntimeError("a defect in a payload field")
+
+    monkeypatch.setattr(LeadScore, "from_domain", fails)
+    steps = [Step(CREATE_SHORT, {"input": {"source": "PARTNER"}}), Step(ANALYZE, lead_input())]
+    async with two_apps(empty) as (general, compiled):
+        with request_log() as log:
+            expected = await run(general, steps, lambda: log.last)
+            actual = await run(compiled, steps, lambda: log.last)
+        counts = (await compiled.get("/readyz")).json()["compiledWrites"]
+    assert [(a.status, a.content_type, a.logged) for a in actual] == [
+        (a.status, a.content_type, a.logged) for a in expected
+    ]
+    assert normalised([a.body for a in actual]) == normalised([a.body for a in expected])
+    analyzed = orjson.loads(actual[-1].body)
+    assert analyzed["data"]["analyzeLead"]["lead"]["score"] is None
+    assert analyzed["data"]["analyzeLead"]["lead"]["stage"] == "NEW"
+    assert [error["path"] for error in analyzed["errors"]] == [["analyzeLead", "lead", "score"]]
+    assert counts == {"compiled": 2}
