@@ -11,12 +11,12 @@ of its own still queued or being sent) has it written straight from the fan-out 
 event of the batch in one write; the others get it in their queue, sent by their own task.
 Those writes are most of what hundreds of listening sockets cost (a system call each): they go
 out a chunk of sockets at a time with requests let in between, and while changes keep coming
-the feed rests after a batch for as long as the batch held the loop, so that requests keep
-about half of the process and the next batch carries every change committed meanwhile in the
-same one write per socket. A subscriber whose queue is full is cut off, so a client that stops
-reading costs a bounded amount of memory. When the LISTEN connection is lost the feed
-reconnects with backoff and then reads everything committed meanwhile, so subscribers miss
-nothing.
+the feed rests after a batch for twice as long as the batch held the loop, so that requests
+keep about two thirds of the process and the next batch carries every change committed
+meanwhile in the same one write per socket. A subscriber whose queue is full is cut off, so a
+client that stops reading costs a bounded amount of memory. When the LISTEN connection is lost
+the feed reconnects with backoff and then reads everything committed meanwhile, so subscribers
+miss nothing.
 
 Ordering: lead audit ids commit in id order (see `_order_lead_audit_ids` in
 db/repository.py), so "id > last delivered" is an exact position, and a subscriber's cursor is
@@ -53,10 +53,11 @@ FIRST_RECONNECT_DELAY = 0.1  # seconds; doubles per failed attempt up to the con
 READ_BATCH_SIZE = 500  # changes read per query; a longer backlog takes several reads
 REPLAY_PAGE_SIZE = 500  # changes per query when a subscriber replays history
 WRITE_CHUNK = 64  # sockets written between two chances for requests to run
-# When changes keep coming, the feed rests after a batch for as long as the batch held the loop,
-# up to this many seconds: requests keep about half of the process however many sockets listen,
-# and the changes committed meanwhile go out together, in one write per socket.
-MAX_REST = 0.01
+# When changes keep coming, the feed rests after a batch for twice as long as the batch held the
+# loop, up to MAX_REST seconds: requests keep about two thirds of the process however many
+# sockets listen, and the changes committed meanwhile go out together, in one write per socket.
+REST_PER_HELD = 2
+MAX_REST = 0.02
 # The pool's errors, the driver's (the reads go straight to asyncpg), and whatever means the
 # connection is lost (db/driver.py).
 DATABASE_FAILURES = (
@@ -432,7 +433,7 @@ class ChangeFeed:
             retry_delay = FIRST_RECONNECT_DELAY
             held = await self._fan_out(events)
             if self._wake.is_set():  # changes came in while it went out: rest, then take them all
-                await asyncio.sleep(min(held, MAX_REST))
+                await asyncio.sleep(min(held * REST_PER_HELD, MAX_REST))
             if len(events) == READ_BATCH_SIZE:
                 self._wake.set()
 
