@@ -120,6 +120,21 @@ def fallback_reason(error: Exception) -> str | None:
     return fault_code(error)  # the database's state: the general path reports it
 
 
+def note_fallback(compiled: CompiledReads | CompiledWrites, kind: str, error: Exception) -> None:
+    """Counts why the general path answers instead of a compiled one, and names it in the
+    request log (a mutation's, the write compiler's reason: it tries first). An error the
+    compiled path should not have met is a defect in it: logged with its trace, while the
+    client still gets the general path's answer."""
+    reason = fallback_reason(error)
+    if reason is None:
+        errors_logger.exception("compiled %s failed; the general path answers", kind)
+        reason = type(error).__name__
+    compiled.count(f"general: {reason}")
+    record = current_record.get()
+    if record and record.read_path is None:
+        record.read_path = f"general: {reason}"
+
+
 def error_body(message: str, code: str) -> bytes:
     return orjson.dumps({"errors": [{"message": message, "extensions": {"code": code}}]})
 
@@ -300,14 +315,7 @@ class CrmGraphQL(OverriddenGraphQL[Context, None]):
         try:
             data, extensions, name = await self.compiled_data(request, operation)
         except Exception as error:  # any error: the general path answers it
-            reason = fallback_reason(error)
-            if reason is None:
-                # The client still gets the general path's answer; the defect is logged.
-                errors_logger.exception("compiled read failed; the general path answers")
-                reason = type(error).__name__
-            self.compiled.count(f"general: {reason}")
-            if record and record.read_path is None:  # a mutation's: the write compiler's reason
-                record.read_path = f"general: {reason}"
+            note_fallback(self.compiled, "read", error)
             return None
         self.compiled.count("compiled")
         if record:
@@ -344,16 +352,8 @@ class CrmGraphQL(OverriddenGraphQL[Context, None]):
             run = self.writes.prepare(plan, operation.variables, context)
         except NotAMutation:
             return None
-        except Exception as error:  # not covered: the general path answers it
-            reason = fallback_reason(error)
-            if reason is None:
-                # Nothing has run: the client gets the general path's answer; the defect is
-                # logged.
-                errors_logger.exception("compiled write failed; the general path answers")
-                reason = type(error).__name__
-            self.writes.count(f"general: {reason}")
-            if record := current_record.get():
-                record.read_path = f"general: {reason}"
+        except Exception as error:  # not covered, before anything ran: the general path answers
+            note_fallback(self.writes, "write", error)
             return None
         self.writes.count("compiled")
         record = current_record.get()
