@@ -3,7 +3,6 @@ exactly the bytes uvicorn's ASGI `send` would, and must stand aside where it can
 
 import asyncio
 import base64
-from typing import Any
 
 import pytest
 from uvicorn.config import Config
@@ -12,6 +11,7 @@ from uvicorn.server import ServerState
 from websockets.protocol import State
 
 from crm_graphql.web.frames import SERVER_SEND, frame_writer
+from tests.support.transport import RecordingTransport
 
 HANDSHAKE = (
     "GET /graphql HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -19,31 +19,6 @@ HANDSHAKE = (
     "Sec-WebSocket-Version: 13\r\n{extensions}\r\n"
 )
 DEFLATE_OFFER = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
-
-
-class RecordingTransport(asyncio.Transport):
-    def __init__(self) -> None:
-        super().__init__()
-        self.written: list[bytes] = []
-        self.closing = False
-
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        self.written.append(bytes(data))
-
-    def is_closing(self) -> bool:
-        return self.closing
-
-    def close(self) -> None:
-        self.closing = True
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return default
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
 
 
 async def accepted_socket(
@@ -62,7 +37,7 @@ async def accepted_socket(
     protocol.data_received(HANDSHAKE.format(extensions=DEFLATE_OFFER if deflate else "").encode())
     await asyncio.sleep(0)  # the application's task starts (and waits)
     await protocol.send({"type": "websocket.accept"})
-    transport.written.clear()
+    transport.writes.clear()
     return protocol, transport
 
 
@@ -71,27 +46,27 @@ async def test_a_written_frame_is_byte_for_byte_what_uvicorns_send_writes(length
     message = ("é" * (length // 2)).encode() if length % 2 == 0 else b"x" * length
     protocol, transport = await accepted_socket()
     await protocol.send({"type": "websocket.send", "text": message.decode()})
-    through_asgi = b"".join(transport.written)
-    transport.written.clear()
+    through_asgi = b"".join(transport.writes)
+    transport.writes.clear()
 
     writer = frame_writer({SERVER_SEND: protocol.send})
     assert writer is not None
     # Given in parts, as the fan-out does (prefix, payload, suffix).
     writer.write_text([(message[:3], message[3:-1], message[-1:]) if length > 4 else (message,)])
-    assert transport.written == [through_asgi]
+    assert transport.writes == [through_asgi]
 
 
 async def test_several_messages_go_out_in_one_write_as_consecutive_frames():
     protocol, transport = await accepted_socket()
     for text in ("first", "second" * 40):
         await protocol.send({"type": "websocket.send", "text": text})
-    through_asgi = b"".join(transport.written)
-    transport.written.clear()
+    through_asgi = b"".join(transport.writes)
+    transport.writes.clear()
 
     writer = frame_writer({SERVER_SEND: protocol.send})
     assert writer is not None
     writer.write_text([(b"first",), (b"second" * 40,)])
-    assert transport.written == [through_asgi]
+    assert transport.writes == [through_asgi]
 
 
 async def test_the_writer_stands_aside_when_uvicorns_send_would_wait_or_fail():

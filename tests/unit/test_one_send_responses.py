@@ -8,37 +8,9 @@ from uvicorn.config import Config
 from uvicorn.server import ServerState
 
 from crm_graphql.web.http_protocol import OneSendHttpToolsProtocol
+from tests.support.transport import RecordingTransport
 
 REQUEST = b"POST /graphql HTTP/1.1\r\nHost: test\r\nContent-Length: 2\r\n\r\n{}"
-
-
-class SocketTransport(asyncio.Transport):
-    """What the protocol would write to the socket, one entry per send."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.sends: list[bytes] = []
-        self.closed = False
-
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        self.sends.append(bytes(data))
-
-    def close(self) -> None:
-        self.closed = True
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return {"sockname": ("127.0.0.1", 8000), "peername": ("127.0.0.1", 50000)}.get(
-            name, default
-        )
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
 
 
 def protocol_for(app: Any) -> OneSendHttpToolsProtocol:
@@ -49,7 +21,7 @@ def protocol_for(app: Any) -> OneSendHttpToolsProtocol:
     )
 
 
-async def serve_one_request(app: Any, socket: SocketTransport) -> None:
+async def serve_one_request(app: Any, socket: RecordingTransport) -> None:
     protocol = protocol_for(app)
     protocol.connection_made(socket)
     protocol.data_received(REQUEST)
@@ -65,16 +37,16 @@ async def test_a_response_head_and_body_leave_in_one_send():
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": b'{"data":{}}'})
 
-    socket = SocketTransport()
+    socket = RecordingTransport()
     await serve_one_request(app, socket)
 
-    assert len(socket.sends) == 1
-    assert socket.sends[0].startswith(b"HTTP/1.1 200 OK\r\n")
-    assert socket.sends[0].endswith(b'\r\n\r\n{"data":{}}')
+    assert len(socket.writes) == 1
+    assert socket.writes[0].startswith(b"HTTP/1.1 200 OK\r\n")
+    assert socket.writes[0].endswith(b'\r\n\r\n{"data":{}}')
 
 
 async def test_a_streamed_response_sends_what_it_has_before_waiting_for_more():
-    socket = SocketTransport()
+    socket = RecordingTransport()
     sent_before_the_rest: list[bytes] = []
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
@@ -82,7 +54,7 @@ async def test_a_streamed_response_sends_what_it_has_before_waiting_for_more():
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"first", "more_body": True})
         await asyncio.sleep(0)  # waits, as a stream does for its next part
-        sent_before_the_rest.extend(socket.sends)
+        sent_before_the_rest.extend(socket.writes)
         await send({"type": "http.response.body", "body": b"last"})
 
     await serve_one_request(app, socket)
@@ -90,12 +62,12 @@ async def test_a_streamed_response_sends_what_it_has_before_waiting_for_more():
     assert len(sent_before_the_rest) == 1
     assert sent_before_the_rest[0].startswith(b"HTTP/1.1 200 OK\r\n")
     assert b"first" in sent_before_the_rest[0]
-    assert b"".join(socket.sends).endswith(b"last\r\n0\r\n\r\n")
+    assert b"".join(socket.writes).endswith(b"last\r\n0\r\n\r\n")
 
 
 async def test_a_websocket_upgrade_hands_the_socket_itself_to_the_websocket_protocol():
     protocol = protocol_for(app=None)
-    socket = SocketTransport()
+    socket = RecordingTransport()
     handed: list[object] = []
     socket.set_protocol = lambda ws_protocol: handed.append(ws_protocol.transport)  # type: ignore[method-assign]
     protocol.connection_made(socket)
