@@ -150,7 +150,11 @@ class Subscriber:
     def wants(self, event: LeadStageChanged) -> bool:
         """Whether the event is for this subscriber. Events the actor may not see never take
         room in the queue."""
-        return self.lead_id in (None, event.lead.id) and visible_to(self.actor, event)
+        return self.follows(event) and visible_to(self.actor, event)
+
+    def follows(self, event: LeadStageChanged) -> bool:
+        """Whether it follows the event's lead (`leadId`), or every lead."""
+        return self.lead_id in (None, event.lead.id)
 
 
 @dataclass(eq=False)
@@ -316,12 +320,12 @@ class ChangeFeed:
                     for event in events
                     if visible_to(subscriber.actor, event)
                 ]
-            lead_id, position = subscriber.lead_id, subscriber.position
-            if lead_id is not None or (batch and batch[0][0].change.id <= position):
+            position = subscriber.position
+            if subscriber.lead_id is not None or (batch and batch[0][0].change.id <= position):
                 batch = [
                     (event, item)
                     for event, item in batch
-                    if event.change.id > position and lead_id in (None, event.lead.id)
+                    if event.change.id > position and subscriber.follows(event)
                 ]
             if not batch:
                 continue
@@ -330,11 +334,7 @@ class ChangeFeed:
                 subscriber.position = batch[-1][0].change.id
                 direct.append(DirectWrite(subscriber, position, cast("list[Rendered]", items)))
                 continue
-            try:
-                for item in items:
-                    subscriber.enqueue(item)
-            except asyncio.QueueFull:
-                self._cut_off(subscriber)
+            self._enqueue_all(subscriber, items)
         if events:  # monotonic: notifications may have moved it on while nobody subscribed
             self.position = max(events[-1].change.id, self.position or 0)
         held += time.perf_counter() - began
@@ -357,11 +357,7 @@ class ChangeFeed:
                 if not subscriber.takes_directly(now):
                     # Held back or ending meanwhile: its own task sends them, as it should.
                     subscriber.position = write.position_before
-                    try:
-                        for item in write.items:
-                            subscriber.enqueue(item)
-                    except asyncio.QueueFull:
-                        self._cut_off(subscriber)
+                    self._enqueue_all(subscriber, write.items)
                     continue
                 try:
                     cast("Sink", subscriber.sink).write([item.payload for item in write.items])
@@ -391,6 +387,16 @@ class ChangeFeed:
             for event, payload in zip(batch, outcome, strict=True):
                 rendered[audience, event.change.id] = Rendered(event.change.id, payload)
         return rendered
+
+    def _enqueue_all(
+        self, subscriber: Subscriber, items: Sequence[LeadStageChanged | Rendered]
+    ) -> None:
+        """The items into the subscriber's queue, for its task to send; cut off if it is full."""
+        try:
+            for item in items:
+                subscriber.enqueue(item)
+        except asyncio.QueueFull:
+            self._cut_off(subscriber)
 
     def _cut_off(self, subscriber: Subscriber) -> None:
         self._leave(subscriber)
