@@ -301,22 +301,34 @@ class DirectExecutionSchema(strawberry.Schema):
         self.on_operation(context)
         if errors := self.documents.validate(self._schema, query):
             return None, errors
-        result = self._get_execute_function()(
-            self._schema,
+        result = await self.execute_document(
             context.graphql_document,
             root_value=context.root_value,
             variable_values=context.variables,
             # As Strawberry does: without a name given, the document's first operation.
             operation_name=context.operation_name,
             context_value=context.context,
+            **self._get_custom_context_kwargs(context.operation_extensions),
+        )
+        return result.data, result.errors
+
+    async def execute_document(
+        self, document: DocumentNode, **options: Any
+    ) -> GraphQLExecutionResult:
+        """graphql-core's execution of a parsed, validated document as this schema runs it
+        (its executor, awaitable check and suggestions setting), with graphql-core's
+        `execute` options (variables, context, operation name, middleware, ...)."""
+        result = self._get_execute_function()(
+            self._schema,
+            document,
             is_awaitable=optimized_is_awaitable,
             executor_class=self.execution_context_class,
             hide_suggestions=self.config.disable_field_suggestions,
-            **self._get_custom_context_kwargs(context.operation_extensions),
+            **options,
         )
         if isawaitable(result):
             result = await result
-        return result.data, result.errors
+        return cast("GraphQLExecutionResult", result)
 
 
 # --- 4. Subscription events: an executor memo per event -------------------------------------

@@ -48,7 +48,6 @@ from graphql import (
 )
 from graphql.execution.values import VariableValues, get_argument_values, get_variable_values
 from graphql.language import Visitor, visit
-from strawberry.execution import optimized_is_awaitable
 from strawberry.schema.schema_converter import GraphQLCoreConverter, get_arguments
 from strawberry.types.field import StrawberryField
 
@@ -319,19 +318,13 @@ class CompiledWrites:
         def resolved(resolve: Callable[..., Any], root: Any, info: Any, **args: Any) -> Any:
             return value if info.path.prev is None else resolve(root, info, **args)
 
-        result = self.schema._get_execute_function()(  # the general path's own
-            self.graphql,
+        result = await self.schema.execute_document(
             document,
             context_value=context,
             variable_values=raw_variables,
             operation_name=operation_name,
             middleware=[resolved],
-            executor_class=self.schema.execution_context_class,
-            is_awaitable=optimized_is_awaitable,
-            hide_suggestions=self.schema.config.disable_field_suggestions,
         )
-        if isawaitable(result):
-            result = await result
         return result.data, result.errors
 
     def count(self, outcome: str) -> None:
