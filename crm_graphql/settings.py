@@ -42,7 +42,8 @@ class Settings(BaseSettings):
     postgres_password: str = Field(default="", validation_alias="POSTGRES_PASSWORD")
     postgres_db: str = Field(default="crm", validation_alias="POSTGRES_DB")
     data_dir: Path = Path(".crm-data")
-    # Connections kept open per process. Overflow connections are closed as soon as they are
+    # Connections kept open per process, in each of its two pools (SQLAlchemy's and the
+    # driver's, db/pool.py). SQLAlchemy's overflow connections are closed as soon as they are
     # returned, so a steady load above the pool size opens a connection (a PostgreSQL backend,
     # the driver's setup) for every request beyond it: keep the pool as large as the load.
     db_pool_size: int = Field(default=20, ge=1)

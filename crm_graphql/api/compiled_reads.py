@@ -48,7 +48,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from strawberry.utils.str_converters import to_camel_case
 
 from crm_graphql.api.ids import decode_global_id, decode_id_of
-from crm_graphql.db import driver, lead_reads
+from crm_graphql.db import lead_reads
+from crm_graphql.db.engine import pooled
 from crm_graphql.db.lead_reads import LeadColumns, global_id_text, iso_text, name_in
 from crm_graphql.db.sql import Sql
 from crm_graphql.domain.access import (
@@ -900,7 +901,7 @@ class CompiledReads:
             raise Unsupported("forbidden")
         request = Request(self.settings, actor, variables)
         data: dict[str, Any] = {}
-        async with driver.pooled(self.engine) as conn:
+        async with pooled(self.engine) as conn:
             request.conn = conn
             for key, root in plan.root:
                 data[key] = root if isinstance(root, str) else await root(request)

@@ -1,13 +1,17 @@
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any, NoReturn
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from functools import partial
+from typing import Any, NoReturn, cast
 
+import asyncpg
 import orjson
 from sqlalchemy import event
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.util.concurrency import greenlet_spawn
 
 from crm_graphql.db.driver import unit_of_work
+from crm_graphql.db.pool import DriverPool
 from crm_graphql.settings import Settings
 
 # asyncpg's own deadline for a statement: PostgreSQL's statement_timeout plus this margin, so a
@@ -30,9 +34,15 @@ class _Connection(AsyncConnection):
 
 class Engine(AsyncEngine):
     """The app's engine: `engine.begin()` is one transaction, the driver's (as
-    db.driver.transaction), so a Core or raw statement inside it commits with the others."""
+    db.driver.transaction), so a Core or raw statement inside it commits with the others. The
+    driver's statements outside a transaction take their connections from `driver_pool`."""
 
     _connection_cls = _Connection
+    driver_pool: DriverPool
+
+    async def dispose(self, close: bool = True) -> None:
+        await self.driver_pool.dispose()
+        await super().dispose(close)
 
     @asynccontextmanager
     async def begin(self) -> AsyncIterator[AsyncConnection]:
@@ -66,7 +76,26 @@ def create_engine(settings: Settings, url: str | None = None) -> Engine:
         },
     )
     event.listen(engine.sync_engine, "checkout", _replace_if_closed)
-    return Engine(engine.sync_engine)
+    app_engine = Engine(engine.sync_engine)
+    app_engine.driver_pool = DriverPool(
+        partial(detached_connection, engine), settings.db_pool_size, settings.db_pool_timeout_s
+    )
+    return app_engine
+
+
+async def detached_connection(engine: AsyncEngine) -> asyncpg.Connection:
+    """A new driver connection opened as the engine opens its own, then taken out of its pool."""
+    pooled_connection = await greenlet_spawn(engine.sync_engine.raw_connection)
+    raw = cast("asyncpg.Connection", pooled_connection.driver_connection)
+    pooled_connection.detach()  # its record, which answers for driver_connection, goes back
+    return raw
+
+
+def pooled(engine: AsyncEngine) -> AbstractAsyncContextManager[asyncpg.Connection]:
+    """A pooled driver connection, for statements that need nothing of SQLAlchemy's."""
+    if not isinstance(engine, Engine):
+        raise TypeError("driver statements need the engine create_engine() makes")
+    return engine.driver_pool.connection()
 
 
 def _replace_if_closed(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:

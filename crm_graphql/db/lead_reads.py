@@ -154,7 +154,7 @@ def lead_statement(
 async def fetch_leads(
     raw: asyncpg.Connection, statement: Sql, values: dict[str, Any]
 ) -> list[driver.Row]:
-    """The rows of a statement on a driver connection (`driver.pooled`)."""
+    """The rows of a statement on a driver connection (`engine.pooled`)."""
     arguments = statement.arguments(values)
     return await driver.run_on(
         raw, asyncpg.Connection.fetch, statement.text, *arguments, record_class=driver.Row

@@ -6,9 +6,9 @@ use case that is one statement pays no BEGIN and COMMIT round trips. The modes:
 
 - `single_statement()`: a pooled connection outside any transaction; each statement commits
   on its own. For a use case whose write is one statement, and for reads.
-- `driver_statements()`: the same, a pooled driver connection without SQLAlchemy's
-  `Connection` around it (half the checkout's CPU), for use cases whose statements are all
-  sent by db/driver.py: the main flow's writes.
+- `driver_statements()`: the same, a driver connection from the engine's own pool of them
+  (db/pool.py), without SQLAlchemy's pool and `Connection` around it, for use cases whose
+  statements are all sent by db/driver.py: the main flow's writes.
 - `transaction()`: BEGIN ... COMMIT on the driver's connection; SQLAlchemy Core and raw
   statements share it. (`engine.begin()` is the same transaction, db/engine.py.)
 - `rehearsal()`: a transaction that is always rolled back: a dry run (units of work on its
@@ -36,7 +36,8 @@ import asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from crm_graphql.db import repository
-from crm_graphql.db.driver import Connection, driver, pooled, transaction
+from crm_graphql.db.driver import Connection, driver, transaction
+from crm_graphql.db.engine import pooled
 from crm_graphql.domain.access import Actor
 from crm_graphql.domain.errors import RuleViolation, Violation
 from crm_graphql.domain.lead import Lead

@@ -39,7 +39,7 @@ from crm_graphql.domain.lifecycle import (
     lead_locked_violation,
     lead_stages_that_may_move_to,
 )
-from crm_graphql.domain.scoring import RECENT_ACTIVITIES, ScorerKind
+from crm_graphql.domain.scoring import RECENT_ACTIVITIES, LeadEvidence, ScorerKind
 from crm_graphql.domain.text import unstorable_text
 from crm_graphql.scoring import Scorers
 from crm_graphql.services.errors import duplicate, not_found
@@ -243,15 +243,7 @@ class LeadService:
         scorer = self.scorers.get(scorer_kind)
         # Score holding no lock and no connection: a remote scorer may be slow. The score
         # records the inputs it saw, so a change made meanwhile shows up as a stale score.
-        async with self.db.single_statement() as conn:
-            current = await self._current(conn, lead_id)
-            if current.locked:
-                raise RuleViolation(lead_locked_violation())
-            evidence = (
-                await repo.lead_evidence(conn, current, RECENT_ACTIVITIES)
-                if scorer.needs_evidence
-                else None
-            )
+        current, evidence = await self._scoring_inputs(lead_id, scorer.needs_evidence)
         score = await scorer.score(current.snapshot, datetime.now(UTC), evidence)
         async with self.db.driver_statements() as raw:
 
@@ -264,6 +256,18 @@ class LeadService:
                 partial(repo.save_score, raw, actor, lead_id, score, UNLOCKED_LEAD_STAGES),
                 why_not,
             )
+
+    async def _scoring_inputs(
+        self, lead_id: int, with_evidence: bool
+    ) -> tuple[Lead, LeadEvidence | None]:
+        """The lead, refused if locked, and its activities for a scorer that reads them. Without
+        them the read is the driver's one statement, on its own pool."""
+        if not with_evidence:
+            async with self.db.driver_statements() as raw:
+                return _open_to_change(await repo.lead_by_id(raw, lead_id)), None
+        async with self.db.single_statement() as conn:
+            current = _open_to_change(await repo.lead_by_id(conn, lead_id))
+            return current, await repo.lead_evidence(conn, current, RECENT_ACTIVITIES)
 
     async def advance_stage(self, actor: Actor, lead_id: int, to: LeadStage) -> Lead:
         require(actor, Permission.ADVANCE_LEAD_STAGE)

@@ -29,7 +29,7 @@ from tests.support.database import (
     wait_until_blocked,
     with_database,
 )
-from tests.support.graphql import CREATE_LEAD, UPDATE_LEAD, token_for
+from tests.support.graphql import ADVANCE_STAGE, CREATE_LEAD, UPDATE_LEAD, token_for
 from tests.support.server import ServerProcess, api_env
 
 LEADS_COUNT = "{ leads { totalCount } }"
@@ -168,6 +168,45 @@ async def test_pooled_connections_the_server_closed_are_replaced_without_failing
         assert [body.get("errors") for body in bodies] == [None] * 12
         assert all(body["data"]["leads"]["totalCount"] == 10 for body in bodies[6:])
     assert "unexpected error" not in server.log()
+
+
+@pytest.mark.usefixtures("server")  # which migrated the database
+async def test_with_every_pooled_connection_busy_a_write_waits_the_pool_timeout_then_is_refused(
+    postgres: PrivatePostgres, db: asyncpg.Connection, tmp_path: Path
+):
+    """The main flow's writes take driver connections from a pool of CRM_DB_POOL_SIZE: when
+    all are held (here the only one, by a move waiting for a row lock), another write waits
+    CRM_DB_POOL_TIMEOUT_S for one, then is refused as SERVICE_UNAVAILABLE, changing nothing;
+    the held one finishes once the lock goes."""
+    process = start_server(
+        postgres, tmp_path / "server.log", CRM_DB_POOL_SIZE="1", CRM_DB_POOL_TIMEOUT_S="0.5"
+    )
+    try:
+        async with client(process) as http:
+            lead_id = await create_lead(http)
+            async with db.transaction():
+                await db.execute("SELECT 1 FROM leads FOR UPDATE")
+                held = asyncio.create_task(
+                    graphql(http, ADVANCE_STAGE, {"input": {"leadId": lead_id, "to": "CONTACTED"}})
+                )
+                await wait_until_blocked(db, "WITH old AS")
+                started = asyncio.get_running_loop().time()
+                refused = await graphql(
+                    http, ADVANCE_STAGE, {"input": {"leadId": lead_id, "to": "LOST"}}
+                )
+                waited = asyncio.get_running_loop().time() - started
+                assert not held.done()
+            assert refused["data"] is None
+            assert refused["errors"][0]["extensions"]["code"] == "SERVICE_UNAVAILABLE"
+            assert waited >= 0.5
+            moved = (await held)["data"]["advanceStage"]
+            assert moved["errors"] == []
+            assert moved["lead"]["stage"] == "CONTACTED"
+            stages = await db.fetch("SELECT to_stage FROM stage_changes ORDER BY id")
+            assert [row["to_stage"] for row in stages] == ["NEW", "CONTACTED"]
+        assert "unexpected error" not in process.log()
+    finally:
+        process.stop()
 
 
 async def test_a_statement_over_the_timeout_fails_with_timeout_and_changes_nothing(
