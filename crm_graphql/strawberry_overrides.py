@@ -559,18 +559,25 @@ class OverriddenGraphQL(GraphQL[ContextT, RootValueT]):
         """The document a POSTed operation runs: its query (a hook, for persisted documents)."""
         return query
 
+    def asks_for_streaming(self, request: Request) -> bool:
+        """The view's streaming check, with the Accept header looked up rather than every
+        header decoded to find it."""
+        accept = request.headers.get("accept", "")
+        return any(transport.accepts(accept) for transport in self._stream_transport_map.values())
+
     async def single_json_operation(self, request: Request) -> GraphQLRequestData | None:
         """The operation of a POSTed JSON object holding one well-formed operation, with no
         streaming asked for: nearly every request. Anything else (GET, batches, malformed
         bodies or parameters, streaming) gets None and goes through Strawberry's view, whose
         checks and messages answer it. The body stays cached on the request for that.
 
-        Relies on: `_get_stream_transport_from_headers` (the view's own streaming check) and
-        the view comparing the Content-Type as sent."""
+        Relies on: `_stream_transport_map` (the transports the view's own streaming check,
+        `_get_stream_transport_from_headers`, asks about the Accept header) and the view
+        comparing the Content-Type as sent."""
         if (
             request.method != "POST"
             or content_type_of(request) != JSON
-            or self._get_stream_transport_from_headers(request.headers)
+            or self.asks_for_streaming(request)
         ):
             return None
         try:

@@ -105,7 +105,8 @@ async def run(
 ) -> T:
     """One statement (asyncpg's `method`) on the connection, counted; ConnectionLost if the
     connection is gone by the time it fails."""
-    return await run_on(await driver(conn), method, *args, **kwargs)
+    raw = conn if isinstance(conn, asyncpg.Connection) else await driver(conn)
+    return await run_on(raw, method, *args, **kwargs)
 
 
 async def run_on(
