@@ -7,8 +7,9 @@ import json
 import logging
 import logging.config
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 # Attributes every LogRecord has; anything else on a record came from `extra=` (except
 # uvicorn's terminal colouring of its own messages).
@@ -17,6 +18,10 @@ STANDARD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {
     "asctime",
     "color_message",
 }
+
+
+# A line's fields: name -> value, in the order they are written.
+Fields = Mapping[str, Any]
 
 
 def skip_unprinted_record_fields() -> None:
@@ -42,26 +47,37 @@ class TextFormatter(logging.Formatter):
         self._second_text = ""
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
-        """The standard format, its seconds written once per second, not once per line (5 %
-        of the request log's cost)."""
         if datefmt is not None:
             return super().formatTime(record, datefmt)
-        second = int(record.created)
+        return self._stamp(record.created, record.msecs)
+
+    def _stamp(self, created: float, msecs: float) -> str:
+        """logging's default time format, its seconds written once per second, not once per
+        line (5 % of the request log's cost)."""
+        second = int(created)
         if second != self._second:
             self._second_text = time.strftime(self.default_time_format, self.converter(second))
             self._second = second
-        return f"{self._second_text},{int(record.msecs):03d}"  # logging's default_msec_format
+        return f"{self._second_text},{int(msecs):03d}"  # logging's default_msec_format
 
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
-        fields = " ".join(
-            f"{key}={'-' if value is None else value}"
-            for key, value in extra_fields(record).items()
-        )
-        if not fields:
-            return line
         head, newline, trace = line.partition("\n")
-        return f"{head} {fields}{newline}{trace}"
+        return self._with_fields(head, extra_fields(record)) + newline + trace
+
+    def line(self, created: float, level: int, name: str, message: str, fields: Fields) -> str:
+        """What `format` writes for a record of these, without an exception or stack."""
+        head = f"{self._stamp(created, _msecs(created))} {logging.getLevelName(level)} {name}"
+        return self._with_fields(f"{head} {message}", fields)
+
+    @staticmethod
+    def _with_fields(head: str, fields: Fields) -> str:
+        if not fields:
+            return head
+        pairs = " ".join(
+            f"{key}={'-' if value is None else value}" for key, value in fields.items()
+        )
+        return f"{head} {pairs}"
 
 
 class JsonFormatter(logging.Formatter):
@@ -70,16 +86,82 @@ class JsonFormatter(logging.Formatter):
         skip_unprinted_record_fields()
 
     def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-            **extra_fields(record),
-        }
+        entry = self._entry(
+            record.created, record.levelname, record.name, record.getMessage(), extra_fields(record)
+        )
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)
+
+    def line(self, created: float, level: int, name: str, message: str, fields: Fields) -> str:
+        """What `format` writes for a record of these, without an exception."""
+        entry = self._entry(created, logging.getLevelName(level), name, message, fields)
+        return json.dumps(entry, default=str)
+
+    @staticmethod
+    def _entry(
+        created: float, level_name: str, name: str, message: str, fields: Fields
+    ) -> dict[str, Any]:
+        return {
+            "time": datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds"),
+            "level": level_name.lower(),
+            "logger": name,
+            "message": message,
+            **fields,
+        }
+
+
+def _msecs(created: float) -> float:
+    return int((created - int(created)) * 1000) + 0.0  # as LogRecord computes it
+
+
+def direct_handlers(logger: logging.Logger, level: int) -> list[logging.StreamHandler[Any]]:
+    """The handlers a record of `level` from `logger` would reach, when they are all plain
+    stream handlers with this module's formatters and nothing filters on the way (the
+    configuration `logging_config` makes); an empty list otherwise, and then the record must
+    go through logging itself (a test's capturing handler, a filter, any other setup)."""
+    handlers: list[logging.StreamHandler[Any]] = []
+    current: logging.Logger | None = logger
+    while current is not None:
+        if current.filters:
+            return []
+        for handler in current.handlers:
+            if (
+                type(handler) is not logging.StreamHandler
+                or handler.filters
+                or not isinstance(handler.formatter, TextFormatter | JsonFormatter)
+            ):
+                return []
+            if level >= handler.level:
+                handlers.append(handler)
+        current = current.parent if current.propagate else None
+    return handlers
+
+
+def log_fields(logger: logging.Logger, level: int, message: str, fields: Fields) -> None:
+    """`logger.log(level, message, extra=fields)`, written straight to the stream handlers of
+    `logging_config` as their formatters would write it, without a LogRecord and logging's
+    pipeline: for the request log, one line per request, where that pipeline cost about a
+    tenth of the main flow's server CPU (docs/benchmarks.md). Any other setup gets the
+    record through logging."""
+    if not logger.isEnabledFor(level):
+        return
+    handlers = direct_handlers(logger, level)
+    if not handlers:
+        logger.log(level, message, extra=fields)
+        return
+    created = time.time()
+    for handler in handlers:
+        formatter = cast("TextFormatter | JsonFormatter", handler.formatter)
+        text = formatter.line(created, level, logger.name, message, fields)
+        handler.acquire()
+        try:
+            handler.stream.write(text + handler.terminator)
+            handler.flush()
+        except Exception:  # as StreamHandler.emit: the stream failed; logging reports it
+            handler.handleError(logging.makeLogRecord({"msg": message, **fields}))
+        finally:
+            handler.release()
 
 
 def logging_config(level: str, log_format: str) -> dict[str, Any]:

@@ -7,6 +7,7 @@ import time
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from crm_graphql.logs import log_fields
 from crm_graphql.web.graphql_http import error_body
 from crm_graphql.web.record import SAFE_REQUEST_ID, Outcome, RequestRecord, current_record
 
@@ -44,9 +45,11 @@ class RequestLog:
                 outcome = Outcome.ERROR
             elif outcome is None:
                 outcome = Outcome.REJECTED if status >= 400 else Outcome.OK
-            access_logger.info(
+            log_fields(
+                access_logger,
+                logging.INFO,
                 "request",
-                extra={
+                {
                     "request_id": request_id,
                     "method": scope["method"],
                     "path": scope["path"],
