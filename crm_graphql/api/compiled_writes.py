@@ -46,11 +46,12 @@ from graphql import (
     OperationType,
     VariableNode,
 )
-from graphql.execution.values import VariableValues, get_argument_values, get_variable_values
+from graphql.execution.values import VariableValues
 from graphql.language import Visitor, visit
 from strawberry.schema.schema_converter import GraphQLCoreConverter, get_arguments
 from strawberry.types.field import StrawberryField
 
+from crm_graphql.api.compiled_inputs import argument_coercer
 from crm_graphql.api.compiled_reads import CACHED_PLANS, Compiler, Unsupported
 from crm_graphql.api.context import Context
 from crm_graphql.api.schema import CrmSchema
@@ -174,22 +175,26 @@ def object_builder(compiler: Compiler, nodes: list[FieldNode], type_: GraphQLObj
 @dataclass(frozen=True)
 class Plan:
     """A compiled mutation: its root field (response key, node, definitions), the resolver's
-    input variable, and the function building the payload."""
+    arguments from the request's variables, and the function building the payload."""
 
     key: str
     node: FieldNode
     definition: GraphQLField
     field: StrawberryField
     operation: OperationDefinitionNode
+    arguments: Callable[[dict[str, Any]], dict[str, Any]]
     build: Build
 
 
-def input_variable(operation: OperationDefinitionNode, node: FieldNode) -> None:
-    """Unsupported unless the root field's one argument is a variable of its exact input
-    type, non-null, without a default (what clients and generated code send)."""
+def input_variable(operation: OperationDefinitionNode, node: FieldNode) -> str:
+    """The name of the root field's one argument's variable; Unsupported unless that argument
+    is a variable of its exact input type, non-null, without a default (what clients and
+    generated code send), and the operation's only one."""
     arguments = node.arguments or ()
     if len(arguments) != 1 or not isinstance(arguments[0].value, VariableNode):
         raise Unsupported("arguments")
+    if len(operation.variable_definitions or ()) != 1:
+        raise Unsupported("variables")
     name = arguments[0].value.name.value
     for definition in operation.variable_definitions or ():
         if definition.variable.name.value == name:
@@ -199,7 +204,7 @@ def input_variable(operation: OperationDefinitionNode, node: FieldNode) -> None:
                 and isinstance(type_, NonNullTypeNode)
                 and isinstance(type_.type, NamedTypeNode)
             ):
-                return
+                return name
     raise Unsupported("input variable")
 
 
@@ -230,7 +235,11 @@ def compile_plan(schema: GraphQLSchema, document: DocumentNode, operation_name: 
     root = strawberry_field(definition)
     if root.permission_classes or root.extensions:  # the general executor applies them
         raise Unsupported("field extension")
-    input_variable(operation, node)
+    variable = input_variable(operation, node)
+    [(argument_name, argument)] = definition.args.items()  # as COVERED's mutations declare
+    if argument_name != (node.arguments or ())[0].name.value:
+        raise Unsupported("arguments")
+    arguments = argument_coercer(variable, argument_name, argument)
     fragments = {
         d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
     }
@@ -238,16 +247,15 @@ def compile_plan(schema: GraphQLSchema, document: DocumentNode, operation_name: 
     compiler = Compiler(schema, fragments, VariableValues(sources={}, coerced={}))
     build = completion(compiler, [node], definition.type)
     key = node.alias.value if node.alias else name
-    return Plan(key, node, definition, strawberry_field(definition), operation, build)
+    return Plan(key, node, definition, strawberry_field(definition), operation, arguments, build)
 
 
 class CompiledWrites:
     """The plans of the mutation documents seen, and the counts of requests served and not."""
 
-    def __init__(self, schema: CrmSchema, production: bool) -> None:
+    def __init__(self, schema: CrmSchema) -> None:
         self.schema = schema
         self.graphql = schema._schema
-        self.production = production
         # A plan, or the kind of Unsupported and its reason.
         self.plans: dict[tuple[str, str | None], Plan | tuple[type[Unsupported], str]] = {}
         self.counts: Counter[str] = Counter()
@@ -277,20 +285,12 @@ class CompiledWrites:
         them; Unsupported if they do not fit or the caller has no valid token (the general
         path reports both), before anything runs."""
         context.check_token()  # UNAUTHENTICATED: a GraphQLError
-        variables = get_variable_values(
-            self.graphql,
-            plan.operation.variable_definitions or (),
-            raw_variables or {},
-            hide_suggestions=self.production,
-        )
-        if isinstance(variables, list):
-            raise Unsupported("variables")
         info = ContextInfo(context)
         args, kwargs = get_arguments(
             field=plan.field,
             source=None,
             info=info,  # type: ignore[arg-type]
-            kwargs=get_argument_values(plan.definition, plan.node, variables),
+            kwargs=plan.arguments(raw_variables or {}),
             config=self.schema.config,
             scalar_registry=self.schema.schema_converter.scalar_registry,
         )

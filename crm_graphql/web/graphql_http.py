@@ -253,9 +253,7 @@ class CrmGraphQL(OverriddenGraphQL[Context, None]):
             else None
         )
         self.writes = (
-            CompiledWrites(cast("CrmSchema", self.schema), settings.production)
-            if settings.compiled_writes
-            else None
+            CompiledWrites(cast("CrmSchema", self.schema)) if settings.compiled_writes else None
         )
 
     def document_of(self, query: object, extensions: object, document_id: object) -> object:
