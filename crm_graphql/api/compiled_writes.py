@@ -31,6 +31,7 @@ from graphql import (
     DocumentNode,
     FieldNode,
     FragmentDefinitionNode,
+    GraphQLArgument,
     GraphQLEnumType,
     GraphQLError,
     GraphQLField,
@@ -48,7 +49,8 @@ from graphql import (
 )
 from graphql.execution.values import VariableValues
 from graphql.language import Visitor, visit
-from strawberry.schema.schema_converter import GraphQLCoreConverter, get_arguments
+from strawberry.schema.schema_converter import GraphQLCoreConverter
+from strawberry.types.arguments import InputContext
 from strawberry.types.field import StrawberryField
 
 from crm_graphql.api.compiled_inputs import argument_coercer
@@ -183,7 +185,70 @@ class Plan:
     field: StrawberryField
     operation: OperationDefinitionNode
     arguments: Callable[[dict[str, Any]], dict[str, Any]]
+    call: "ResolverCall"
     build: Build
+
+
+@dataclass(frozen=True)
+class ResolverCall:
+    """How Strawberry's `get_arguments` calls a covered mutation's resolver, worked out once:
+    its one argument, an input object, built by the input class's `from_input` hook (the
+    step Strawberry's `convert_argument` reaches for it, after checks that depend on the
+    type alone), the Info where the resolver asks for it, and `self` as None."""
+
+    argument: str  # its GraphQL name, the key of the coerced arguments
+    python_name: str
+    input_class: type
+    from_input: Callable[[type, Any, InputContext], Any]
+    pass_self: bool
+    info_name: str | None
+
+    def arguments(
+        self, coerced: dict[str, Any], info: "ContextInfo", schema: CrmSchema
+    ) -> tuple[list[Any], dict[str, Any]]:
+        context = InputContext(
+            info=info,  # type: ignore[arg-type]
+            config=schema.config,
+            scalar_registry=schema.schema_converter.scalar_registry,
+            path=(self.argument,),
+        )
+        kwargs = {
+            self.python_name: self.from_input(self.input_class, coerced[self.argument], context)
+        }
+        if self.info_name is not None:
+            kwargs[self.info_name] = info
+        return ([None] if self.pass_self else []), kwargs
+
+
+def resolver_call(
+    field: StrawberryField, argument_name: str, argument: GraphQLArgument
+) -> ResolverCall:
+    """Unsupported unless the mutation's resolver takes its one argument as an input class
+    with a `from_input` hook (api/inputs.py's `input_type` gives every input one) and none of
+    Strawberry's root or parent parameters."""
+    resolver = field.base_resolver
+    [strawberry_argument] = field.arguments
+    input_class = strawberry_argument.type
+    definition = getattr(input_class, "__strawberry_definition__", None)
+    if (
+        resolver is None
+        or not isinstance(input_class, type)
+        or definition is None
+        or definition.from_input is None
+        or argument.out_name not in (None, argument_name)
+        or resolver.parent_parameter is not None
+        or resolver.root_parameter is not None
+    ):
+        raise Unsupported("arguments")
+    info = resolver.info_parameter
+    return ResolverCall(
+        argument_name,
+        strawberry_argument.python_name,
+        input_class,
+        definition.from_input,
+        resolver.self_parameter is not None,
+        info.name if info is not None else None,
+    )
 
 
 def input_variable(operation: OperationDefinitionNode, node: FieldNode) -> str:
@@ -240,6 +305,7 @@ def compile_plan(schema: GraphQLSchema, document: DocumentNode, operation_name: 
     if argument_name != (node.arguments or ())[0].name.value:
         raise Unsupported("arguments")
     arguments = argument_coercer(variable, argument_name, argument)
+    call = resolver_call(root, argument_name, argument)
     fragments = {
         d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
     }
@@ -247,7 +313,7 @@ def compile_plan(schema: GraphQLSchema, document: DocumentNode, operation_name: 
     compiler = Compiler(schema, fragments, VariableValues(sources={}, coerced={}))
     build = completion(compiler, [node], definition.type)
     key = node.alias.value if node.alias else name
-    return Plan(key, node, definition, strawberry_field(definition), operation, arguments, build)
+    return Plan(key, node, definition, root, operation, arguments, call, build)
 
 
 class CompiledWrites:
@@ -286,14 +352,7 @@ class CompiledWrites:
         path reports both), before anything runs."""
         context.check_token()  # UNAUTHENTICATED: a GraphQLError
         info = ContextInfo(context)
-        args, kwargs = get_arguments(
-            field=plan.field,
-            source=None,
-            info=info,  # type: ignore[arg-type]
-            kwargs=plan.arguments(raw_variables or {}),
-            config=self.schema.config,
-            scalar_registry=self.schema.schema_converter.scalar_registry,
-        )
+        args, kwargs = plan.call.arguments(plan.arguments(raw_variables or {}), info, self.schema)
 
         async def run() -> Any:
             result = plan.field.get_result(None, info=info, args=args, kwargs=kwargs)  # type: ignore[arg-type]

@@ -3,9 +3,10 @@
 generated values of every covered mutation's input type, valid and not, the plan's arguments
 equal `get_argument_values(field, node, get_variable_values(...))`, and where graphql-core
 reports errors the plan refuses (the request then takes the general path, which reports
-them)."""
+them). The resolver's arguments built from them (`ResolverCall`) equal what Strawberry's
+`get_arguments` gives."""
 
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from graphql import (
@@ -20,13 +21,22 @@ from graphql import (
 from graphql.execution.values import get_argument_values, get_variable_values
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from strawberry.schema.schema_converter import get_arguments
 
 from crm_graphql.api.compiled_reads import Unsupported
-from crm_graphql.api.compiled_writes import COVERED, Plan, compile_plan, strawberry_field
+from crm_graphql.api.compiled_writes import (
+    COVERED,
+    ContextInfo,
+    Plan,
+    compile_plan,
+    strawberry_field,
+)
+from crm_graphql.api.context import Context
 from crm_graphql.api.schema import create_schema
 from crm_graphql.settings import Settings
 
-SCHEMA = create_schema(Settings())._schema
+CRM_SCHEMA = create_schema(Settings())
+SCHEMA = CRM_SCHEMA._schema
 assert SCHEMA.mutation_type is not None
 COVERED_FIELDS = sorted(
     name
@@ -90,8 +100,17 @@ def test_the_plans_arguments_are_graphql_cores(field_name: str, data: st.DataObj
         with pytest.raises(Unsupported, match="variables"):
             plan.arguments(variables)
     else:
-        assert plan.arguments(variables) == get_argument_values(
-            plan.definition, plan.node, expected
+        coerced = plan.arguments(variables)
+        assert coerced == get_argument_values(plan.definition, plan.node, expected)
+        # And the resolver's arguments, as Strawberry's get_arguments converts them.
+        info = ContextInfo(cast(Context, None))
+        assert plan.call.arguments(coerced, info, CRM_SCHEMA) == get_arguments(
+            field=plan.field,
+            source=None,
+            info=info,  # type: ignore[arg-type]
+            kwargs=coerced,
+            config=CRM_SCHEMA.config,
+            scalar_registry=CRM_SCHEMA.schema_converter.scalar_registry,
         )
 
 

@@ -9,8 +9,9 @@ from strawberry.permission import BasePermission
 
 from crm_graphql.api.compiled_reads import Unsupported
 from crm_graphql.api.compiled_writes import compile_plan
+from crm_graphql.api.inputs import input_type
 
-DOCUMENT = parse("mutation($input: Int!) { createLead(input: $input) }")
+DOCUMENT = parse("mutation($input: CreateLeadInput!) { createLead(input: $input) }")
 
 
 class Nobody(BasePermission):
@@ -25,12 +26,17 @@ class Query:
     ok: bool = True
 
 
+@input_type
+class CreateLeadInput:
+    value: int
+
+
 def schema_with(**mutation_options: Any) -> strawberry.Schema:
     @strawberry.type
     class Mutation:
         @strawberry.mutation(**mutation_options)
-        def create_lead(self, input: int) -> int:
-            return input
+        def create_lead(self, input: CreateLeadInput) -> int:
+            return input.value
 
     return strawberry.Schema(query=Query, mutation=Mutation)
 
