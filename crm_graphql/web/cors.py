@@ -15,6 +15,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from crm_graphql.web.graphql_http import PREFLIGHT_HEADERS, error_body
+from crm_graphql.web.scope import header
 
 # Pages a developer serves on this machine, on any port (Vite, webpack, Next.js dev servers).
 LOCAL_DEVELOPMENT_ORIGIN = re.compile(r"http://(localhost|127\.0\.0\.1|\[::1\])(:\d{1,5})?")
@@ -58,13 +59,11 @@ class Cors:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        # A plain scan: most requests (servers, same-origin pages) carry no Origin, and this
-        # runs on every request of the HTTP fast path.
-        raw_origin = next((value for name, value in scope["headers"] if name == b"origin"), None)
-        if raw_origin is None:
+        # Most requests (servers, same-origin pages) carry no Origin.
+        origin = header(scope, b"origin")
+        if origin is None:
             await self.app(scope, receive, send)
             return
-        origin = raw_origin.decode("latin-1")
         allowed = self.policy.allows(origin)
         headers = Headers(scope=scope)
         if scope["method"] == "OPTIONS" and "access-control-request-method" in headers:

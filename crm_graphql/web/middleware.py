@@ -4,12 +4,12 @@ import logging
 import os
 import time
 
-from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from crm_graphql.logs import log_fields
 from crm_graphql.web.graphql_http import error_body
 from crm_graphql.web.record import SAFE_REQUEST_ID, Outcome, RequestRecord, current_record
+from crm_graphql.web.scope import header
 
 access_logger = logging.getLogger("crm_graphql.access")
 
@@ -29,7 +29,7 @@ class RequestLog:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        offered = Headers(scope=scope).get(REQUEST_ID_HEADER, "")
+        offered = header(scope, REQUEST_ID_HEADER.encode()) or ""
         request_id = offered if SAFE_REQUEST_ID.fullmatch(offered) else os.urandom(16).hex()
         record = RequestRecord(request_id)
         token = current_record.set(record)
@@ -102,7 +102,7 @@ class LimitRequestBody:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = Headers(scope=scope).get("content-length", "")
+        declared = header(scope, b"content-length") or ""
         if declared.isdigit() and int(declared) > self.max_bytes:
             await self.reject(send, await self.drain(receive, 0))
             return
