@@ -75,7 +75,7 @@ class TextFormatter(logging.Formatter):
         if not fields:
             return head
         pairs = " ".join(
-            f"{key}={'-' if value is None else value}" for key, value in fields.items()
+            [f"{key}={'-' if value is None else value}" for key, value in fields.items()]
         )
         return f"{head} {pairs}"
 

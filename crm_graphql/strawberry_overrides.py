@@ -526,6 +526,9 @@ class TextFrameWebSocketAdapter(ASGIWebSocketAdapter):
 # --- 8. The HTTP view: a fast path for single JSON operations, and stricter checks ----------
 
 JSON = "application/json"
+# Digits enough for an integer past 64 bits.
+LONG_DIGIT_RUN = re.compile(r"[0-9]{19}")
+LONG_DIGIT_RUN_BYTES = re.compile(rb"[0-9]{19}")
 
 
 def content_type_of(request: Request) -> str:
@@ -685,7 +688,18 @@ class OverriddenGraphQL(GraphQL[ContextT, RootValueT]):
         or a WebSocket closed with 4400), where Strawberry answers a body that is not UTF-8 or
         nested past the interpreter's stack with 500 (a socket with 1006).
 
+        orjson reads it first where it reads it as the standard library does: it refuses what
+        it reads otherwise (non-finite numbers, lone surrogates, a byte order mark), except an
+        integer past 64 bits, which it would make a float: a body with a run of 19 digits is
+        left to the standard library.
+
         Relies on: the view and the WebSocket handler answering JSONDecodeError so."""
+        long_digit_run = LONG_DIGIT_RUN_BYTES if isinstance(data, bytes) else LONG_DIGIT_RUN
+        if long_digit_run.search(data) is None:  # type: ignore[arg-type]
+            try:
+                return orjson.loads(data)
+            except orjson.JSONDecodeError:
+                pass  # the standard library accepts more, or says why not
         try:
             return json.loads(data)
         except UnicodeDecodeError as error:
