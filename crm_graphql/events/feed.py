@@ -25,7 +25,6 @@ simply an audit id.
 
 import asyncio
 import contextlib
-import json
 import logging
 import random
 import socket
@@ -35,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, cast
 
 import asyncpg
+import orjson
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -448,7 +448,7 @@ class ChangeFeed:
     def _on_notification(self, _conn: object, _pid: int, _channel: str, payload: object, /) -> None:
         try:
             # asyncpg passes the payload as a str; its stubs say object.
-            change_id = int(json.loads(payload)["id"])  # type: ignore[arg-type]
+            change_id = int(orjson.loads(payload)["id"])  # type: ignore[arg-type]
         except (ValueError, KeyError, TypeError):
             change_id = None
         if change_id is None or self.position is None:
