@@ -73,6 +73,8 @@ from strawberry.types.enum import StrawberryEnumDefinition
 from strawberry.types.graphql import OperationType
 from strawberry.utils.str_converters import to_camel_case
 
+from crm_graphql.web.scope import header
+
 CHECKED_AGAINST = {"strawberry-graphql": "0.341.2", "graphql-core": "3.3.2"}
 
 T = TypeVar("T")
@@ -533,7 +535,7 @@ LONG_DIGIT_RUN_BYTES = re.compile(rb"[0-9]{19}")
 
 def content_type_of(request: Request) -> str:
     """The Content-Type's media type without its parameters, as sent (case kept)."""
-    return request.headers.get("content-type", "").split(";")[0].strip()
+    return (header(request.scope, b"content-type") or "").split(";")[0].strip()
 
 
 def check_parameter_types(item: GraphQLRequestData) -> None:
@@ -565,7 +567,7 @@ class OverriddenGraphQL(GraphQL[ContextT, RootValueT]):
     def asks_for_streaming(self, request: Request) -> bool:
         """The view's streaming check, with the Accept header looked up rather than every
         header decoded to find it."""
-        accept = request.headers.get("accept", "")
+        accept = header(request.scope, b"accept") or ""
         return any(transport.accepts(accept) for transport in self._stream_transport_map.values())
 
     async def single_json_operation(self, request: Request) -> GraphQLRequestData | None:

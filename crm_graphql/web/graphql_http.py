@@ -54,6 +54,7 @@ from crm_graphql.strawberry_overrides import (
 from crm_graphql.tokens import Authentication, InvalidToken, TokenCodec
 from crm_graphql.web.persisted import PersistedDocuments, PersistedQueryError
 from crm_graphql.web.record import Outcome, current_record
+from crm_graphql.web.scope import header
 
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
 # Where unexpected failures go with their trace, as the schema logs them (api/schema.py).
@@ -272,7 +273,7 @@ class CrmGraphQL(OverriddenGraphQL[Context, None]):
             await super().__call__(scope, receive, send)
             return
         request = Request(scope=scope, receive=receive)
-        media_type = negotiate_media_type(request.headers.get("accept"))
+        media_type = negotiate_media_type(header(scope, b"accept"))
         try:
             if needs_preflight_header(request) and not has_preflight_header(request):
                 raise CodedHTTPException(
@@ -345,7 +346,8 @@ class CrmGraphQL(OverriddenGraphQL[Context, None]):
             return None
         try:
             plan = self.writes.plan(document, query, operation.operation_name)
-            authentication = authenticate_header(self.tokens, request.headers.get("authorization"))
+            authorization = header(request.scope, b"authorization")
+            authentication = authenticate_header(self.tokens, authorization)
             context = Context(self.services, authentication, request=request)
             run = self.writes.prepare(plan, operation.variables, context)
         except NotAMutation:
