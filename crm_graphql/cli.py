@@ -120,9 +120,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log_level=settings.log_level,
         log_config=logging_config(settings.log_level, settings.log_format),
         access_log=False,  # crm_graphql.access logs each request (web/middleware.py)
-        # The app reads neither the client's address nor the scheme, so X-Forwarded-* headers
-        # would change nothing it does: no middleware scanning them on every request.
-        proxy_headers=False,
         # uvicorn annotates int, but hands the value to asyncio.wait_for: seconds, any float.
         timeout_graceful_shutdown=settings.shutdown_timeout_s,  # type: ignore[arg-type]
         ws_max_size=settings.max_body_bytes,  # one WebSocket message: the same bound as a body

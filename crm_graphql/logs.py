@@ -115,11 +115,38 @@ def _msecs(created: float) -> float:
     return int((created - int(created)) * 1000) + 0.0  # as LogRecord computes it
 
 
+# What a record passes through in logging, as this module found it: if anything replaced one
+# (a tracing library's record factory or logger class adds fields to every record), records
+# go through logging.
+_PIPELINE = (
+    logging.LogRecord,
+    logging.Logger.makeRecord,
+    logging.Logger.handle,
+    logging.Logger.callHandlers,
+)
+
+
+def _pipeline_untouched(logger: logging.Logger) -> bool:
+    return (
+        type(logger) is logging.Logger
+        and (
+            logging.getLogRecordFactory(),
+            logging.Logger.makeRecord,
+            logging.Logger.handle,
+            logging.Logger.callHandlers,
+        )
+        == _PIPELINE
+    )
+
+
 def direct_handlers(logger: logging.Logger, level: int) -> list[logging.StreamHandler[Any]]:
     """The handlers a record of `level` from `logger` would reach, when they are all plain
-    stream handlers with this module's formatters and nothing filters on the way (the
-    configuration `logging_config` makes); an empty list otherwise, and then the record must
-    go through logging itself (a test's capturing handler, a filter, any other setup)."""
+    stream handlers with this module's formatters, nothing filters on the way and logging's
+    record pipeline is its own (the configuration `logging_config` makes); an empty list
+    otherwise, and then the record must go through logging itself (a test's capturing
+    handler, a filter, a tracing library's record factory, any other setup)."""
+    if not _pipeline_untouched(logger):
+        return []
     handlers: list[logging.StreamHandler[Any]] = []
     current: logging.Logger | None = logger
     while current is not None:
@@ -129,7 +156,7 @@ def direct_handlers(logger: logging.Logger, level: int) -> list[logging.StreamHa
             if (
                 type(handler) is not logging.StreamHandler
                 or handler.filters
-                or not isinstance(handler.formatter, TextFormatter | JsonFormatter)
+                or type(handler.formatter) not in (TextFormatter, JsonFormatter)
             ):
                 return []
             if level >= handler.level:
@@ -153,9 +180,10 @@ def log_fields(logger: logging.Logger, level: int, message: str, fields: Fields)
     created = time.time()
     for handler in handlers:
         formatter = cast("TextFormatter | JsonFormatter", handler.formatter)
-        text = formatter.line(created, level, logger.name, message, fields)
         handler.acquire()
         try:
+            # Under the handler's lock, as logging formats: the formatter keeps a cache.
+            text = formatter.line(created, level, logger.name, message, fields)
             handler.stream.write(text + handler.terminator)
             handler.flush()
         except Exception:  # as StreamHandler.emit: the stream failed; logging reports it

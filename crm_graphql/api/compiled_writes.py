@@ -227,6 +227,8 @@ def resolver_call(
     with a `from_input` hook (api/inputs.py's `input_type` gives every input one) and none of
     Strawberry's root or parent parameters."""
     resolver = field.base_resolver
+    if len(field.arguments) != 1:
+        raise Unsupported("arguments")
     [strawberry_argument] = field.arguments
     input_class = strawberry_argument.type
     definition = getattr(input_class, "__strawberry_definition__", None)
@@ -301,7 +303,9 @@ def compile_plan(schema: GraphQLSchema, document: DocumentNode, operation_name: 
     if root.permission_classes or root.extensions:  # the general executor applies them
         raise Unsupported("field extension")
     variable = input_variable(operation, node)
-    [(argument_name, argument)] = definition.args.items()  # as COVERED's mutations declare
+    if len(definition.args) != 1:
+        raise Unsupported("arguments")
+    [(argument_name, argument)] = definition.args.items()
     if argument_name != (node.arguments or ())[0].name.value:
         raise Unsupported("arguments")
     arguments = argument_coercer(variable, argument_name, argument)

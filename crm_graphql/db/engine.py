@@ -41,7 +41,7 @@ class Engine(AsyncEngine):
     driver_pool: DriverPool
 
     async def dispose(self, close: bool = True) -> None:
-        await self.driver_pool.dispose()
+        await self.driver_pool.dispose(close)
         await super().dispose(close)
 
     @asynccontextmanager
@@ -78,17 +78,24 @@ def create_engine(settings: Settings, url: str | None = None) -> Engine:
     event.listen(engine.sync_engine, "checkout", _replace_if_closed)
     app_engine = Engine(engine.sync_engine)
     app_engine.driver_pool = DriverPool(
-        partial(detached_connection, engine), settings.db_pool_size, settings.db_pool_timeout_s
+        partial(detached_connection, engine),
+        settings.db_pool_size,
+        settings.db_max_overflow,
+        settings.db_pool_timeout_s,
     )
     return app_engine
 
 
-async def detached_connection(engine: AsyncEngine) -> asyncpg.Connection:
-    """A new driver connection opened as the engine opens its own, then taken out of its pool."""
-    pooled_connection = await greenlet_spawn(engine.sync_engine.raw_connection)
-    raw = cast("asyncpg.Connection", pooled_connection.driver_connection)
-    pooled_connection.detach()  # its record, which answers for driver_connection, goes back
-    return raw
+async def detached_connection(engine: AsyncEngine) -> tuple[asyncpg.Connection, object]:
+    """A new driver connection opened as the engine's pool opens its own (its creator, connect
+    arguments, codecs and connect events), without taking a place in that pool: a record of
+    its own, which is returned too, to be kept referenced while the connection is open.
+
+    Relies on: `Pool._create_connection` (SQLAlchemy 2.x), which makes a connection record
+    outside the pool's queue."""
+    pool = engine.sync_engine.pool
+    record = await greenlet_spawn(pool._create_connection)
+    return cast("asyncpg.Connection", record.driver_connection), record
 
 
 def pooled(engine: AsyncEngine) -> AbstractAsyncContextManager[asyncpg.Connection]:

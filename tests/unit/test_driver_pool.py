@@ -38,19 +38,22 @@ class Opener:
         self.opened: list[FakeConnection] = []
         self.fail_next = False
 
-    async def __call__(self) -> asyncpg.Connection:
+    async def __call__(self) -> tuple[asyncpg.Connection, object]:
         await asyncio.sleep(0)  # opening is I/O
         if self.fail_next:
             self.fail_next = False
             raise OSError("connection refused")
         connection = FakeConnection(len(self.opened) + 1)
         self.opened.append(connection)
-        return cast(asyncpg.Connection, connection)
+        return cast(asyncpg.Connection, connection), f"owner of {connection.number}"
+
+    def open_now(self) -> list[int]:
+        return [connection.number for connection in self.opened if not connection.closed]
 
 
-def pool_of(size: int, timeout_s: float = 5.0) -> tuple[DriverPool, Opener]:
+def pool_of(size: int, timeout_s: float = 5.0, overflow: int = 0) -> tuple[DriverPool, Opener]:
     opener = Opener()
-    return DriverPool(opener, size, timeout_s), opener
+    return DriverPool(opener, size, overflow, timeout_s), opener
 
 
 def number(raw: Any) -> int:
@@ -189,3 +192,67 @@ async def test_a_cancelled_waiter_leaves_the_queue() -> None:
     # The connection went back to the pool, not to the cancelled waiter.
     async with pool.connection() as raw:
         assert number(raw) == 1
+
+
+async def test_a_place_freed_for_a_waiter_is_not_taken_by_a_newcomer() -> None:
+    """A connection lost while others wait frees its place for the first waiter; a request
+    that asks before that waiter runs must wait too, or the pool would open one more than
+    its budget and keep it."""
+    pool, opener = pool_of(1)
+    most_open = 0
+
+    async def loses_then_asks_again() -> None:
+        async with pool.connection() as raw:
+            await asyncio.sleep(0.01)
+            cast(FakeConnection, raw).closed = True  # lost while lent
+        async with pool.connection():
+            await asyncio.sleep(0.01)
+
+    async def waits() -> None:
+        await asyncio.sleep(0.001)
+        async with pool.connection():
+            await asyncio.sleep(0.01)
+
+    async def watch() -> None:
+        nonlocal most_open
+        for _ in range(60):
+            most_open = max(most_open, len(opener.open_now()), pool.open_count)
+            await asyncio.sleep(0.001)
+
+    await asyncio.gather(loses_then_asks_again(), waits(), watch())
+    assert most_open == 1
+    assert pool.open_count == 1
+
+
+async def test_overflow_connections_are_closed_when_they_come_back() -> None:
+    pool, opener = pool_of(1, overflow=1)
+    async with pool.connection() as first, pool.connection() as second:
+        assert (number(first), number(second)) == (1, 2)
+    # The second came back with one already kept: closed; the first is kept.
+    assert opener.open_now() == [1]
+    assert pool.open_count == 1
+
+
+async def test_a_connections_owner_is_kept_while_it_is_open() -> None:
+    pool, _ = pool_of(1)
+    async with pool.connection() as raw:
+        pass
+    assert pool._owners == {raw: "owner of 1"}
+    cast(FakeConnection, raw).closed = True
+    async with pool.connection():
+        pass
+    assert list(pool._owners.values()) == ["owner of 2"]
+
+
+async def test_dispose_without_closing_forgets_the_connections_and_leaves_them_open() -> None:
+    """As SQLAlchemy's dispose(close=False), for a forked process: the parent's connections
+    are not the child's to close."""
+    pool, opener = pool_of(2)
+    async with pool.connection() as lent:
+        async with pool.connection():
+            pass
+        await pool.dispose(close=False)
+    assert opener.open_now() == [1, 2]
+    assert pool.open_count == 0
+    async with pool.connection() as raw:
+        assert raw is not lent

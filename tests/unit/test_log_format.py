@@ -96,3 +96,24 @@ def test_any_other_handler_gets_a_record_through_logging(
     log_fields(logger, logging.INFO, "request", {"status": 200, "outcome": "ok"})
     [record] = caplog.records
     assert (record.getMessage(), record.status, record.outcome) == ("request", 200, "ok")  # type: ignore[attr-defined]
+
+
+def test_a_record_factory_someone_installed_still_sees_every_line(
+    logger: logging.Logger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tracing library adds its fields to every record through the record factory: the
+    request log's line must go through it, not around it."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(TextFormatter())
+    logger.addHandler(handler)
+    standard_factory = logging.getLogRecordFactory()
+
+    def traced(*args: object, **kwargs: object) -> logging.LogRecord:
+        record = standard_factory(*args, **kwargs)  # type: ignore[arg-type]
+        record.trace_id = "abc"
+        return record
+
+    monkeypatch.setattr(logging, "_logRecordFactory", traced)
+    log_fields(logger, logging.INFO, "request", {"status": 200})
+    assert stream.getvalue().rstrip("\n").endswith("request trace_id=abc status=200")
