@@ -115,28 +115,23 @@ def _msecs(created: float) -> float:
     return int((created - int(created)) * 1000) + 0.0  # as LogRecord computes it
 
 
-# What a record passes through in logging, as this module found it: if anything replaced one
-# (a tracing library's record factory or logger class adds fields to every record), records
-# go through logging.
-_PIPELINE = (
-    logging.LogRecord,
-    logging.Logger.makeRecord,
-    logging.Logger.handle,
-    logging.Logger.callHandlers,
-)
+def _record_pipeline() -> tuple[object, ...]:
+    """What a record passes through in logging."""
+    return (
+        logging.getLogRecordFactory(),
+        logging.Logger.makeRecord,
+        logging.Logger.handle,
+        logging.Logger.callHandlers,
+    )
+
+
+# As this module found it: if anything replaced a piece (a tracing library's record factory
+# or logger class adds fields to every record), records go through logging.
+_PIPELINE = _record_pipeline()
 
 
 def _pipeline_untouched(logger: logging.Logger) -> bool:
-    return (
-        type(logger) is logging.Logger
-        and (
-            logging.getLogRecordFactory(),
-            logging.Logger.makeRecord,
-            logging.Logger.handle,
-            logging.Logger.callHandlers,
-        )
-        == _PIPELINE
-    )
+    return type(logger) is logging.Logger and _record_pipeline() == _PIPELINE
 
 
 def direct_handlers(logger: logging.Logger, level: int) -> list[logging.StreamHandler[Any]]:

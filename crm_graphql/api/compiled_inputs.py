@@ -42,13 +42,21 @@ def input_coercer(type_: GraphQLInputType, within: tuple[str, ...] = ()) -> Coer
     deep that graphql-core's check on a value's nesting could refuse it, and a one-of input."""
     if len(within) >= MAX_NESTING_DEPTH // 2:  # lists count too: stay well inside
         raise Unsupported("input nesting")
+    # A null (or absent) value first, as graphql-core decides it: refused where the type is
+    # non-null, else null; any other value goes to its kind's coercion.
     if isinstance(type_, GraphQLNonNull):
-        inner = input_coercer(type_.of_type, within)
+        inner, null = _value_coercer(type_.of_type, within), Undefined
+    else:
+        inner, null = _value_coercer(type_, within), None
 
-        def non_null(value: Any) -> Any:
-            return Undefined if value is None or value is Undefined else inner(value)
+    def value_or_null(value: Any) -> Any:
+        return null if value is None or value is Undefined else inner(value)
 
-        return non_null
+    return value_or_null
+
+
+def _value_coercer(type_: GraphQLInputType, within: tuple[str, ...]) -> Coerce:
+    """The coercion of a value that is not null, by the type's kind."""
     if isinstance(type_, GraphQLList):
         return _list_coercer(input_coercer(type_.of_type, (*within, "[]")))
     if isinstance(type_, GraphQLInputObjectType):
@@ -60,8 +68,6 @@ def input_coercer(type_: GraphQLInputType, within: tuple[str, ...] = ()) -> Coer
     leaf = type_.coerce_input_value
 
     def leaf_value(value: Any) -> Any:
-        if value is None or value is Undefined:
-            return None
         try:
             return leaf(value)
         except Exception:  # as graphql-core: refused
@@ -72,8 +78,6 @@ def input_coercer(type_: GraphQLInputType, within: tuple[str, ...] = ()) -> Coer
 
 def _list_coercer(item: Coerce) -> Coerce:
     def list_value(value: Any) -> Any:
-        if value is None or value is Undefined:
-            return None
         if not is_iterable(value):  # a non-list value is a list of one
             coerced = item(value)
             return Undefined if coerced is Undefined else [coerced]
@@ -105,8 +109,6 @@ def _object_coercer(type_: GraphQLInputObjectType, within: tuple[str, ...]) -> C
     out_type = type_.out_type
 
     def object_value(value: Any) -> Any:
-        if value is None or value is Undefined:
-            return None
         if not isinstance(value, dict):
             return Undefined
         for name, field_value in value.items():

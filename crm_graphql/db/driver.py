@@ -105,6 +105,7 @@ async def run(
 ) -> T:
     """One statement (asyncpg's `method`) on the connection, counted; ConnectionLost if the
     connection is gone by the time it fails."""
+    # `driver` hands a driver connection back too, but through a coroutine: one per statement.
     raw = conn if isinstance(conn, asyncpg.Connection) else await driver(conn)
     return await run_on(raw, method, *args, **kwargs)
 

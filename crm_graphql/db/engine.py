@@ -78,7 +78,7 @@ def create_engine(settings: Settings, url: str | None = None) -> Engine:
     event.listen(engine.sync_engine, "checkout", _replace_if_closed)
     app_engine = Engine(engine.sync_engine)
     app_engine.driver_pool = DriverPool(
-        partial(detached_connection, engine),
+        partial(unqueued_connection, engine),
         settings.db_pool_size,
         settings.db_max_overflow,
         settings.db_pool_timeout_s,
@@ -86,7 +86,7 @@ def create_engine(settings: Settings, url: str | None = None) -> Engine:
     return app_engine
 
 
-async def detached_connection(engine: AsyncEngine) -> tuple[asyncpg.Connection, object]:
+async def unqueued_connection(engine: AsyncEngine) -> tuple[asyncpg.Connection, object]:
     """A new driver connection opened as the engine's pool opens its own (its creator, connect
     arguments, codecs and connect events), without taking a place in that pool: a record of
     its own, which is returned too, to be kept referenced while the connection is open.

@@ -3,10 +3,10 @@
 A checkout and return through SQLAlchemy's pool costs a greenlet switch each way, an asyncio
 queue and weak-reference bookkeeping: under the main flow at 16 clients that was about 15 % of
 the server's CPU (docs/benchmarks.md, issue 18). Here handing out an idle connection is a list
-pop. The connections are opened through the engine (its connect arguments, its codecs and its
-events), then detached from SQLAlchemy's pool, so they are the same connections as its own;
-this pool has its own budget, `size` connections kept and `overflow` more that are closed
-when they come back, opened as the load needs them.
+pop. The connections are opened as SQLAlchemy's pool opens its own (its connect arguments,
+codecs and connect events; db/engine.py), outside its queue; this pool has its own budget,
+`size` connections kept and `overflow` more that are closed when they come back, opened as
+the load needs them.
 """
 
 import asyncio
@@ -111,7 +111,7 @@ class DriverPool:
                 await self._release(handed)  # likewise a connection
             if isinstance(error, TimeoutError):
                 raise sa_exc.TimeoutError(
-                    f"all {self.size} pooled driver connections stayed busy for {self.timeout_s} s"
+                    f"all {self.limit} pooled driver connections stayed busy for {self.timeout_s} s"
                 ) from None
             raise
 
